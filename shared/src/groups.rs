@@ -1,0 +1,108 @@
+//! Group-based access control.
+//!
+//! `GROUP_NAMES` (comma-separated) turns the allow-list on: a caller must belong to one of
+//! them. For compatibility with the originals, `ENABLE_GROUP_BASED_ACCESS=true` with an empty
+//! list denies everyone, and `ENABLE_GROUP_BASED_ACCESS=false` turns the check off even when
+//! `GROUP_NAMES` is set. Groups match case-insensitively on their full path, with or without
+//! the leading `/`. `ADMIN_GROUP_NAMES` names the groups whose members are administrators.
+
+use crate::config::{ConfigError, Vars};
+use crate::identity::Identity;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GroupPolicy {
+    /// `None`: everyone authenticated is allowed. `Some(empty)`: no one is.
+    allowed: Option<Vec<String>>,
+    admin: Vec<String>,
+}
+
+impl GroupPolicy {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let names = normalised(vars.list("GROUP_NAMES"));
+        let enabled = vars.bool_or("ENABLE_GROUP_BASED_ACCESS", !names.is_empty())?;
+        Ok(Self { allowed: enabled.then_some(names), admin: normalised(vars.list("ADMIN_GROUP_NAMES")) })
+    }
+
+    pub fn is_enforced(&self) -> bool {
+        self.allowed.is_some()
+    }
+
+    /// Whether the caller may use the API.
+    pub fn allows(&self, identity: &Identity) -> bool {
+        match &self.allowed {
+            None => true,
+            Some(allowed) => member_of_any(identity, allowed),
+        }
+    }
+
+    /// Whether the caller belongs to an admin group.
+    pub fn is_admin(&self, identity: &Identity) -> bool {
+        member_of_any(identity, &self.admin)
+    }
+}
+
+fn normalise(group: &str) -> String {
+    group.trim().trim_start_matches('/').to_lowercase()
+}
+
+fn normalised(groups: Vec<String>) -> Vec<String> {
+    groups.iter().map(|g| normalise(g)).filter(|g| !g.is_empty()).collect()
+}
+
+fn member_of_any(identity: &Identity, groups: &[String]) -> bool {
+    identity.groups.iter().map(|g| normalise(g)).any(|g| groups.contains(&g))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(groups: &[&str]) -> Identity {
+        Identity {
+            sub: "s".into(),
+            username: "u".into(),
+            roles: vec![],
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn policy_table() {
+        let cases: &[(&[(&str, &str)], &[&str], bool)] = &[
+            (&[], &[], true),
+            (&[], &["/any"], true),
+            (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &["/ndp_ep/ep-1"], true),
+            (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &["ndp_ep/ep-1"], true),
+            (&[("GROUP_NAMES", "ndp_ep/ep-1")], &["/NDP_EP/EP-1"], true),
+            (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &["/ndp_ep/ep-2"], false),
+            (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &["ep-1"], false),
+            (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &["/ndp_ep"], false),
+            (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &["/ndp_ep/ep-1/sub"], false),
+            (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &[], false),
+            (&[("GROUP_NAMES", " /a , /b ")], &["/x", "/B"], true),
+            (&[("ENABLE_GROUP_BASED_ACCESS", "true")], &["/a"], false),
+            (&[("ENABLE_GROUP_BASED_ACCESS", "True"), ("GROUP_NAMES", "/a")], &["/a"], true),
+            (&[("ENABLE_GROUP_BASED_ACCESS", "false"), ("GROUP_NAMES", "/a")], &["/b"], true),
+            (&[("ENABLE_GROUP_BASED_ACCESS", "0")], &[], true),
+        ];
+        for (vars, groups, expected) in cases {
+            let policy = GroupPolicy::from_vars(&Vars::from_pairs(vars.iter().copied())).unwrap();
+            assert_eq!(policy.allows(&caller(groups)), *expected, "vars {vars:?}, groups {groups:?}");
+        }
+    }
+
+    #[test]
+    fn admins() {
+        let policy = GroupPolicy::from_vars(&Vars::from_pairs([("ADMIN_GROUP_NAMES", "/ndp/admins")])).unwrap();
+        assert!(policy.is_admin(&caller(&["ndp/Admins"])));
+        assert!(!policy.is_admin(&caller(&["/ndp"])));
+        assert!(!GroupPolicy::default().is_admin(&caller(&["/ndp/admins"])));
+    }
+
+    #[test]
+    fn a_bad_switch_names_the_variable() {
+        let err = GroupPolicy::from_vars(&Vars::from_pairs([("ENABLE_GROUP_BASED_ACCESS", "sure")])).unwrap_err();
+        assert_eq!(err.variable, "ENABLE_GROUP_BASED_ACCESS");
+    }
+}

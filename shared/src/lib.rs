@@ -1,0 +1,15 @@
+//! The library every rexec-lambda function uses: configuration, errors, request plumbing,
+//! identity and group policy, logs and the documentation pages.
+
+pub mod access;
+pub mod config;
+pub mod deployment_api;
+pub mod docs;
+pub mod error;
+pub mod groups;
+pub mod identity;
+pub mod logging;
+pub mod request;
+pub mod serve;
+
+pub use lambda_http;

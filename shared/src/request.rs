@@ -1,0 +1,162 @@
+//! Reading API Gateway requests: the request id, the route, the caller's token, form bodies,
+//! and writing JSON answers.
+
+use http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+
+use crate::error::ApiError;
+
+/// The largest form body read, in bytes (the published client's spawn form is far below it).
+pub const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// API Gateway's request id, or a new UUID when there is none (local runs, direct invokes).
+pub fn request_id(req: &Request) -> String {
+    let from_gateway = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    from_gateway
+        .filter(|id| !id.is_empty() && HeaderValue::from_str(id).is_ok())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The route as API Gateway matched it (`GET /api/status/rexec`), else the method and path.
+pub fn route(req: &Request) -> String {
+    match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.route_key.clone().filter(|r| r != "$default"),
+        _ => None,
+    }
+    .unwrap_or_else(|| format!("{} {}", req.method(), req.uri().path()))
+}
+
+/// A JSON answer.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::Text(serde_json::to_string(body).expect("response bodies serialise")))
+        .expect("a response built from valid parts")
+}
+
+/// The fields of an `application/x-www-form-urlencoded` body, in order, repeated fields kept.
+pub fn form_fields(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
+    if !has_content_type(req, "application/x-www-form-urlencoded") {
+        return Err(ApiError::unsupported_media_type(
+            "Send the fields as application/x-www-form-urlencoded.",
+        ));
+    }
+    let body = req.body().as_ref();
+    if body.len() > MAX_FORM_BYTES {
+        return Err(ApiError::payload_too_large(format!("The form body is larger than {MAX_FORM_BYTES} bytes.")));
+    }
+    serde_urlencoded::from_bytes(body)
+        .map_err(|_| ApiError::bad_request("malformed_body", "The form body is not valid URL-encoded data."))
+}
+
+/// Whether the request's media type (parameters ignored) is `expected`.
+pub fn has_content_type(req: &Request, expected: &str) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case(expected))
+}
+
+/// The caller's token: `Authorization: Bearer <token>` first, else the form field `token`
+/// (the published clients send it that way on `POST /spawn` and `DELETE /terminate`).
+pub fn token(req: &Request) -> Result<String, ApiError> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().unwrap_or_default().trim();
+        let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(ApiError::unauthorized("invalid_token", "Use the Bearer authorization scheme."));
+        }
+        let credentials = credentials.trim();
+        if credentials.is_empty() {
+            return Err(ApiError::unauthorized("missing_token", "The Bearer token is empty."));
+        }
+        return Ok(credentials.to_owned());
+    }
+    if has_content_type(req, "application/x-www-form-urlencoded") {
+        let fields = form_fields(req)?;
+        if let Some((_, token)) = fields.into_iter().find(|(name, _)| name == "token") {
+            let token = token.trim();
+            if !token.is_empty() {
+                return Ok(token.to_owned());
+            }
+        }
+    }
+    Err(ApiError::unauthorized(
+        "missing_token",
+        "No token was sent. Send `Authorization: Bearer <token>` or a form field `token`.",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[(&str, &str)], body: &str) -> Request {
+        let mut builder = http::Request::builder().method("POST").uri("https://h/rexec/spawn");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(Body::Text(body.into())).unwrap()
+    }
+
+    const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+    #[test]
+    fn the_header_wins_over_the_form() {
+        let req = request(&[("authorization", "Bearer from-header"), FORM], "token=from-form");
+        assert_eq!(token(&req).unwrap(), "from-header");
+        let req = request(&[("authorization", "bearer  spaced ")], "");
+        assert_eq!(token(&req).unwrap(), "spaced");
+    }
+
+    #[test]
+    fn the_form_field_is_read_without_a_header() {
+        let req = request(&[("content-type", "application/x-www-form-urlencoded; charset=utf-8")], "requirments=a&token=t%2B1");
+        assert_eq!(token(&req).unwrap(), "t+1");
+    }
+
+    #[test]
+    fn missing_or_wrong_credentials_are_401() {
+        for (headers, body) in [
+            (vec![], ""),
+            (vec![FORM], "token="),
+            (vec![("content-type", "application/json")], r#"{"token":"x"}"#),
+            (vec![("authorization", "Basic dTpw")], ""),
+            (vec![("authorization", "Bearer ")], ""),
+        ] {
+            let err = token(&request(&headers, body)).unwrap_err();
+            assert_eq!(err.status, 401, "{headers:?} {body}");
+        }
+    }
+
+    #[test]
+    fn repeated_fields_keep_their_order() {
+        let req = request(&[FORM], "requirments=python%3D%3D3.11&requirments=numpy%3E%3D1.26&force_reinstall=False");
+        let fields = form_fields(&req).unwrap();
+        assert_eq!(fields[0], ("requirments".into(), "python==3.11".into()));
+        assert_eq!(fields[1], ("requirments".into(), "numpy>=1.26".into()));
+    }
+
+    #[test]
+    fn form_errors() {
+        assert_eq!(form_fields(&request(&[], "a=b")).unwrap_err().status, 415);
+        let big = "a=".to_owned() + &"x".repeat(MAX_FORM_BYTES);
+        assert_eq!(form_fields(&request(&[FORM], &big)).unwrap_err().status, 413);
+    }
+
+    #[test]
+    fn request_ids_are_generated_when_absent() {
+        let req = request(&[], "");
+        let (a, b) = (request_id(&req), request_id(&req));
+        assert_ne!(a, b);
+        assert_eq!(route(&req), "POST /rexec/spawn");
+    }
+}

@@ -1,0 +1,59 @@
+//! Running a handler on Lambda: one span per request carrying its id, one log line per request,
+//! errors rendered as JSON, `X-Request-Id` on every answer.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Instant;
+
+use http::HeaderValue;
+use lambda_http::{Body, Request, Response, service_fn};
+use tracing::Instrument;
+
+use crate::error::ApiError;
+use crate::request::{request_id, route};
+
+/// Answers one request with `handler`, whatever it returns.
+pub async fn respond<F, Fut>(req: Request, handler: F) -> Response<Body>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Result<Response<Body>, ApiError>>,
+{
+    let id = request_id(&req);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %req.method(),
+        route = %route(&req),
+        sub = tracing::field::Empty,
+    );
+    let started = Instant::now();
+    async move {
+        let mut response = handler(req).await.unwrap_or_else(|err| err.into_response(&id));
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        tracing::info!(
+            status = response.status().as_u16(),
+            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request handled"
+        );
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// Serves `handler` on the Lambda runtime until the container stops.
+pub async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Request) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
+{
+    lambda_http::run(service_fn(move |req| async move { Ok::<_, Infallible>(respond(req, handler).await) })).await
+}
+
+/// Logs and returns a configuration error, so a function's init fails naming the variable.
+pub fn init_failed(err: crate::config::ConfigError) -> lambda_http::Error {
+    tracing::error!(variable = %err.variable, "{err}");
+    err.into()
+}
