@@ -1,1 +1,4 @@
-//! Test support.
+//! Test support: stand-ins for the services rexec-lambda talks to, each on 127.0.0.1.
+
+pub mod identity_service;
+pub mod oidc;

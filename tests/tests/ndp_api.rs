@@ -1,0 +1,227 @@
+//! The NDP Endpoint API handlers, called with the API Gateway events in `events/`.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use http::header;
+use lambda_http::{Body, Request, Response};
+use rexec_shared::config::Vars;
+use rexec_shared::serve::respond;
+use rexec_tests::identity_service::{IdentityService, dev_users};
+use serde_json::Value;
+
+const REQUEST_ID: &str = "Abc123requestIdEXAMPLE=";
+
+fn event(name: &str) -> Request {
+    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    lambda_http::request::from_str(&std::fs::read_to_string(path).unwrap()).expect("an API Gateway event")
+}
+
+fn with_token(mut req: Request, token: Option<&str>) -> Request {
+    req.headers_mut().remove(header::AUTHORIZATION);
+    if let Some(token) = token {
+        req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    }
+    req
+}
+
+fn at_path(mut req: Request, path: &str) -> Request {
+    *req.uri_mut() = format!("https://api.example.org{path}").parse().unwrap();
+    req
+}
+
+fn json(resp: &Response<Body>) -> Value {
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    serde_json::from_slice(resp.body().as_ref()).expect("a JSON body")
+}
+
+fn rexec_deps(service: &IdentityService, extra: &[(&str, &str)]) -> get_rexec_status::Deps {
+    let url = service.url();
+    let mut vars = vec![("AUTH_API_URL", url.as_str())];
+    vars.extend_from_slice(extra);
+    get_rexec_status::Deps::from_vars(&Vars::from_pairs(vars)).unwrap()
+}
+
+async fn rexec_status(deps: &get_rexec_status::Deps, token: Option<&str>) -> Response<Body> {
+    respond(with_token(event("get-rexec-status"), token), |req| get_rexec_status::handler(deps, req)).await
+}
+
+#[tokio::test]
+async fn health_is_healthy_with_a_utc_timestamp() {
+    let resp = respond(event("get-health"), get_health::handler).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["x-request-id"], REQUEST_ID);
+    let body = json(&resp);
+    assert_eq!(body["status"], "healthy");
+    let timestamp = body["timestamp"].as_str().unwrap();
+    assert!(timestamp.ends_with('Z'), "{timestamp}");
+    humantime::parse_rfc3339(timestamp).expect("ISO-8601");
+}
+
+#[tokio::test]
+async fn status_reports_the_crate_version_with_or_without_the_slash() {
+    let deps = get_status::Deps::from_vars(&Vars::default()).unwrap();
+    for path in ["/api/status/", "/api/status"] {
+        let resp = respond(at_path(event("get-status"), path), |req| get_status::handler(&deps, req)).await;
+        assert_eq!(resp.status(), 200);
+        let body = json(&resp);
+        assert_eq!(body["api_version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(body["rexec_enabled"], true);
+    }
+    let off = get_status::Deps::from_vars(&Vars::from_pairs([("REXEC_ENABLED", "false")])).unwrap();
+    let resp = respond(event("get-status"), |req| get_status::handler(&off, req)).await;
+    assert_eq!(json(&resp)["rexec_enabled"], false);
+}
+
+#[tokio::test]
+async fn rexec_status_names_the_deployment_api() {
+    let service = IdentityService::start(dev_users()).await;
+    let token = service.issue("alice", None);
+    let derived = rexec_deps(&service, &[]);
+    let resp = rexec_status(&derived, Some(&token)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json(&resp)["deployment_api_url"], "https://api.example.org/rexec");
+
+    let configured = rexec_deps(&service, &[("REXEC_DEPLOYMENT_API_URL", "https://rexec.example.org/rexec/")]);
+    let resp = rexec_status(&configured, Some(&token)).await;
+    assert_eq!(json(&resp)["deployment_api_url"], "https://rexec.example.org/rexec");
+}
+
+#[tokio::test]
+async fn rexec_status_takes_the_token_from_a_form_body_too() {
+    let service = IdentityService::start(dev_users()).await;
+    let deps = rexec_deps(&service, &[]);
+    let mut req = with_token(event("get-rexec-status"), None);
+    req.headers_mut().insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
+    *req.body_mut() = Body::Text(format!("token={}", service.issue("alice", None)));
+    let resp = respond(req, |req| get_rexec_status::handler(&deps, req)).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn rexec_status_errors_are_json_with_the_right_status_and_headers() {
+    let service = IdentityService::start(dev_users()).await;
+    let deps = rexec_deps(&service, &[("GROUP_NAMES", "/ndp_ep/ep-dev")]);
+    let alice = service.issue("alice", None);
+    let eve = service.issue("eve", None);
+
+    let cases: [(Option<&str>, u16, &str); 4] = [
+        (None, 401, "missing_token"),
+        (Some("forged"), 401, "invalid_token"),
+        (Some(&eve), 403, "forbidden"),
+        (Some(&alice), 200, ""),
+    ];
+    for (token, status, code) in cases {
+        let resp = rexec_status(&deps, token).await;
+        assert_eq!(resp.status(), status, "{token:?}");
+        assert_eq!(resp.headers()["x-request-id"], REQUEST_ID);
+        let body = json(&resp);
+        if status != 200 {
+            assert_eq!(body["error"], code);
+            assert_eq!(body["request_id"], REQUEST_ID);
+            assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+            assert_eq!(resp.headers().contains_key(header::WWW_AUTHENTICATE), status == 401);
+        }
+    }
+
+    service.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let fresh = rexec_deps(&service, &[]);
+    let resp = rexec_status(&fresh, Some(&alice)).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(json(&resp)["error"], "identity_unavailable");
+}
+
+#[tokio::test]
+async fn rexec_status_is_404_when_rexec_is_off() {
+    let service = IdentityService::start(dev_users()).await;
+    let deps = rexec_deps(&service, &[("REXEC_ENABLED", "false")]);
+    let resp = rexec_status(&deps, Some(&service.issue("alice", None))).await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(json(&resp)["error"], "not_found");
+}
+
+#[test]
+fn a_function_without_its_settings_fails_naming_the_variable() {
+    let err = get_rexec_status::Deps::from_vars(&Vars::default()).err().unwrap();
+    assert_eq!(err.variable, "AUTH_API_URL");
+    let err = get_rexec_status::Deps::from_vars(&Vars::from_pairs([
+        ("AUTH_API_URL", "http://id/user"),
+        ("REXEC_DEPLOYMENT_API_URL", "rexec"),
+    ]))
+    .err()
+    .unwrap();
+    assert_eq!(err.variable, "REXEC_DEPLOYMENT_API_URL");
+}
+
+#[tokio::test]
+async fn docs_pages_and_the_openapi_document() {
+    let resp = respond(event("serve-ndp-docs"), serve_ndp_docs::handler).await;
+    assert_eq!(resp.status(), 200);
+    let doc = json(&resp);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    for path in ["/health", "/status/", "/status", "/status/rexec"] {
+        assert!(doc["paths"][path]["get"].is_object(), "{path} is documented");
+    }
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let rexec = &doc["paths"]["/status/rexec"]["get"];
+    assert!(rexec["security"].is_array());
+    for status in ["200", "401", "403", "404", "503"] {
+        assert!(rexec["responses"][status].is_object(), "/status/rexec documents {status}");
+    }
+    assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
+
+    for (page, marker) in [("/api/docs", "swagger-ui"), ("/api/redoc", "<redoc")] {
+        let resp = respond(at_path(event("serve-ndp-docs"), page), serve_ndp_docs::handler).await;
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        let html = std::str::from_utf8(resp.body().as_ref()).unwrap();
+        assert!(html.contains(marker) && html.contains("openapi.json"), "{page}");
+    }
+    let resp = respond(at_path(event("serve-ndp-docs"), "/api/elsewhere"), serve_ndp_docs::handler).await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(json(&resp)["error"], "not_found");
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn one_log_line_per_request_with_the_caller_and_never_the_token() {
+    let service = IdentityService::start(dev_users()).await;
+    let deps = rexec_deps(&service, &[]);
+    let token = service.issue("alice", None);
+    let forged = "forged-token-value-123";
+
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let _guard = tracing::subscriber::set_default(rexec_shared::logging::subscriber(move || writer.clone()));
+    assert_eq!(rexec_status(&deps, Some(&token)).await.status(), 200);
+    assert_eq!(rexec_status(&deps, Some(forged)).await.status(), 401);
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(!text.contains(&token) && !text.contains(forged), "a token reached the logs:\n{text}");
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON log lines")).collect();
+    assert!(lines.iter().all(|l| l["span"]["request_id"] == REQUEST_ID), "every line carries the request id");
+    let handled: Vec<&Value> = lines.iter().filter(|l| l["message"] == "request handled").collect();
+    assert_eq!(handled.len(), 2, "one line per request:\n{text}");
+    let ok = handled[0];
+    assert_eq!(ok["status"], 200);
+    assert!(ok["latency_ms"].as_f64().is_some());
+    assert_eq!(ok["span"]["method"], "GET");
+    assert_eq!(ok["span"]["route"], "GET /api/status/rexec");
+    assert_eq!(ok["span"]["sub"], "alice-0000-4000-8000-000000000001");
+    assert_eq!(handled[1]["status"], 401);
+}
