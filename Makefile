@@ -1,0 +1,44 @@
+# The two commands of the README: `make dev` runs the system locally, `make test` runs every
+# test. Both install what they need into the project first (.venv/, tests/oidc/node_modules).
+
+SHELL := /bin/bash
+TOOLS := .venv/tools
+CLIENTS := .venv/clients
+OIDC := tests/oidc
+export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: dev test deps lint
+
+deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(OIDC)/node_modules/.installed
+
+$(TOOLS)/.installed: requirements/tools.txt
+	python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(CLIENTS)/.installed: requirements/clients.txt
+	python3 -m venv $(CLIENTS)
+	$(CLIENTS)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(OIDC)/node_modules/.installed: $(OIDC)/package.json $(OIDC)/package-lock.json
+	npm ci --prefix $(OIDC) --no-audit --no-fund --loglevel=error
+	touch $@
+
+## Run the API locally on http://127.0.0.1:$${PORT:-9000} with a development identity service.
+dev: $(TOOLS)/.installed
+	cargo build --quiet -p rexec-tests --bin identity-service
+	scripts/dev
+
+## Every test: Rust unit and integration tests, the published clients, the template.
+test: deps
+	cargo test --workspace
+	cargo build -p rexec-tests --bin identity-service
+	$(CLIENTS)/bin/pytest tests/python
+	$(MAKE) --no-print-directory lint
+
+lint: $(TOOLS)/.installed
+	sam validate --lint --template template.yaml --region us-east-1
+	cfn-lint template.yaml
+	$(TOOLS)/bin/python tests/template/check_routes.py
