@@ -24,7 +24,10 @@ impl Access {
     }
 
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self::new(IdentitySettings::from_vars(vars)?.authenticator()?, GroupPolicy::from_vars(vars)?))
+        Ok(Self::new(
+            IdentitySettings::from_vars(vars)?.authenticator()?,
+            GroupPolicy::from_vars(vars)?,
+        ))
     }
 
     pub fn policy(&self) -> &GroupPolicy {
@@ -52,7 +55,9 @@ impl Access {
         tracing::Span::current().record("sub", identity.sub.as_str());
         if !self.policy.allows(&identity) {
             tracing::info!("caller is in no allowed group");
-            return Err(ApiError::forbidden("You are not a member of a group allowed to use this service."));
+            return Err(ApiError::forbidden(
+                "You are not a member of a group allowed to use this service.",
+            ));
         }
         Ok(identity)
     }

@@ -18,7 +18,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(variable: &str, reason: impl Into<String>) -> Self {
-        Self { variable: variable.to_owned(), reason: reason.into() }
+        Self {
+            variable: variable.to_owned(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -43,7 +46,8 @@ impl Vars {
     }
 
     pub fn required(&self, name: &str) -> Result<&str, ConfigError> {
-        self.get(name).ok_or_else(|| ConfigError::new(name, "is required but not set"))
+        self.get(name)
+            .ok_or_else(|| ConfigError::new(name, "is required but not set"))
     }
 
     pub fn parse_or<T: FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
@@ -62,8 +66,9 @@ impl Vars {
     pub fn bool_or(&self, name: &str, default: bool) -> Result<bool, ConfigError> {
         match self.get(name) {
             None => Ok(default),
-            Some(raw) => parse_bool(raw)
-                .ok_or_else(|| ConfigError::new(name, format!("expected true or false, got {raw:?}"))),
+            Some(raw) => {
+                parse_bool(raw).ok_or_else(|| ConfigError::new(name, format!("expected true or false, got {raw:?}")))
+            }
         }
     }
 
@@ -92,7 +97,13 @@ impl Vars {
     /// A comma-separated list; empty items are dropped.
     pub fn list(&self, name: &str) -> Vec<String> {
         self.get(name)
-            .map(|raw| raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
@@ -131,8 +142,17 @@ mod tests {
     #[test]
     fn fractional_seconds_and_lists() {
         let vars = Vars::from_pairs([("T", "0.25"), ("L", " a, ,b ,")]);
-        assert_eq!(vars.seconds_or("T", Duration::ZERO).unwrap(), Duration::from_millis(250));
+        assert_eq!(
+            vars.seconds_or("T", Duration::ZERO).unwrap(),
+            Duration::from_millis(250)
+        );
         assert_eq!(vars.list("L"), vec!["a", "b"]);
-        assert_eq!(Vars::from_pairs([("T", "-1")]).seconds_or("T", Duration::ZERO).unwrap_err().variable, "T");
+        assert_eq!(
+            Vars::from_pairs([("T", "-1")])
+                .seconds_or("T", Duration::ZERO)
+                .unwrap_err()
+                .variable,
+            "T"
+        );
     }
 }

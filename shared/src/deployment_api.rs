@@ -20,7 +20,10 @@ pub struct DeploymentApi {
 
 impl DeploymentApi {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self { enabled: vars.bool_or("REXEC_ENABLED", true)?, url: vars.url("REXEC_DEPLOYMENT_API_URL")? })
+        Ok(Self {
+            enabled: vars.bool_or("REXEC_ENABLED", true)?,
+            url: vars.url("REXEC_DEPLOYMENT_API_URL")?,
+        })
     }
 
     /// The Deployment API's base URL for a client that reached us with `req`.
@@ -47,7 +50,8 @@ impl DeploymentApi {
 fn is_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 255
-        && h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 #[cfg(test)]
@@ -66,17 +70,29 @@ mod tests {
 
     #[test]
     fn configured_url_wins_without_trailing_slash() {
-        let api = DeploymentApi::from_vars(&Vars::from_pairs([("REXEC_DEPLOYMENT_API_URL", "https://x.org/rexec/")])).unwrap();
-        assert_eq!(api.url_for(&request(&[("host", "other")])).unwrap(), "https://x.org/rexec");
+        let api = DeploymentApi::from_vars(&Vars::from_pairs([(
+            "REXEC_DEPLOYMENT_API_URL",
+            "https://x.org/rexec/",
+        )]))
+        .unwrap();
+        assert_eq!(
+            api.url_for(&request(&[("host", "other")])).unwrap(),
+            "https://x.org/rexec"
+        );
     }
 
     #[test]
     fn derived_from_the_host() {
         let api = DeploymentApi::from_vars(&Vars::default()).unwrap();
         assert!(api.enabled);
-        assert_eq!(api.url_for(&request(&[("host", "abc.execute-api.us-east-1.amazonaws.com")])).unwrap(), "https://abc.execute-api.us-east-1.amazonaws.com/rexec");
         assert_eq!(
-            api.url_for(&request(&[("host", "127.0.0.1:9000"), ("x-forwarded-proto", "http")])).unwrap(),
+            api.url_for(&request(&[("host", "abc.execute-api.us-east-1.amazonaws.com")]))
+                .unwrap(),
+            "https://abc.execute-api.us-east-1.amazonaws.com/rexec"
+        );
+        assert_eq!(
+            api.url_for(&request(&[("host", "127.0.0.1:9000"), ("x-forwarded-proto", "http")]))
+                .unwrap(),
             "http://127.0.0.1:9000/rexec"
         );
         assert_eq!(api.url_for(&request(&[("host", "evil/\"x")])).unwrap_err().status, 400);

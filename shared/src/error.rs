@@ -38,7 +38,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), retry_after: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
@@ -85,11 +90,18 @@ impl ApiError {
 
     /// 503 with `Retry-After`: a service this API depends on is unreachable or failing.
     pub fn unavailable(code: &'static str, detail: impl Into<String>, retry_after: Duration) -> Self {
-        Self { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail) }
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::SERVICE_UNAVAILABLE, code, detail)
+        }
     }
 
     pub fn into_response(self, request_id: &str) -> Response<Body> {
-        let body = ErrorBody { detail: self.detail, error: self.code.to_owned(), request_id: request_id.to_owned() };
+        let body = ErrorBody {
+            detail: self.detail,
+            error: self.code.to_owned(),
+            request_id: request_id.to_owned(),
+        };
         let mut builder = Response::builder()
             .status(self.status)
             .header(header::CONTENT_TYPE, "application/json");
@@ -100,7 +112,9 @@ impl ApiError {
             builder = builder.header(header::RETRY_AFTER, wait.as_secs().max(1).to_string());
         }
         builder
-            .body(Body::Text(serde_json::to_string(&body).expect("error bodies serialise")))
+            .body(Body::Text(
+                serde_json::to_string(&body).expect("error bodies serialise"),
+            ))
             .expect("a response built from valid parts")
     }
 }
@@ -117,7 +131,12 @@ mod tests {
     fn unauthorized_carries_the_bearer_challenge() {
         let resp = ApiError::unauthorized("invalid_token", "expired").into_response("rid-1");
         assert_eq!(resp.status(), 401);
-        assert!(resp.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
+        assert!(
+            resp.headers()[header::WWW_AUTHENTICATE]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer")
+        );
         let body = body_json(&resp);
         assert_eq!(body["detail"], "expired");
         assert_eq!(body["error"], "invalid_token");

@@ -20,7 +20,10 @@ impl GroupPolicy {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let names = normalised(vars.list("GROUP_NAMES"));
         let enabled = vars.bool_or("ENABLE_GROUP_BASED_ACCESS", !names.is_empty())?;
-        Ok(Self { allowed: enabled.then_some(names), admin: normalised(vars.list("ADMIN_GROUP_NAMES")) })
+        Ok(Self {
+            allowed: enabled.then_some(names),
+            admin: normalised(vars.list("ADMIN_GROUP_NAMES")),
+        })
     }
 
     pub fn is_enforced(&self) -> bool {
@@ -50,7 +53,11 @@ fn normalised(groups: Vec<String>) -> Vec<String> {
 }
 
 fn member_of_any(identity: &Identity, groups: &[String]) -> bool {
-    identity.groups.iter().map(|g| normalise(g)).any(|g| groups.contains(&g))
+    identity
+        .groups
+        .iter()
+        .map(|g| normalise(g))
+        .any(|g| groups.contains(&g))
 }
 
 #[cfg(test)]
@@ -69,7 +76,8 @@ mod tests {
 
     #[test]
     fn policy_table() {
-        let cases: &[(&[(&str, &str)], &[&str], bool)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str], bool);
+        let cases: &[Case] = &[
             (&[], &[], true),
             (&[], &["/any"], true),
             (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &["/ndp_ep/ep-1"], true),
@@ -82,13 +90,25 @@ mod tests {
             (&[("GROUP_NAMES", "/ndp_ep/ep-1")], &[], false),
             (&[("GROUP_NAMES", " /a , /b ")], &["/x", "/B"], true),
             (&[("ENABLE_GROUP_BASED_ACCESS", "true")], &["/a"], false),
-            (&[("ENABLE_GROUP_BASED_ACCESS", "True"), ("GROUP_NAMES", "/a")], &["/a"], true),
-            (&[("ENABLE_GROUP_BASED_ACCESS", "false"), ("GROUP_NAMES", "/a")], &["/b"], true),
+            (
+                &[("ENABLE_GROUP_BASED_ACCESS", "True"), ("GROUP_NAMES", "/a")],
+                &["/a"],
+                true,
+            ),
+            (
+                &[("ENABLE_GROUP_BASED_ACCESS", "false"), ("GROUP_NAMES", "/a")],
+                &["/b"],
+                true,
+            ),
             (&[("ENABLE_GROUP_BASED_ACCESS", "0")], &[], true),
         ];
         for (vars, groups, expected) in cases {
             let policy = GroupPolicy::from_vars(&Vars::from_pairs(vars.iter().copied())).unwrap();
-            assert_eq!(policy.allows(&caller(groups)), *expected, "vars {vars:?}, groups {groups:?}");
+            assert_eq!(
+                policy.allows(&caller(groups)),
+                *expected,
+                "vars {vars:?}, groups {groups:?}"
+            );
         }
     }
 

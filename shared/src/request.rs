@@ -37,7 +37,9 @@ pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<Body> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::Text(serde_json::to_string(body).expect("response bodies serialise")))
+        .body(Body::Text(
+            serde_json::to_string(body).expect("response bodies serialise"),
+        ))
         .expect("a response built from valid parts")
 }
 
@@ -50,7 +52,9 @@ pub fn form_fields(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
     }
     let body = req.body().as_ref();
     if body.len() > MAX_FORM_BYTES {
-        return Err(ApiError::payload_too_large(format!("The form body is larger than {MAX_FORM_BYTES} bytes.")));
+        return Err(ApiError::payload_too_large(format!(
+            "The form body is larger than {MAX_FORM_BYTES} bytes."
+        )));
     }
     serde_urlencoded::from_bytes(body)
         .map_err(|_| ApiError::bad_request("malformed_body", "The form body is not valid URL-encoded data."))
@@ -72,7 +76,10 @@ pub fn token(req: &Request) -> Result<String, ApiError> {
         let value = value.to_str().unwrap_or_default().trim();
         let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized("invalid_token", "Use the Bearer authorization scheme."));
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "Use the Bearer authorization scheme.",
+            ));
         }
         let credentials = credentials.trim();
         if credentials.is_empty() {
@@ -119,7 +126,10 @@ mod tests {
 
     #[test]
     fn the_form_field_is_read_without_a_header() {
-        let req = request(&[("content-type", "application/x-www-form-urlencoded; charset=utf-8")], "requirments=a&token=t%2B1");
+        let req = request(
+            &[("content-type", "application/x-www-form-urlencoded; charset=utf-8")],
+            "requirments=a&token=t%2B1",
+        );
         assert_eq!(token(&req).unwrap(), "t+1");
     }
 
@@ -139,7 +149,10 @@ mod tests {
 
     #[test]
     fn repeated_fields_keep_their_order() {
-        let req = request(&[FORM], "requirments=python%3D%3D3.11&requirments=numpy%3E%3D1.26&force_reinstall=False");
+        let req = request(
+            &[FORM],
+            "requirments=python%3D%3D3.11&requirments=numpy%3E%3D1.26&force_reinstall=False",
+        );
         let fields = form_fields(&req).unwrap();
         assert_eq!(fields[0], ("requirments".into(), "python==3.11".into()));
         assert_eq!(fields[1], ("requirments".into(), "numpy>=1.26".into()));

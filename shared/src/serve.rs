@@ -49,7 +49,10 @@ where
     F: Fn(Request) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
 {
-    lambda_http::run(service_fn(move |req| async move { Ok::<_, Infallible>(respond(req, handler).await) })).await
+    lambda_http::run(service_fn(move |req| async move {
+        Ok::<_, Infallible>(respond(req, handler).await)
+    }))
+    .await
 }
 
 /// Logs and returns a configuration error, so a function's init fails naming the variable.

@@ -56,7 +56,10 @@ pub struct IdentityService {
 /// allowed group.
 pub fn dev_users() -> Vec<(String, Value)> {
     let user = |name: &str, groups: &[&str], roles: &[&str]| {
-        (name.to_owned(), json!({"sub": format!("{name}-0000-4000-8000-000000000001"), "username": name, "groups": groups, "roles": roles}))
+        (
+            name.to_owned(),
+            json!({"sub": format!("{name}-0000-4000-8000-000000000001"), "username": name, "groups": groups, "roles": roles}),
+        )
     };
     vec![
         user("alice", &["/ndp_ep/ep-dev"], &["user"]),
@@ -82,7 +85,9 @@ impl IdentityService {
             .route("/user", get(user_from_bearer).post(user_from_body))
             .route("/token", post(issue_token))
             .with_state(inner.clone());
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the identity service");
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the identity service");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("identity service");
@@ -129,7 +134,13 @@ impl Inner {
         self.users.get(user)?;
         let token = format!("{user}.{}", uuid::Uuid::new_v4().simple());
         let expires = ttl.map(|ttl| SystemTime::now() + ttl);
-        self.tokens.lock().unwrap().insert(token.clone(), Issued { user: user.to_owned(), expires });
+        self.tokens.lock().unwrap().insert(
+            token.clone(),
+            Issued {
+                user: user.to_owned(),
+                expires,
+            },
+        );
         Some(token)
     }
 
@@ -140,7 +151,11 @@ impl Inner {
         match fault {
             Fault::None => {}
             Fault::ServerError => {
-                return Err((StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"detail": "injected failure"}))).into_response());
+                return Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({"detail": "injected failure"})),
+                )
+                    .into_response());
             }
             Fault::Delay(wait) => tokio::time::sleep(wait).await,
         }
@@ -190,6 +205,10 @@ async fn issue_token(State(inner): State<Arc<Inner>>, Json(body): Json<Value>) -
     let ttl = body.get("ttl_seconds").and_then(Value::as_u64).map(Duration::from_secs);
     match inner.issue(user, ttl) {
         Some(token) => Json(json!({"token": token, "user": user})).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({"detail": format!("no user {user:?}")}))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({"detail": format!("no user {user:?}")})),
+        )
+            .into_response(),
     }
 }

@@ -54,7 +54,11 @@ impl OidcProvider {
             .expect("start node");
         let stdin = child.stdin.take().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = lines.next_line().await.expect("read the provider's announcement").expect("the provider exited");
+        let line = lines
+            .next_line()
+            .await
+            .expect("read the provider's announcement")
+            .expect("the provider exited");
         let a: Announcement = serde_json::from_str(&line).expect("the provider's announcement");
         Self {
             issuer: a.issuer,
@@ -69,7 +73,10 @@ impl OidcProvider {
     }
 
     pub fn key(&self, alg: &str) -> &SigningKey {
-        self.keys.iter().find(|k| k.alg == alg).expect("a key for the algorithm")
+        self.keys
+            .iter()
+            .find(|k| k.alg == alg)
+            .expect("a key for the algorithm")
     }
 
     pub fn introspection_url(&self) -> String {
@@ -98,8 +105,15 @@ impl OidcProvider {
 
     /// How many times the JWKS endpoint has been fetched.
     pub async fn jwks_fetches(&self) -> u64 {
-        let counters: Value =
-            self.http.get(format!("{}/test/counters", self.issuer)).send().await.unwrap().json().await.unwrap();
+        let counters: Value = self
+            .http
+            .get(format!("{}/test/counters", self.issuer))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         counters["jwks"].as_u64().unwrap()
     }
 }

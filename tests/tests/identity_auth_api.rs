@@ -9,7 +9,10 @@ use rexec_tests::identity_service::{Fault, IdentityService, dev_users};
 fn authenticator(url: &str, method: &str, extra: &[(&str, &str)]) -> Authenticator {
     let mut vars = vec![("AUTH_API_URL", url), ("AUTH_API_METHOD", method)];
     vars.extend_from_slice(extra);
-    IdentitySettings::from_vars(&Vars::from_pairs(vars)).unwrap().authenticator().unwrap()
+    IdentitySettings::from_vars(&Vars::from_pairs(vars))
+        .unwrap()
+        .authenticator()
+        .unwrap()
 }
 
 const METHODS: [&str; 2] = ["GET", "POST"];
@@ -19,7 +22,10 @@ async fn both_methods_accept_a_valid_token_and_read_its_claims() {
     let service = IdentityService::start(dev_users()).await;
     for method in METHODS {
         let token = service.issue("bob", None);
-        let identity = authenticator(&service.url(), method, &[]).authenticate(&token).await.unwrap();
+        let identity = authenticator(&service.url(), method, &[])
+            .authenticate(&token)
+            .await
+            .unwrap();
         assert_eq!(identity.sub, "bob-0000-4000-8000-000000000001", "{method}");
         assert_eq!(identity.username, "bob");
         assert_eq!(identity.groups, vec!["/ndp_ep/ep-dev", "/ndp_ep/admins"]);
@@ -46,7 +52,10 @@ async fn a_failing_service_is_unavailable_not_invalid() {
     let token = service.issue("alice", None);
     service.set_fault(Fault::ServerError);
     for method in METHODS {
-        let err = authenticator(&service.url(), method, &[]).authenticate(&token).await.unwrap_err();
+        let err = authenticator(&service.url(), method, &[])
+            .authenticate(&token)
+            .await
+            .unwrap_err();
         assert!(matches!(err, IdentityError::Unavailable(_)), "{method}: {err:?}");
     }
 }
@@ -60,7 +69,11 @@ async fn a_slow_service_is_unavailable_within_the_timeout() {
     let started = Instant::now();
     let err = auth.authenticate(&token).await.unwrap_err();
     assert!(matches!(err, IdentityError::Unavailable(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "waited {:?} for a 0.3 s timeout", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?} for a 0.3 s timeout",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -69,7 +82,10 @@ async fn a_stopped_service_is_unavailable() {
     let token = service.issue("alice", None);
     service.stop();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let err = authenticator(&service.url(), "POST", &[]).authenticate(&token).await.unwrap_err();
+    let err = authenticator(&service.url(), "POST", &[])
+        .authenticate(&token)
+        .await
+        .unwrap_err();
     assert!(matches!(err, IdentityError::Unavailable(_)), "{err:?}");
 }
 
@@ -117,7 +133,10 @@ async fn outages_are_not_cached() {
     let auth = authenticator(&service.url(), "GET", &[]);
     let token = service.issue("alice", None);
     service.set_fault(Fault::ServerError);
-    assert!(matches!(auth.authenticate(&token).await, Err(IdentityError::Unavailable(_))));
+    assert!(matches!(
+        auth.authenticate(&token).await,
+        Err(IdentityError::Unavailable(_))
+    ));
     service.set_fault(Fault::None);
     assert_eq!(auth.authenticate(&token).await.unwrap().username, "alice");
     assert_eq!(service.calls(), 2);

@@ -11,9 +11,15 @@ use rexec_tests::oidc::OidcProvider;
 use serde_json::{Value, json};
 
 fn jwks_authenticator(provider: &OidcProvider, extra: &[(&str, &str)]) -> Authenticator {
-    let mut vars = vec![("AUTH_ISSUER", provider.issuer.as_str()), ("AUTH_AUDIENCE", provider.audience.as_str())];
+    let mut vars = vec![
+        ("AUTH_ISSUER", provider.issuer.as_str()),
+        ("AUTH_AUDIENCE", provider.audience.as_str()),
+    ];
     vars.extend_from_slice(extra);
-    IdentitySettings::from_vars(&Vars::from_pairs(vars)).unwrap().authenticator().unwrap()
+    IdentitySettings::from_vars(&Vars::from_pairs(vars))
+        .unwrap()
+        .authenticator()
+        .unwrap()
 }
 
 fn introspection_authenticator(provider: &OidcProvider, secret: &str) -> Authenticator {
@@ -76,10 +82,16 @@ async fn jwt_access_tokens_of_each_algorithm_are_verified() {
 async fn opaque_tokens_are_introspected() {
     let provider = OidcProvider::start().await;
     let auth = introspection_authenticator(&provider, &provider.client_secret);
-    let alice = auth.authenticate(&provider.token("alice", None, 300).await).await.unwrap();
+    let alice = auth
+        .authenticate(&provider.token("alice", None, 300).await)
+        .await
+        .unwrap();
     assert_eq!((alice.sub.as_str(), alice.username.as_str()), ("alice", "alice"));
     assert_eq!(alice.groups, vec!["/ndp_ep/ep-1"]);
-    let bob = auth.authenticate(&provider.token("bob", None, 300).await).await.unwrap();
+    let bob = auth
+        .authenticate(&provider.token("bob", None, 300).await)
+        .await
+        .unwrap();
     assert_eq!(bob.groups, vec!["/other"], "group objects give their path");
 }
 
@@ -88,7 +100,10 @@ async fn introspection_refuses_tokens_the_provider_does_not_know() {
     let provider = OidcProvider::start().await;
     let auth = introspection_authenticator(&provider, &provider.client_secret);
     for token in ["garbage", "VdREaxqTBO3W5W8ZixTTQxp62pwXqgj-gfp9Z3Shovf"] {
-        assert!(matches!(auth.authenticate(token).await, Err(IdentityError::Invalid(_))), "{token}");
+        assert!(
+            matches!(auth.authenticate(token).await, Err(IdentityError::Invalid(_))),
+            "{token}"
+        );
     }
 }
 
@@ -97,7 +112,10 @@ async fn introspection_with_wrong_client_credentials_is_unavailable() {
     let provider = OidcProvider::start().await;
     let token = provider.token("alice", None, 300).await;
     let auth = introspection_authenticator(&provider, "not-the-secret");
-    assert!(matches!(auth.authenticate(&token).await, Err(IdentityError::Unavailable(_))));
+    assert!(matches!(
+        auth.authenticate(&token).await,
+        Err(IdentityError::Unavailable(_))
+    ));
 }
 
 #[tokio::test]
@@ -107,7 +125,10 @@ async fn unacceptable_jwts_are_invalid() {
     let good = good_claims(&provider);
     let with = |patch: Value| {
         let mut claims = good.clone();
-        claims.as_object_mut().unwrap().extend(patch.as_object().unwrap().clone());
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(patch.as_object().unwrap().clone());
         claims
     };
     let real = provider.token("alice", Some("RS256"), 300).await;
@@ -121,24 +142,51 @@ async fn unacceptable_jwts_are_invalid() {
         jsonwebtoken::encode(&header, &good, &EncodingKey::from_secret(b"shared-secret")).unwrap()
     };
     let cases: Vec<(&str, String)> = vec![
-        ("expired beyond the leeway", forge(&provider, "RS256", None, &with(json!({"exp": now() - 120})))),
-        ("not valid yet", forge(&provider, "ES256", None, &with(json!({"nbf": now() + 120})))),
-        ("wrong issuer", forge(&provider, "EdDSA", None, &with(json!({"iss": "https://evil.example"})))),
-        ("wrong audience", forge(&provider, "RS256", None, &with(json!({"aud": "account"})))),
-        ("no expiry", forge(&provider, "RS256", None, &{
-            let mut c = good.clone();
-            c.as_object_mut().unwrap().remove("exp");
-            c
-        })),
-        ("bad signature", format!("{head}.{payload}.{}", String::from_utf8(bad_signature).unwrap())),
-        ("payload swapped", format!("{head}.{}.{signature}", b64(&with(json!({"sub": "mallory"}))))),
+        (
+            "expired beyond the leeway",
+            forge(&provider, "RS256", None, &with(json!({"exp": now() - 120}))),
+        ),
+        (
+            "not valid yet",
+            forge(&provider, "ES256", None, &with(json!({"nbf": now() + 120}))),
+        ),
+        (
+            "wrong issuer",
+            forge(&provider, "EdDSA", None, &with(json!({"iss": "https://evil.example"}))),
+        ),
+        (
+            "wrong audience",
+            forge(&provider, "RS256", None, &with(json!({"aud": "account"}))),
+        ),
+        (
+            "no expiry",
+            forge(&provider, "RS256", None, &{
+                let mut c = good.clone();
+                c.as_object_mut().unwrap().remove("exp");
+                c
+            }),
+        ),
+        (
+            "bad signature",
+            format!("{head}.{payload}.{}", String::from_utf8(bad_signature).unwrap()),
+        ),
+        (
+            "payload swapped",
+            format!("{head}.{}.{signature}", b64(&with(json!({"sub": "mallory"})))),
+        ),
         ("unknown kid", forge(&provider, "RS256", Some("rotated-away"), &good)),
         ("key of another algorithm", {
             let es = forge(&provider, "ES256", None, &good);
             let (_, rest) = es.split_once('.').unwrap();
-            format!("{}.{rest}", b64(&json!({"alg": "ES256", "kid": provider.key("RS256").kid})))
+            format!(
+                "{}.{rest}",
+                b64(&json!({"alg": "ES256", "kid": provider.key("RS256").kid}))
+            )
         }),
-        ("alg none", format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&good))),
+        (
+            "alg none",
+            format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&good)),
+        ),
         ("HMAC", hs256),
         ("garbage", "garbage".into()),
         ("three dots of garbage", "a.b.c".into()),
@@ -159,16 +207,26 @@ async fn small_clock_skew_is_tolerated() {
     let mut claims = good_claims(&provider);
     claims["exp"] = json!(now() - 5);
     claims["nbf"] = json!(now() + 5);
-    assert_eq!(auth.authenticate(&forge(&provider, "RS256", None, &claims)).await.unwrap().sub, "alice");
+    assert_eq!(
+        auth.authenticate(&forge(&provider, "RS256", None, &claims))
+            .await
+            .unwrap()
+            .sub,
+        "alice"
+    );
 }
 
 #[tokio::test]
 async fn an_unknown_kid_makes_one_rate_limited_refetch() {
     let provider = OidcProvider::start().await;
     let auth = jwks_authenticator(&provider, &[("AUTH_JWKS_REFRESH_SECONDS", "1")]);
-    auth.authenticate(&provider.token("alice", Some("ES256"), 300).await).await.unwrap();
+    auth.authenticate(&provider.token("alice", Some("ES256"), 300).await)
+        .await
+        .unwrap();
     assert_eq!(provider.jwks_fetches().await, 1);
-    auth.authenticate(&provider.token("bob", Some("EdDSA"), 300).await).await.unwrap();
+    auth.authenticate(&provider.token("bob", Some("EdDSA"), 300).await)
+        .await
+        .unwrap();
     assert_eq!(provider.jwks_fetches().await, 1, "known keys are not fetched again");
 
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -192,5 +250,8 @@ async fn an_unreachable_issuer_is_unavailable() {
     .unwrap()
     .authenticator()
     .unwrap();
-    assert!(matches!(auth.authenticate(&token).await, Err(IdentityError::Unavailable(_))));
+    assert!(matches!(
+        auth.authenticate(&token).await,
+        Err(IdentityError::Unavailable(_))
+    ));
 }

@@ -20,7 +20,8 @@ fn event(name: &str) -> Request {
 fn with_token(mut req: Request, token: Option<&str>) -> Request {
     req.headers_mut().remove(header::AUTHORIZATION);
     if let Some(token) = token {
-        req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
     }
     req
 }
@@ -43,7 +44,10 @@ fn rexec_deps(service: &IdentityService, extra: &[(&str, &str)]) -> get_rexec_st
 }
 
 async fn rexec_status(deps: &get_rexec_status::Deps, token: Option<&str>) -> Response<Body> {
-    respond(with_token(event("get-rexec-status"), token), |req| get_rexec_status::handler(deps, req)).await
+    respond(with_token(event("get-rexec-status"), token), |req| {
+        get_rexec_status::handler(deps, req)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -62,7 +66,10 @@ async fn health_is_healthy_with_a_utc_timestamp() {
 async fn status_reports_the_crate_version_with_or_without_the_slash() {
     let deps = get_status::Deps::from_vars(&Vars::default()).unwrap();
     for path in ["/api/status/", "/api/status"] {
-        let resp = respond(at_path(event("get-status"), path), |req| get_status::handler(&deps, req)).await;
+        let resp = respond(at_path(event("get-status"), path), |req| {
+            get_status::handler(&deps, req)
+        })
+        .await;
         assert_eq!(resp.status(), 200);
         let body = json(&resp);
         assert_eq!(body["api_version"], env!("CARGO_PKG_VERSION"));
@@ -82,7 +89,10 @@ async fn rexec_status_names_the_deployment_api() {
     assert_eq!(resp.status(), 200);
     assert_eq!(json(&resp)["deployment_api_url"], "https://api.example.org/rexec");
 
-    let configured = rexec_deps(&service, &[("REXEC_DEPLOYMENT_API_URL", "https://rexec.example.org/rexec/")]);
+    let configured = rexec_deps(
+        &service,
+        &[("REXEC_DEPLOYMENT_API_URL", "https://rexec.example.org/rexec/")],
+    );
     let resp = rexec_status(&configured, Some(&token)).await;
     assert_eq!(json(&resp)["deployment_api_url"], "https://rexec.example.org/rexec");
 }
@@ -92,7 +102,10 @@ async fn rexec_status_takes_the_token_from_a_form_body_too() {
     let service = IdentityService::start(dev_users()).await;
     let deps = rexec_deps(&service, &[]);
     let mut req = with_token(event("get-rexec-status"), None);
-    req.headers_mut().insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
+    req.headers_mut().insert(
+        header::CONTENT_TYPE,
+        "application/x-www-form-urlencoded".parse().unwrap(),
+    );
     *req.body_mut() = Body::Text(format!("token={}", service.issue("alice", None)));
     let resp = respond(req, |req| get_rexec_status::handler(&deps, req)).await;
     assert_eq!(resp.status(), 200);
@@ -169,18 +182,30 @@ async fn docs_pages_and_the_openapi_document() {
     let rexec = &doc["paths"]["/status/rexec"]["get"];
     assert!(rexec["security"].is_array());
     for status in ["200", "401", "403", "404", "503"] {
-        assert!(rexec["responses"][status].is_object(), "/status/rexec documents {status}");
+        assert!(
+            rexec["responses"][status].is_object(),
+            "/status/rexec documents {status}"
+        );
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());
 
     for (page, marker) in [("/api/docs", "swagger-ui"), ("/api/redoc", "<redoc")] {
         let resp = respond(at_path(event("serve-ndp-docs"), page), serve_ndp_docs::handler).await;
         assert_eq!(resp.status(), 200);
-        assert!(resp.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+        assert!(
+            resp.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
         let html = std::str::from_utf8(resp.body().as_ref()).unwrap();
         assert!(html.contains(marker) && html.contains("openapi.json"), "{page}");
     }
-    let resp = respond(at_path(event("serve-ndp-docs"), "/api/elsewhere"), serve_ndp_docs::handler).await;
+    let resp = respond(
+        at_path(event("serve-ndp-docs"), "/api/elsewhere"),
+        serve_ndp_docs::handler,
+    )
+    .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(json(&resp)["error"], "not_found");
 }
@@ -212,9 +237,18 @@ async fn one_log_line_per_request_with_the_caller_and_never_the_token() {
     assert_eq!(rexec_status(&deps, Some(forged)).await.status(), 401);
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(!text.contains(&token) && !text.contains(forged), "a token reached the logs:\n{text}");
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON log lines")).collect();
-    assert!(lines.iter().all(|l| l["span"]["request_id"] == REQUEST_ID), "every line carries the request id");
+    assert!(
+        !text.contains(&token) && !text.contains(forged),
+        "a token reached the logs:\n{text}"
+    );
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON log lines"))
+        .collect();
+    assert!(
+        lines.iter().all(|l| l["span"]["request_id"] == REQUEST_ID),
+        "every line carries the request id"
+    );
     let handled: Vec<&Value> = lines.iter().filter(|l| l["message"] == "request handled").collect();
     assert_eq!(handled.len(), 2, "one line per request:\n{text}");
     let ok = handled[0];

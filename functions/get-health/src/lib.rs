@@ -22,5 +22,11 @@ pub struct Health {
 #[utoipa::path(get, path = "/health", tag = "status", responses((status = 200, description = "The API is up.", body = Health)))]
 pub async fn handler(_req: Request) -> Result<Response<Body>, ApiError> {
     let timestamp = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
-    Ok(json(StatusCode::OK, &Health { status: "healthy".into(), timestamp }))
+    Ok(json(
+        StatusCode::OK,
+        &Health {
+            status: "healthy".into(),
+            timestamp,
+        },
+    ))
 }

@@ -18,7 +18,10 @@ pub struct Deps {
 
 impl Deps {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self { access: Access::from_vars(vars)?, deployment_api: DeploymentApi::from_vars(vars)? })
+        Ok(Self {
+            access: Access::from_vars(vars)?,
+            deployment_api: DeploymentApi::from_vars(vars)?,
+        })
     }
 }
 
@@ -47,7 +50,9 @@ pub struct RexecStatus {
 )]
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     if !deps.deployment_api.enabled {
-        return Err(ApiError::not_found("This endpoint offers no remote execution (REXEC_ENABLED is false)."));
+        return Err(ApiError::not_found(
+            "This endpoint offers no remote execution (REXEC_ENABLED is false).",
+        ));
     }
     deps.access.caller(&req).await?;
     let deployment_api_url = deps.deployment_api.url_for(&req)?;

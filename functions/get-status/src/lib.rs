@@ -16,7 +16,9 @@ pub struct Deps {
 
 impl Deps {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self { deployment_api: DeploymentApi::from_vars(vars)? })
+        Ok(Self {
+            deployment_api: DeploymentApi::from_vars(vars)?,
+        })
     }
 }
 

@@ -48,9 +48,15 @@ impl TokenValidator for AuthApiValidator {
     async fn validate(&self, token: &str) -> Result<Identity, IdentityError> {
         let request = match self.method {
             AuthApiMethod::Get => self.client.get(self.url.clone()).bearer_auth(token),
-            AuthApiMethod::Post => self.client.post(self.url.clone()).json(&serde_json::json!({ "token": token })),
+            AuthApiMethod::Post => self
+                .client
+                .post(self.url.clone())
+                .json(&serde_json::json!({ "token": token })),
         };
-        let response = request.send().await.map_err(|e| unavailable("the identity service", &e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unavailable("the identity service", &e))?;
         let status = response.status();
         match status {
             StatusCode::OK => {}
@@ -61,12 +67,19 @@ impl TokenValidator for AuthApiValidator {
                 return Err(IdentityError::Invalid("the identity service rejected the token".into()));
             }
             _ => {
-                return Err(IdentityError::Unavailable(format!("the identity service answered {status}")));
+                return Err(IdentityError::Unavailable(format!(
+                    "the identity service answered {status}"
+                )));
             }
         }
-        let claims: Value = response.json().await.map_err(|e| unavailable("the identity service", &e))?;
+        let claims: Value = response
+            .json()
+            .await
+            .map_err(|e| unavailable("the identity service", &e))?;
         if !claims.is_object() {
-            return Err(IdentityError::Unavailable("the identity service answered a non-object".into()));
+            return Err(IdentityError::Unavailable(
+                "the identity service answered a non-object".into(),
+            ));
         }
         if claims.get("error").is_some_and(|e| !e.is_null()) {
             return Err(IdentityError::Invalid("the identity service rejected the token".into()));

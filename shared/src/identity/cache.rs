@@ -30,7 +30,11 @@ pub struct IdentityCache {
 
 impl IdentityCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
-        Self { ttl, capacity, entries: Mutex::new(HashMap::new()) }
+        Self {
+            ttl,
+            capacity,
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn key(token: &str) -> Key {
@@ -63,7 +67,10 @@ impl IdentityCache {
         let (result, until) = match result {
             Ok(identity) => {
                 let until = now + self.ttl;
-                (Ok(identity.clone()), identity.expires_at.map_or(until, |exp| exp.min(until)))
+                (
+                    Ok(identity.clone()),
+                    identity.expires_at.map_or(until, |exp| exp.min(until)),
+                )
             }
             Err(IdentityError::Invalid(reason)) => (Err(reason.clone()), now + REJECTION_TTL.min(self.ttl)),
             Err(IdentityError::Unavailable(_)) => return,
@@ -89,7 +96,13 @@ mod tests {
     use super::*;
 
     fn identity(expires_at: Option<SystemTime>) -> Identity {
-        Identity { sub: "s".into(), username: "u".into(), roles: vec![], groups: vec![], expires_at }
+        Identity {
+            sub: "s".into(),
+            username: "u".into(),
+            roles: vec![],
+            groups: vec![],
+            expires_at,
+        }
     }
 
     const T0: SystemTime = SystemTime::UNIX_EPOCH;
@@ -114,7 +127,10 @@ mod tests {
         assert!(cache.get(&key, at(9)).is_some());
         assert!(cache.get(&key, at(10)).is_none());
         cache.put(key, &Ok(identity(Some(at(5)))), at(6));
-        assert!(cache.get(&key, at(6)).is_none(), "an already expired identity is not stored");
+        assert!(
+            cache.get(&key, at(6)).is_none(),
+            "an already expired identity is not stored"
+        );
     }
 
     #[test]
@@ -123,7 +139,10 @@ mod tests {
         let (bad, down) = (IdentityCache::key("bad"), IdentityCache::key("down"));
         cache.put(bad, &Err(IdentityError::Invalid("expired".into())), at(0));
         cache.put(down, &Err(IdentityError::Unavailable("timeout".into())), at(0));
-        assert_eq!(cache.get(&bad, at(4)), Some(Err(IdentityError::Invalid("expired".into()))));
+        assert_eq!(
+            cache.get(&bad, at(4)),
+            Some(Err(IdentityError::Invalid("expired".into())))
+        );
         assert!(cache.get(&bad, at(5)).is_none());
         assert!(cache.get(&down, at(0)).is_none());
     }
@@ -132,10 +151,17 @@ mod tests {
     fn bounded_in_size() {
         let cache = IdentityCache::new(Duration::from_secs(60), 3);
         for i in 0..10 {
-            cache.put(IdentityCache::key(&i.to_string()), &Ok(identity(Some(at(100 + i)))), at(0));
+            cache.put(
+                IdentityCache::key(&i.to_string()),
+                &Ok(identity(Some(at(100 + i)))),
+                at(0),
+            );
         }
         assert_eq!(cache.len(), 3);
-        assert!(cache.get(&IdentityCache::key("9"), at(1)).is_some(), "the newest entries stay");
+        assert!(
+            cache.get(&IdentityCache::key("9"), at(1)).is_some(),
+            "the newest entries stay"
+        );
     }
 
     #[test]

@@ -31,11 +31,19 @@ pub fn identity_from_claims(claims: &Value) -> Result<Identity, IdentityError> {
         .and_then(Value::as_f64)
         .filter(|exp| exp.is_finite() && *exp >= 0.0)
         .map(|exp| UNIX_EPOCH + Duration::from_secs_f64(exp));
-    Ok(Identity { sub: sub.to_owned(), username: username.to_owned(), roles, groups, expires_at })
+    Ok(Identity {
+        sub: sub.to_owned(),
+        username: username.to_owned(),
+        roles,
+        groups,
+        expires_at,
+    })
 }
 
 fn strings(value: Option<&Value>, from_object: impl Fn(&Value) -> Option<&str>) -> Vec<String> {
-    let Some(Value::Array(items)) = value else { return Vec::new() };
+    let Some(Value::Array(items)) = value else {
+        return Vec::new();
+    };
     items
         .iter()
         .filter_map(|item| match item {
@@ -87,7 +95,10 @@ mod tests {
     #[test]
     fn a_token_without_subject_is_refused() {
         for claims in [json!({"username": "x"}), json!({"sub": ""}), json!({"sub": 5})] {
-            assert!(matches!(identity_from_claims(&claims), Err(IdentityError::Invalid(_))), "{claims}");
+            assert!(
+                matches!(identity_from_claims(&claims), Err(IdentityError::Invalid(_))),
+                "{claims}"
+            );
         }
     }
 

@@ -22,7 +22,12 @@ pub struct IntrospectionValidator {
 
 impl IntrospectionValidator {
     pub fn new(client: reqwest::Client, url: Url, client_id: String, client_secret: String) -> Self {
-        Self { client, url, client_id, client_secret }
+        Self {
+            client,
+            url,
+            client_id,
+            client_secret,
+        }
     }
 }
 
@@ -44,9 +49,14 @@ impl TokenValidator for IntrospectionValidator {
                     "the introspection endpoint refused the client credentials: check AUTH_CLIENT_ID and AUTH_CLIENT_SECRET"
                 );
             }
-            return Err(IdentityError::Unavailable(format!("the introspection endpoint answered {status}")));
+            return Err(IdentityError::Unavailable(format!(
+                "the introspection endpoint answered {status}"
+            )));
         }
-        let claims: Value = response.json().await.map_err(|e| unavailable("the introspection endpoint", &e))?;
+        let claims: Value = response
+            .json()
+            .await
+            .map_err(|e| unavailable("the introspection endpoint", &e))?;
         if claims.get("active").and_then(Value::as_bool) != Some(true) {
             return Err(IdentityError::Invalid("the token is not active".into()));
         }

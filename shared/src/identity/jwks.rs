@@ -35,10 +35,15 @@ pub struct JwksSettings {
 
 impl JwksSettings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let issuer = vars.url("AUTH_ISSUER")?.ok_or_else(|| ConfigError::new("AUTH_ISSUER", "is required but not set"))?;
+        let issuer = vars
+            .url("AUTH_ISSUER")?
+            .ok_or_else(|| ConfigError::new("AUTH_ISSUER", "is required but not set"))?;
         let audiences = vars.list("AUTH_AUDIENCE");
         if audiences.is_empty() {
-            return Err(ConfigError::new("AUTH_AUDIENCE", "is required with AUTH_ISSUER: the audience tokens are issued for"));
+            return Err(ConfigError::new(
+                "AUTH_AUDIENCE",
+                "is required with AUTH_ISSUER: the audience tokens are issued for",
+            ));
         }
         Ok(Self {
             issuer,
@@ -78,13 +83,20 @@ impl JwksValidator {
     pub fn new(client: reqwest::Client, settings: JwksSettings) -> Self {
         // The process-wide provider; an error only means it is installed already.
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-        Self { client, settings, keys: Mutex::new(Keys::default()) }
+        Self {
+            client,
+            settings,
+            keys: Mutex::new(Keys::default()),
+        }
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url, what: &str) -> Result<T, IdentityError> {
         let response = self.client.get(url).send().await.map_err(|e| unavailable(what, &e))?;
         if !response.status().is_success() {
-            return Err(IdentityError::Unavailable(format!("{what} answered {}", response.status())));
+            return Err(IdentityError::Unavailable(format!(
+                "{what} answered {}",
+                response.status()
+            )));
         }
         response.json().await.map_err(|e| unavailable(what, &e))
     }
@@ -100,7 +112,9 @@ impl JwksValidator {
                 let discovery: Discovery = self.get_json(url, "the issuer's discovery document").await?;
                 if discovery.issuer.trim_end_matches('/') != base {
                     tracing::error!(discovered = %discovery.issuer, "the discovery document names another issuer than AUTH_ISSUER");
-                    return Err(IdentityError::Unavailable("the issuer's discovery document names another issuer".into()));
+                    return Err(IdentityError::Unavailable(
+                        "the issuer's discovery document names another issuer".into(),
+                    ));
                 }
                 keys.jwks_uri = Some(discovery.jwks_uri.clone());
                 discovery.jwks_uri
@@ -124,7 +138,9 @@ impl JwksValidator {
     /// The key for a token's header, refetching once (rate-limited) when the `kid` is unknown.
     async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, IdentityError> {
         let mut keys = self.keys.lock().await;
-        let due = keys.fetched_at.is_none_or(|at| at.elapsed() >= self.settings.refresh_interval);
+        let due = keys
+            .fetched_at
+            .is_none_or(|at| at.elapsed() >= self.settings.refresh_interval);
         if keys.fetched_at.is_none() || (find(&keys, kid, alg).is_none() && due) {
             self.refresh(&mut keys).await?;
         }
@@ -145,7 +161,7 @@ fn find(keys: &Keys, kid: Option<&str>, alg: Algorithm) -> Option<DecodingKey> {
 
 /// The algorithm a published key is for, and the key; keys for other uses are skipped.
 fn decoding_key(jwk: &Jwk) -> Option<(Algorithm, DecodingKey)> {
-    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, PublicKeyUse};
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm, PublicKeyUse};
     if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
         return None;
     }
@@ -155,10 +171,17 @@ fn decoding_key(jwk: &Jwk) -> Option<(Algorithm, DecodingKey)> {
         AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => Algorithm::EdDSA,
         _ => return None,
     };
-    if let Some(declared) = jwk.common.key_algorithm {
-        if declared.to_string() != format!("{alg:?}") {
-            return None;
-        }
+    let declared_fits = match jwk.common.key_algorithm {
+        None => true,
+        Some(declared) => matches!(
+            (declared, alg),
+            (KeyAlgorithm::RS256, Algorithm::RS256)
+                | (KeyAlgorithm::ES256, Algorithm::ES256)
+                | (KeyAlgorithm::EdDSA, Algorithm::EdDSA)
+        ),
+    };
+    if !declared_fits {
+        return None;
     }
     DecodingKey::from_jwk(jwk).ok().map(|key| (alg, key))
 }
@@ -166,10 +189,13 @@ fn decoding_key(jwk: &Jwk) -> Option<(Algorithm, DecodingKey)> {
 #[async_trait]
 impl TokenValidator for JwksValidator {
     async fn validate(&self, token: &str) -> Result<Identity, IdentityError> {
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| IdentityError::Invalid("the token is not a well-formed JWT".into()))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| IdentityError::Invalid("the token is not a well-formed JWT".into()))?;
         if !ACCEPTED.contains(&header.alg) {
-            return Err(IdentityError::Invalid(format!("the signing algorithm {:?} is not accepted", header.alg)));
+            return Err(IdentityError::Invalid(format!(
+                "the signing algorithm {:?} is not accepted",
+                header.alg
+            )));
         }
         let key = self.key_for(header.kid.as_deref(), header.alg).await?;
         let mut validation = Validation::new(header.alg);

@@ -84,8 +84,15 @@ impl Authenticator {
 /// Which validator answers, from `AUTH_MODE` or, when unset, from the one source configured.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ValidatorSettings {
-    AuthApi { url: Url, method: AuthApiMethod },
-    Introspection { url: Url, client_id: String, client_secret: String },
+    AuthApi {
+        url: Url,
+        method: AuthApiMethod,
+    },
+    Introspection {
+        url: Url,
+        client_id: String,
+        client_secret: String,
+    },
     Jwks(JwksSettings),
 }
 
@@ -124,7 +131,10 @@ impl IdentitySettings {
                     _ => {
                         return Err(ConfigError::new(
                             "AUTH_MODE",
-                            format!("several validators are configured ({}): choose one", configured.join(", ")),
+                            format!(
+                                "several validators are configured ({}): choose one",
+                                configured.join(", ")
+                            ),
                         ));
                     }
                 }
@@ -167,17 +177,28 @@ impl IdentitySettings {
             .map_err(|e| ConfigError::new("AUTH_TIMEOUT_SECONDS", format!("cannot build an HTTP client: {e}")))?;
         let validator: Arc<dyn TokenValidator> = match &self.validator {
             ValidatorSettings::AuthApi { url, method } => Arc::new(AuthApiValidator::new(client, url.clone(), *method)),
-            ValidatorSettings::Introspection { url, client_id, client_secret } => Arc::new(
-                IntrospectionValidator::new(client, url.clone(), client_id.clone(), client_secret.clone()),
-            ),
+            ValidatorSettings::Introspection {
+                url,
+                client_id,
+                client_secret,
+            } => Arc::new(IntrospectionValidator::new(
+                client,
+                url.clone(),
+                client_id.clone(),
+                client_secret.clone(),
+            )),
             ValidatorSettings::Jwks(settings) => Arc::new(JwksValidator::new(client, settings.clone())),
         };
-        Ok(Authenticator::new(validator, IdentityCache::new(self.cache_ttl, self.cache_capacity)))
+        Ok(Authenticator::new(
+            validator,
+            IdentityCache::new(self.cache_ttl, self.cache_capacity),
+        ))
     }
 }
 
 fn required_url(vars: &Vars, name: &str) -> Result<Url, ConfigError> {
-    vars.url(name)?.ok_or_else(|| ConfigError::new(name, "is required but not set"))
+    vars.url(name)?
+        .ok_or_else(|| ConfigError::new(name, "is required but not set"))
 }
 
 /// The HTTP client for identity calls: a whole-call timeout and no redirects (a redirect from
@@ -212,7 +233,13 @@ mod tests {
     #[test]
     fn the_one_configured_source_chooses_the_mode() {
         let s = IdentitySettings::from_vars(&Vars::from_pairs([("AUTH_API_URL", "http://id/me")])).unwrap();
-        assert!(matches!(s.validator, ValidatorSettings::AuthApi { method: AuthApiMethod::Get, .. }));
+        assert!(matches!(
+            s.validator,
+            ValidatorSettings::AuthApi {
+                method: AuthApiMethod::Get,
+                ..
+            }
+        ));
         assert_eq!(s.timeout, Duration::from_secs(3));
         assert_eq!(s.cache_ttl, Duration::from_secs(60));
     }

@@ -6,10 +6,16 @@ use rexec_tests::identity_service::{IdentityService, dev_users};
 
 #[tokio::main]
 async fn main() {
-    let port = std::env::args().nth(1).map(|p| p.parse().expect("PORT must be a number")).unwrap_or(0);
+    let port = std::env::args()
+        .nth(1)
+        .map(|p| p.parse().expect("PORT must be a number"))
+        .unwrap_or(0);
     let users = dev_users();
     let names: Vec<String> = users.iter().map(|(name, _)| name.clone()).collect();
     let service = IdentityService::start_on(port, users).await;
-    println!("{}", serde_json::json!({"url": service.url(), "token_url": format!("{}/token", service.base_url()), "users": names}));
+    println!(
+        "{}",
+        serde_json::json!({"url": service.url(), "token_url": format!("{}/token", service.base_url()), "users": names})
+    );
     tokio::signal::ctrl_c().await.ok();
 }
