@@ -10,6 +10,7 @@ pub mod groups;
 pub mod identity;
 pub mod logging;
 pub mod request;
+pub mod requirements;
 pub mod serve;
 
 pub use lambda_http;

