@@ -9,6 +9,7 @@ pub mod error;
 pub mod groups;
 pub mod identity;
 pub mod logging;
+pub mod naming;
 pub mod request;
 pub mod requirements;
 pub mod serve;
