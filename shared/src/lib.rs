@@ -2,6 +2,7 @@
 //! identity and group policy, logs and the documentation pages.
 
 pub mod access;
+pub mod cluster;
 pub mod config;
 pub mod deployment_api;
 pub mod docs;
@@ -9,9 +10,11 @@ pub mod error;
 pub mod groups;
 pub mod identity;
 pub mod logging;
+pub mod manifests;
 pub mod naming;
 pub mod request;
 pub mod requirements;
 pub mod serve;
+pub mod server_status;
 
 pub use lambda_http;

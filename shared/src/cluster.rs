@@ -1,0 +1,139 @@
+//! Reaching the Kubernetes cluster, and reading its errors by meaning.
+//!
+//! The client is built on first use and kept for the container, so an unreachable cluster
+//! answers 503 instead of failing the function's init. Locally and in tests the usual
+//! kubeconfig or in-cluster inference finds the cluster.
+
+use std::time::Duration;
+
+use kube::Client;
+use tokio::sync::OnceCell;
+
+use crate::config::{ConfigError, Vars};
+use crate::error::ApiError;
+
+/// How long a caller is asked to wait after the cluster failed to answer.
+const CLUSTER_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+pub struct Cluster {
+    timeout: Duration,
+    client: OnceCell<Client>,
+}
+
+impl Cluster {
+    /// `KUBE_TIMEOUT_SECONDS` (default 8): budget for one call to the API server, well inside
+    /// API Gateway's 30 seconds.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let timeout = vars.seconds_or("KUBE_TIMEOUT_SECONDS", Duration::from_secs(8))?;
+        if timeout.is_zero() {
+            return Err(ConfigError::new("KUBE_TIMEOUT_SECONDS", "must be greater than zero"));
+        }
+        Ok(Self { timeout, client: OnceCell::new() })
+    }
+
+    /// The client, built on first use.
+    pub async fn client(&self) -> Result<Client, ClusterError> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut config = kube::Config::infer().await.map_err(|e| {
+                    tracing::error!(error = %e, "no cluster configuration found (kubeconfig or in-cluster)");
+                    ClusterError::Unavailable("no cluster configuration".into())
+                })?;
+                config.connect_timeout = Some(self.timeout);
+                config.read_timeout = Some(self.timeout);
+                config.write_timeout = Some(self.timeout);
+                Client::try_from(config).map_err(|e| {
+                    tracing::error!(error = %e, "cannot build the cluster client");
+                    ClusterError::Unavailable("cannot build the cluster client".into())
+                })
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// What went wrong on the cluster, by meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    /// A write lost a race (stale `resourceVersion`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The namespace is being deleted: nothing can be created in it until it is gone.
+    #[error("namespace terminating")]
+    Terminating,
+    /// RBAC refused a call: the function's role lacks a permission.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The cluster is unreachable, timed out or answered 5xx.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the API server refused (a bug of ours).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl ClusterError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound)
+    }
+}
+
+impl From<kube::Error> for ClusterError {
+    fn from(err: kube::Error) -> Self {
+        match err {
+            kube::Error::Api(status) => {
+                let terminating = status.message.contains("being terminated")
+                    || status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
+                match (status.code, status.reason.as_str()) {
+                    (404, _) => Self::NotFound,
+                    (409, "AlreadyExists") => Self::AlreadyExists,
+                    (409, _) => Self::Conflict(status.message),
+                    (403, _) if terminating => Self::Terminating,
+                    (403, _) => Self::Forbidden(status.message),
+                    (401, _) => Self::Unavailable("the cluster refused our credentials".into()),
+                    (429, _) | (500..=599, _) => Self::Unavailable(format!("the API server answered {}", status.code)),
+                    _ => Self::Refused(status.message),
+                }
+            }
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<ClusterError> for ApiError {
+    fn from(err: ClusterError) -> Self {
+        match err {
+            ClusterError::Unavailable(reason) => {
+                tracing::warn!(%reason, "cluster unavailable");
+                ApiError::unavailable(
+                    "cluster_unavailable",
+                    "The cluster cannot be reached right now. Try again shortly.",
+                    CLUSTER_RETRY_AFTER,
+                )
+            }
+            ClusterError::Terminating => ApiError {
+                retry_after: Some(Duration::from_secs(10)),
+                ..ApiError::conflict(
+                    "server_terminating",
+                    "Your previous server is still being removed. Try again in a few seconds.",
+                )
+            },
+            ClusterError::Conflict(_) => ApiError::conflict(
+                "concurrent_change",
+                "Your server was changed by another request at the same time. Try again.",
+            ),
+            ClusterError::Forbidden(message) => {
+                tracing::error!(permission = %message, "the cluster role is missing a permission (see deploy/k8s)");
+                ApiError::internal()
+            }
+            other => {
+                tracing::error!(error = %other, "unexpected answer from the cluster");
+                ApiError::internal()
+            }
+        }
+    }
+}

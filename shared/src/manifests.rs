@@ -1,0 +1,404 @@
+//! The Kubernetes objects of a caller's rexec-server.
+//!
+//! In the caller's namespace: a ResourceQuota, a NetworkPolicy (egress to DNS, the broker and
+//! the package index over HTTP(S) only; the cloud metadata addresses blocked; no ingress), a
+//! ConfigMap `rexec-server` holding the requirements (the claim: one per caller), and a Pod
+//! `rexec-server-<generation>`.
+//!
+//! The pod runs fixed commands only. Its init containers fetch the pinned rexec-server source
+//! and `pip install -r` the requirements file mounted from the ConfigMap; the server container
+//! runs `python run_server.py <broker> --broker_port <port>` with Kubernetes' own `$(VAR)`
+//! expansion. No caller text ever reaches a command line or a shell.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use serde_json::json;
+
+use crate::config::{ConfigError, Vars};
+use crate::identity::Identity;
+use crate::naming::Naming;
+use crate::requirements::Requirements;
+
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "rexec-lambda";
+pub const APP: &str = "app.kubernetes.io/name";
+pub const APP_NAME: &str = "rexec-server";
+pub const OWNER: &str = "rexec.ndp.io/owner";
+pub const DIGEST: &str = "rexec.ndp.io/digest";
+pub const GENERATION: &str = "rexec.ndp.io/generation";
+pub const SUB: &str = "rexec.ndp.io/sub";
+pub const PYTHON: &str = "rexec.ndp.io/python";
+pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
+
+/// The claim: one ConfigMap per caller, holding what the server is built from.
+pub const CLAIM: &str = "rexec-server";
+pub const REQUIREMENTS_FILE: &str = "requirements.txt";
+pub const SERVER_REQUIREMENTS_FILE: &str = "server-requirements.txt";
+
+/// Downloads the pinned rexec-server source archive named by `REXEC_SERVER_SOURCE`, checks it
+/// against `REXEC_SERVER_SOURCE_SHA256` when set, and unpacks it into /opt/rexec/server.
+const FETCH_SCRIPT: &str = r#"import hashlib, io, os, sys, tarfile, urllib.request
+url = os.environ["REXEC_SERVER_SOURCE"]
+expected = os.environ.get("REXEC_SERVER_SOURCE_SHA256", "")
+data = urllib.request.urlopen(url, timeout=120).read()
+digest = hashlib.sha256(data).hexdigest()
+if expected and digest != expected:
+    sys.exit("rexec-server source: sha256 " + digest + " is not REXEC_SERVER_SOURCE_SHA256")
+with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+    members = [m for m in archive.getmembers() if "/" in m.name]
+    for m in members:
+        m.name = m.name.split("/", 1)[1]
+    archive.extractall("/opt/rexec/server", members=members, filter="data")
+"#;
+
+/// Where the pod's server connects: the broker's in-cluster Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerService {
+    pub name: String,
+    pub namespace: String,
+    pub port: u16,
+}
+
+impl BrokerService {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            name: vars.get("REXEC_BROKER_SERVICE_NAME").unwrap_or("rexec-broker").to_owned(),
+            namespace: vars.get("REXEC_BROKER_NAMESPACE").unwrap_or("rexec").to_owned(),
+            port: vars.parse_or("REXEC_BROKER_PORT", 5560)?,
+        })
+    }
+
+    /// The in-cluster DNS name of the broker.
+    pub fn host(&self) -> String {
+        format!("{}.{}.svc", self.name, self.namespace)
+    }
+}
+
+/// What every caller's server is built with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub naming: Naming,
+    /// Image with `{python}` standing for the interpreter version (`REXEC_SERVER_IMAGE`).
+    pub image: String,
+    /// Pinned rexec-server source archive (`REXEC_SERVER_SOURCE`).
+    pub source: String,
+    pub source_sha256: Option<String>,
+    /// The server's own dependencies (`REXEC_SERVER_REQUIREMENTS`, comma-separated).
+    pub server_requirements: Vec<String>,
+    pub broker: BrokerService,
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+}
+
+impl ServerSettings {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let image = vars.get("REXEC_SERVER_IMAGE").unwrap_or("python:{python}-slim").to_owned();
+        if !image.contains("{python}") {
+            return Err(ConfigError::new("REXEC_SERVER_IMAGE", "must contain {python}, replaced by the interpreter version"));
+        }
+        let source = vars.url("REXEC_SERVER_SOURCE")?.map_or_else(
+            || "https://github.com/sci-ndp/SciDx-rexec-server/archive/77c5c100b3766f652a4947e276bb273d04bb5ef4.tar.gz".to_owned(),
+            String::from,
+        );
+        let source_sha256 = vars.get("REXEC_SERVER_SOURCE_SHA256").map(str::to_owned);
+        if let Some(sha) = &source_sha256
+            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::new("REXEC_SERVER_SOURCE_SHA256", "must be 64 hexadecimal digits"));
+        }
+        let mut server_requirements = vars.list("REXEC_SERVER_REQUIREMENTS");
+        if server_requirements.is_empty() {
+            server_requirements = ["pyzmq", "dill", "dxspaces", "scidx-rexec==0.1.0"].map(String::from).to_vec();
+        }
+        Ok(Self {
+            naming: Naming::from_vars(vars)?,
+            image,
+            source,
+            source_sha256,
+            server_requirements,
+            broker: BrokerService::from_vars(vars)?,
+            cpu_request: vars.get("REXEC_SERVER_CPU_REQUEST").unwrap_or("250m").to_owned(),
+            cpu_limit: vars.get("REXEC_SERVER_CPU_LIMIT").unwrap_or("2").to_owned(),
+            memory_request: vars.get("REXEC_SERVER_MEMORY_REQUEST").unwrap_or("512Mi").to_owned(),
+            memory_limit: vars.get("REXEC_SERVER_MEMORY_LIMIT").unwrap_or("4Gi").to_owned(),
+        })
+    }
+}
+
+/// The names of one caller's objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub sub: String,
+    pub namespace: String,
+    /// The namespace without its prefix: a label value naming the caller.
+    pub slug: String,
+}
+
+impl Owner {
+    pub fn new(naming: &Naming, identity: &Identity) -> Self {
+        let namespace = naming.namespace(&identity.sub);
+        let slug = namespace[naming.prefix().len()..].to_owned();
+        Self { sub: identity.sub.clone(), namespace, slug }
+    }
+
+    fn labels(&self) -> serde_json::Value {
+        json!({MANAGED_BY: MANAGER, OWNER: self.slug})
+    }
+}
+
+/// The pod of a generation.
+pub fn pod_name(generation: u64) -> String {
+    format!("{APP_NAME}-{generation}")
+}
+
+fn build<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).expect("manifests match the Kubernetes schema")
+}
+
+pub fn namespace(owner: &Owner) -> Namespace {
+    build(json!({"metadata": {"name": owner.namespace, "labels": owner.labels(), "annotations": {SUB: owner.sub}}}))
+}
+
+pub fn resource_quota(owner: &Owner, settings: &ServerSettings) -> ResourceQuota {
+    // Room for two servers: the old one terminating while its replacement starts.
+    let twice = |quantity: &str| format!("{}", Quantity2(quantity));
+    build(json!({
+        "metadata": {"name": "rexec-quota", "namespace": owner.namespace, "labels": owner.labels()},
+        "spec": {"hard": {
+            "pods": "2",
+            "configmaps": "4",
+            "requests.cpu": twice(&settings.cpu_request),
+            "requests.memory": twice(&settings.memory_request),
+            "limits.cpu": twice(&settings.cpu_limit),
+            "limits.memory": twice(&settings.memory_limit),
+        }},
+    }))
+}
+
+/// Doubles a Kubernetes quantity written as a number with an optional suffix.
+struct Quantity2<'a>(&'a str);
+
+impl std::fmt::Display for Quantity2<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let split = self.0.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(self.0.len());
+        let (number, suffix) = self.0.split_at(split);
+        match number.parse::<f64>() {
+            Ok(n) => write!(f, "{}{suffix}", n * 2.0),
+            Err(_) => write!(f, "{}", self.0),
+        }
+    }
+}
+
+pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy {
+    build(json!({
+        "metadata": {"name": "rexec-egress", "namespace": owner.namespace, "labels": owner.labels()},
+        "spec": {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [],
+            "egress": [
+                {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                 "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+                {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.broker.namespace}}}],
+                 "ports": [{"protocol": "TCP", "port": settings.broker.port}]},
+                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32", "169.254.170.2/32"]}}],
+                 "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80}]},
+            ],
+        },
+    }))
+}
+
+/// The claim of a generation: what the server is built from.
+pub fn claim(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64) -> ConfigMap {
+    let data: BTreeMap<&str, String> = BTreeMap::from([
+        (REQUIREMENTS_FILE, reqs.file()),
+        (SERVER_REQUIREMENTS_FILE, settings.server_requirements.iter().map(|l| format!("{l}\n")).collect()),
+    ]);
+    build(json!({
+        "metadata": {
+            "name": CLAIM,
+            "namespace": owner.namespace,
+            "labels": {MANAGED_BY: MANAGER, OWNER: owner.slug, DIGEST: &reqs.digest[..32], GENERATION: generation.to_string()},
+            "annotations": {
+                SUB: owner.sub,
+                DIGEST: reqs.digest,
+                PYTHON: reqs.python,
+                GENERATION: generation.to_string(),
+                REQUIREMENTS: serde_json::to_string(&reqs.lines()).expect("strings serialise"),
+            },
+        },
+        "data": data,
+    }))
+}
+
+pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64) -> Pod {
+    let image = settings.image.replace("{python}", &reqs.python);
+    let security = json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]},
+    });
+    let resources = json!({
+        "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
+        "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
+    });
+    let mounts = json!([
+        {"name": "rexec", "mountPath": "/opt/rexec"},
+        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "requirements", "mountPath": "/etc/rexec", "readOnly": true},
+    ]);
+    let common_env = vec![json!({"name": "HOME", "value": "/tmp"}), json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})];
+    let mut fetch_env = common_env.clone();
+    fetch_env.push(json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}));
+    if let Some(sha) = &settings.source_sha256 {
+        fetch_env.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": sha}));
+    }
+    build(json!({
+        "metadata": {
+            "name": pod_name(generation),
+            "namespace": owner.namespace,
+            "labels": {MANAGED_BY: MANAGER, APP: APP_NAME, OWNER: owner.slug, DIGEST: &reqs.digest[..32], GENERATION: generation.to_string()},
+            "annotations": {SUB: owner.sub},
+        },
+        "spec": {
+            "automountServiceAccountToken": false,
+            "enableServiceLinks": false,
+            "restartPolicy": "Always",
+            "terminationGracePeriodSeconds": 10,
+            "securityContext": {
+                "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "volumes": [
+                {"name": "rexec", "emptyDir": {}},
+                {"name": "tmp", "emptyDir": {}},
+                {"name": "requirements", "configMap": {"name": CLAIM}},
+            ],
+            "initContainers": [
+                {"name": "fetch-server", "image": image, "command": ["python", "-c", FETCH_SCRIPT],
+                 "env": fetch_env,
+                 "securityContext": security, "resources": resources, "volumeMounts": mounts},
+                {"name": "install", "image": image,
+                 "command": ["python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input",
+                             "--target", "/opt/rexec/packages",
+                             "-r", format!("/etc/rexec/{SERVER_REQUIREMENTS_FILE}"), "-r", format!("/etc/rexec/{REQUIREMENTS_FILE}")],
+                 "env": common_env, "securityContext": security, "resources": resources, "volumeMounts": mounts},
+            ],
+            "containers": [
+                {"name": "server", "image": image, "workingDir": "/opt/rexec/server",
+                 "command": ["python", "run_server.py", "$(REXEC_BROKER_ADDR)", "--broker_port", "$(REXEC_BROKER_PORT)"],
+                 "env": [
+                     {"name": "REXEC_USER_ID", "value": owner.sub},
+                     {"name": "REXEC_BROKER_ADDR", "value": settings.broker.host()},
+                     {"name": "REXEC_BROKER_PORT", "value": settings.broker.port.to_string()},
+                     {"name": "PYTHONPATH", "value": "/opt/rexec/packages"},
+                     {"name": "HOME", "value": "/tmp"},
+                     {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+                     {"name": "PYTHONUNBUFFERED", "value": "1"},
+                 ],
+                 "securityContext": security, "resources": resources, "volumeMounts": mounts},
+            ],
+        },
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ServerSettings {
+        ServerSettings::from_vars(&Vars::default()).unwrap()
+    }
+
+    fn owner() -> Owner {
+        let identity = Identity { sub: "Alice".into(), username: "alice".into(), roles: vec![], groups: vec![], expires_at: None };
+        Owner::new(&settings().naming, &identity)
+    }
+
+    fn reqs(lines: &[&str]) -> Requirements {
+        crate::requirements::RequirementsPolicy::from_vars(&Vars::default()).unwrap().check(lines).unwrap()
+    }
+
+    #[test]
+    fn the_pod_carries_the_caller_and_the_broker() {
+        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.12", "numpy"]), 3)).unwrap();
+        assert_eq!(pod["metadata"]["name"], "rexec-server-3");
+        let server = &pod["spec"]["containers"][0];
+        assert_eq!(server["image"], "python:3.12-slim");
+        let env: BTreeMap<String, String> = server["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap().to_owned()))
+            .collect();
+        assert_eq!(env["REXEC_USER_ID"], "Alice");
+        assert_eq!(env["REXEC_BROKER_ADDR"], "rexec-broker.rexec.svc");
+        assert_eq!(env["REXEC_BROKER_PORT"], "5560");
+    }
+
+    #[test]
+    fn the_pod_is_locked_down() {
+        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1)).unwrap();
+        let spec = &pod["spec"];
+        assert_eq!(spec["automountServiceAccountToken"], false);
+        assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        let containers: Vec<&serde_json::Value> =
+            spec["initContainers"].as_array().unwrap().iter().chain(spec["containers"].as_array().unwrap()).collect();
+        assert_eq!(containers.len(), 3);
+        for c in containers {
+            assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{}", c["name"]);
+            assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
+            assert!(c["resources"]["limits"]["memory"].is_string() && c["resources"]["requests"]["cpu"].is_string());
+            assert!(c.get("args").is_none());
+            assert_ne!(c["command"][0], "sh", "no shell");
+        }
+    }
+
+    #[test]
+    fn caller_text_reaches_only_the_configmap() {
+        let hostile = "scipy; python_version > \"3.8\"";
+        let r = reqs(&["python==3.11", hostile, "numpy<2"]);
+        let o = owner();
+        let pod_text = serde_json::to_string(&pod(&o, &settings(), &r, 1)).unwrap();
+        assert!(!pod_text.contains("scipy") && !pod_text.contains("numpy"), "requirements stay out of the pod spec");
+        let claim = claim(&o, &settings(), &r, 1);
+        let data = claim.data.unwrap();
+        assert_eq!(data[REQUIREMENTS_FILE], format!("{hostile}\nnumpy<2\n"));
+        assert!(data[SERVER_REQUIREMENTS_FILE].contains("pyzmq"));
+        let annotations = claim.metadata.annotations.unwrap();
+        assert_eq!(annotations[DIGEST], r.digest);
+        assert_eq!(annotations[PYTHON], "3.11");
+    }
+
+    #[test]
+    fn the_network_policy_blocks_metadata_and_ingress() {
+        let policy = serde_json::to_value(network_policy(&owner(), &settings())).unwrap();
+        assert_eq!(policy["spec"]["ingress"], json!([]));
+        let text = policy.to_string();
+        assert!(text.contains("169.254.169.254/32"));
+        assert!(text.contains("\"port\":5560"));
+    }
+
+    #[test]
+    fn the_quota_leaves_room_for_a_replacement() {
+        let quota = serde_json::to_value(resource_quota(&owner(), &settings())).unwrap();
+        assert_eq!(quota["spec"]["hard"]["limits.memory"], "8Gi");
+        assert_eq!(quota["spec"]["hard"]["requests.cpu"], "500m");
+        assert_eq!(quota["spec"]["hard"]["pods"], "2");
+    }
+
+    #[test]
+    fn settings_are_validated() {
+        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_IMAGE", "python:3.11")])).unwrap_err();
+        assert_eq!(err.variable, "REXEC_SERVER_IMAGE");
+        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_SOURCE_SHA256", "abc")])).unwrap_err();
+        assert_eq!(err.variable, "REXEC_SERVER_SOURCE_SHA256");
+        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_BROKER_PORT", "x")])).unwrap_err();
+        assert_eq!(err.variable, "REXEC_BROKER_PORT");
+    }
+}
