@@ -4,6 +4,7 @@
 //! answers 503 instead of failing the function's init. Locally and in tests the usual
 //! kubeconfig or in-cluster inference finds the cluster.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use kube::Client;
@@ -16,32 +17,41 @@ use crate::error::ApiError;
 const CLUSTER_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub struct Cluster {
+    kubeconfig: Option<PathBuf>,
     timeout: Duration,
     client: OnceCell<Client>,
 }
 
 impl Cluster {
-    /// `KUBE_TIMEOUT_SECONDS` (default 8): budget for one call to the API server, well inside
-    /// API Gateway's 30 seconds.
+    /// `KUBECONFIG` names a kubeconfig file (its current context is used); without it the
+    /// in-cluster service account or `~/.kube/config` is inferred. `KUBE_TIMEOUT_SECONDS`
+    /// (default 8): budget for one call to the API server, well inside API Gateway's 30 seconds.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let timeout = vars.seconds_or("KUBE_TIMEOUT_SECONDS", Duration::from_secs(8))?;
         if timeout.is_zero() {
             return Err(ConfigError::new("KUBE_TIMEOUT_SECONDS", "must be greater than zero"));
         }
-        Ok(Self { timeout, client: OnceCell::new() })
+        Ok(Self {
+            kubeconfig: vars.get("KUBECONFIG").map(PathBuf::from),
+            timeout,
+            client: OnceCell::new(),
+        })
     }
 
     /// The client, built on first use.
     pub async fn client(&self) -> Result<Client, ClusterError> {
         self.client
             .get_or_try_init(|| async {
-                let mut config = kube::Config::infer().await.map_err(|e| {
-                    tracing::error!(error = %e, "no cluster configuration found (kubeconfig or in-cluster)");
+                let mut config = self.config().await.map_err(|e| {
+                    tracing::error!(error = %e, "no usable cluster configuration (KUBECONFIG, in-cluster or ~/.kube/config)");
                     ClusterError::Unavailable("no cluster configuration".into())
                 })?;
                 config.connect_timeout = Some(self.timeout);
                 config.read_timeout = Some(self.timeout);
                 config.write_timeout = Some(self.timeout);
+                // No client-side retries: API Gateway gives a request 30 seconds, so a failing
+                // cluster is answered at once with 503 and Retry-After, and the caller retries.
+                config.default_retry = false;
                 Client::try_from(config).map_err(|e| {
                     tracing::error!(error = %e, "cannot build the cluster client");
                     ClusterError::Unavailable("cannot build the cluster client".into())
@@ -49,6 +59,18 @@ impl Cluster {
             })
             .await
             .cloned()
+    }
+}
+
+impl Cluster {
+    async fn config(&self) -> Result<kube::Config, Box<dyn std::error::Error + Send + Sync>> {
+        match &self.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
+                Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)
+            }
+            None => Ok(kube::Config::infer().await?),
+        }
     }
 }
 
@@ -87,7 +109,10 @@ impl From<kube::Error> for ClusterError {
         match err {
             kube::Error::Api(status) => {
                 let terminating = status.message.contains("being terminated")
-                    || status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
+                    || status
+                        .details
+                        .as_ref()
+                        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
                 match (status.code, status.reason.as_str()) {
                     (404, _) => Self::NotFound,
                     (409, "AlreadyExists") => Self::AlreadyExists,

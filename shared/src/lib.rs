@@ -16,5 +16,6 @@ pub mod request;
 pub mod requirements;
 pub mod serve;
 pub mod server_status;
+pub mod spawner;
 
 pub use lambda_http;

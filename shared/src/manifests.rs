@@ -64,7 +64,10 @@ pub struct BrokerService {
 impl BrokerService {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
-            name: vars.get("REXEC_BROKER_SERVICE_NAME").unwrap_or("rexec-broker").to_owned(),
+            name: vars
+                .get("REXEC_BROKER_SERVICE_NAME")
+                .unwrap_or("rexec-broker")
+                .to_owned(),
             namespace: vars.get("REXEC_BROKER_NAMESPACE").unwrap_or("rexec").to_owned(),
             port: vars.parse_or("REXEC_BROKER_PORT", 5560)?,
         })
@@ -96,23 +99,37 @@ pub struct ServerSettings {
 
 impl ServerSettings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let image = vars.get("REXEC_SERVER_IMAGE").unwrap_or("python:{python}-slim").to_owned();
+        let image = vars
+            .get("REXEC_SERVER_IMAGE")
+            .unwrap_or("python:{python}-slim")
+            .to_owned();
         if !image.contains("{python}") {
-            return Err(ConfigError::new("REXEC_SERVER_IMAGE", "must contain {python}, replaced by the interpreter version"));
+            return Err(ConfigError::new(
+                "REXEC_SERVER_IMAGE",
+                "must contain {python}, replaced by the interpreter version",
+            ));
         }
         let source = vars.url("REXEC_SERVER_SOURCE")?.map_or_else(
-            || "https://github.com/sci-ndp/SciDx-rexec-server/archive/77c5c100b3766f652a4947e276bb273d04bb5ef4.tar.gz".to_owned(),
+            || {
+                "https://github.com/sci-ndp/SciDx-rexec-server/archive/77c5c100b3766f652a4947e276bb273d04bb5ef4.tar.gz"
+                    .to_owned()
+            },
             String::from,
         );
         let source_sha256 = vars.get("REXEC_SERVER_SOURCE_SHA256").map(str::to_owned);
         if let Some(sha) = &source_sha256
             && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
         {
-            return Err(ConfigError::new("REXEC_SERVER_SOURCE_SHA256", "must be 64 hexadecimal digits"));
+            return Err(ConfigError::new(
+                "REXEC_SERVER_SOURCE_SHA256",
+                "must be 64 hexadecimal digits",
+            ));
         }
         let mut server_requirements = vars.list("REXEC_SERVER_REQUIREMENTS");
         if server_requirements.is_empty() {
-            server_requirements = ["pyzmq", "dill", "dxspaces", "scidx-rexec==0.1.0"].map(String::from).to_vec();
+            server_requirements = ["pyzmq", "dill", "dxspaces", "scidx-rexec==0.1.0"]
+                .map(String::from)
+                .to_vec();
         }
         Ok(Self {
             naming: Naming::from_vars(vars)?,
@@ -142,7 +159,11 @@ impl Owner {
     pub fn new(naming: &Naming, identity: &Identity) -> Self {
         let namespace = naming.namespace(&identity.sub);
         let slug = namespace[naming.prefix().len()..].to_owned();
-        Self { sub: identity.sub.clone(), namespace, slug }
+        Self {
+            sub: identity.sub.clone(),
+            namespace,
+            slug,
+        }
     }
 
     fn labels(&self) -> serde_json::Value {
@@ -184,7 +205,10 @@ struct Quantity2<'a>(&'a str);
 
 impl std::fmt::Display for Quantity2<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let split = self.0.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(self.0.len());
+        let split = self
+            .0
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(self.0.len());
         let (number, suffix) = self.0.split_at(split);
         match number.parse::<f64>() {
             Ok(n) => write!(f, "{}{suffix}", n * 2.0),
@@ -216,7 +240,10 @@ pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy
 pub fn claim(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64) -> ConfigMap {
     let data: BTreeMap<&str, String> = BTreeMap::from([
         (REQUIREMENTS_FILE, reqs.file()),
-        (SERVER_REQUIREMENTS_FILE, settings.server_requirements.iter().map(|l| format!("{l}\n")).collect()),
+        (
+            SERVER_REQUIREMENTS_FILE,
+            settings.server_requirements.iter().map(|l| format!("{l}\n")).collect(),
+        ),
     ]);
     build(json!({
         "metadata": {
@@ -251,7 +278,10 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "requirements", "mountPath": "/etc/rexec", "readOnly": true},
     ]);
-    let common_env = vec![json!({"name": "HOME", "value": "/tmp"}), json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})];
+    let common_env = vec![
+        json!({"name": "HOME", "value": "/tmp"}),
+        json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
+    ];
     let mut fetch_env = common_env.clone();
     fetch_env.push(json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}));
     if let Some(sha) = &settings.source_sha256 {
@@ -315,12 +345,21 @@ mod tests {
     }
 
     fn owner() -> Owner {
-        let identity = Identity { sub: "Alice".into(), username: "alice".into(), roles: vec![], groups: vec![], expires_at: None };
+        let identity = Identity {
+            sub: "Alice".into(),
+            username: "alice".into(),
+            roles: vec![],
+            groups: vec![],
+            expires_at: None,
+        };
         Owner::new(&settings().naming, &identity)
     }
 
     fn reqs(lines: &[&str]) -> Requirements {
-        crate::requirements::RequirementsPolicy::from_vars(&Vars::default()).unwrap().check(lines).unwrap()
+        crate::requirements::RequirementsPolicy::from_vars(&Vars::default())
+            .unwrap()
+            .check(lines)
+            .unwrap()
     }
 
     #[test]
@@ -333,7 +372,12 @@ mod tests {
             .as_array()
             .unwrap()
             .iter()
-            .map(|e| (e["name"].as_str().unwrap().to_owned(), e["value"].as_str().unwrap().to_owned()))
+            .map(|e| {
+                (
+                    e["name"].as_str().unwrap().to_owned(),
+                    e["value"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
         assert_eq!(env["REXEC_USER_ID"], "Alice");
         assert_eq!(env["REXEC_BROKER_ADDR"], "rexec-broker.rexec.svc");
@@ -347,8 +391,12 @@ mod tests {
         assert_eq!(spec["automountServiceAccountToken"], false);
         assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
         assert_eq!(spec["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
-        let containers: Vec<&serde_json::Value> =
-            spec["initContainers"].as_array().unwrap().iter().chain(spec["containers"].as_array().unwrap()).collect();
+        let containers: Vec<&serde_json::Value> = spec["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(spec["containers"].as_array().unwrap())
+            .collect();
         assert_eq!(containers.len(), 3);
         for c in containers {
             assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{}", c["name"]);
@@ -365,7 +413,10 @@ mod tests {
         let r = reqs(&["python==3.11", hostile, "numpy<2"]);
         let o = owner();
         let pod_text = serde_json::to_string(&pod(&o, &settings(), &r, 1)).unwrap();
-        assert!(!pod_text.contains("scipy") && !pod_text.contains("numpy"), "requirements stay out of the pod spec");
+        assert!(
+            !pod_text.contains("scipy") && !pod_text.contains("numpy"),
+            "requirements stay out of the pod spec"
+        );
         let claim = claim(&o, &settings(), &r, 1);
         let data = claim.data.unwrap();
         assert_eq!(data[REQUIREMENTS_FILE], format!("{hostile}\nnumpy<2\n"));

@@ -22,7 +22,9 @@ impl Naming {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let prefix = vars.get("REXEC_NAMESPACE_PREFIX").unwrap_or("rexec-").to_owned();
         let valid = prefix.len() <= 30
-            && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && prefix.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
         if !valid {
             return Err(ConfigError::new(
@@ -48,7 +50,11 @@ pub fn slug(raw: &str, max: usize) -> String {
     if is_label(raw) && raw.len() <= max {
         return raw.to_owned();
     }
-    let hash: String = Sha256::digest(raw.as_bytes()).iter().take(HASH_LEN / 2).map(|b| format!("{b:02x}")).collect();
+    let hash: String = Sha256::digest(raw.as_bytes())
+        .iter()
+        .take(HASH_LEN / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let mut safe = String::new();
     for c in raw.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
@@ -60,7 +66,11 @@ pub fn slug(raw: &str, max: usize) -> String {
     let room = max - HASH_LEN - 1;
     let safe: String = safe.trim_matches('-').chars().take(room).collect();
     let safe = safe.trim_end_matches('-');
-    if safe.is_empty() { format!("u-{hash}") } else { format!("{safe}-{hash}") }
+    if safe.is_empty() {
+        format!("u-{hash}")
+    } else {
+        format!("{safe}-{hash}")
+    }
 }
 
 /// Whether `s` is a DNS-1123 label: lowercase alphanumerics and `-`, alphanumeric at both ends.
@@ -89,7 +99,18 @@ mod tests {
 
     #[test]
     fn other_subjects_get_a_hash_and_stay_distinct() {
-        let subjects = ["Alice", "alice@example.org", "alice", "ALICE", "a_l_i_c_e", "ünïcödé", "-", "", "../../etc", &"x".repeat(200)];
+        let subjects = [
+            "Alice",
+            "alice@example.org",
+            "alice",
+            "ALICE",
+            "a_l_i_c_e",
+            "ünïcödé",
+            "-",
+            "",
+            "../../etc",
+            &"x".repeat(200),
+        ];
         let names: Vec<String> = subjects.iter().map(|s| naming().namespace(s)).collect();
         for (sub, name) in subjects.iter().zip(&names) {
             assert!(is_label(name), "{sub:?} -> {name:?}");
@@ -99,7 +120,11 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), names.len(), "{names:?}");
-        assert_eq!(naming().namespace("Alice"), naming().namespace("Alice"), "deterministic");
+        assert_eq!(
+            naming().namespace("Alice"),
+            naming().namespace("Alice"),
+            "deterministic"
+        );
     }
 
     #[test]

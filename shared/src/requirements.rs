@@ -35,7 +35,10 @@ impl RequirementsPolicy {
             python_versions = ["3.10", "3.11", "3.12", "3.13"].map(String::from).to_vec();
         }
         if let Some(bad) = python_versions.iter().find(|v| !is_minor_version(v)) {
-            return Err(ConfigError::new("REXEC_PYTHON_VERSIONS", format!("{bad:?} is not a version like 3.11")));
+            return Err(ConfigError::new(
+                "REXEC_PYTHON_VERSIONS",
+                format!("{bad:?} is not a version like 3.11"),
+            ));
         }
         Ok(Self {
             python_versions,
@@ -81,8 +84,12 @@ impl RequirementsPolicy {
             if line.starts_with('-') {
                 return Err(refuse("pip options such as -r or --index-url are not accepted"));
             }
-            let requirement = Requirement::<VerbatimUrl>::from_str(line)
-                .map_err(|e| refuse(&format!("not a valid PEP 508 requirement: {}", first_line(&e.to_string()))))?;
+            let requirement = Requirement::<VerbatimUrl>::from_str(line).map_err(|e| {
+                refuse(&format!(
+                    "not a valid PEP 508 requirement: {}",
+                    first_line(&e.to_string())
+                ))
+            })?;
             let name = requirement.name.to_string();
             if name == "python" {
                 if python.is_some() {
@@ -105,7 +112,10 @@ impl RequirementsPolicy {
         let python = python.ok_or_else(|| {
             ApiError::bad_request(
                 "missing_python_version",
-                format!("Name the interpreter with one line python==X.Y, one of {}.", self.python_versions.join(", ")),
+                format!(
+                    "Name the interpreter with one line python==X.Y, one of {}.",
+                    self.python_versions.join(", ")
+                ),
             )
         })?;
         normalised.sort();
@@ -116,7 +126,11 @@ impl RequirementsPolicy {
             hasher.update(b"\n");
         }
         let digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        Ok(Requirements { python, packages, digest })
+        Ok(Requirements {
+            python,
+            packages,
+            digest,
+        })
     }
 
     fn python_pin(&self, requirement: &Requirement<VerbatimUrl>) -> Result<String, String> {
@@ -125,7 +139,9 @@ impl RequirementsPolicy {
             Some(VersionOrUrl::VersionSpecifier(specifiers)) => specifiers,
             _ => return Err(wanted()),
         };
-        let [pin] = specifiers.iter().collect::<Vec<_>>()[..] else { return Err(wanted()) };
+        let [pin] = specifiers.iter().collect::<Vec<_>>()[..] else {
+            return Err(wanted());
+        };
         let version = pin.version().to_string();
         if *pin.operator() != Operator::Equal || !requirement.extras.is_empty() || !requirement.marker.is_true() {
             return Err(wanted());
@@ -156,7 +172,9 @@ impl Requirements {
 
     /// Every line as the client sends them, the interpreter first.
     pub fn lines(&self) -> Vec<String> {
-        std::iter::once(format!("python=={}", self.python)).chain(self.packages.iter().cloned()).collect()
+        std::iter::once(format!("python=={}", self.python))
+            .chain(self.packages.iter().cloned())
+            .collect()
     }
 }
 
@@ -199,12 +217,20 @@ mod tests {
 
     #[test]
     fn the_digest_ignores_order_spelling_and_blank_lines() {
-        let a = policy().check(&["python==3.11", "NumPy >= 1.26", "pandas[excel]"]).unwrap();
-        let b = policy().check(&["pandas[EXCEL]", "", "# comment", "numpy>=1.26", "python==3.11"]).unwrap();
+        let a = policy()
+            .check(&["python==3.11", "NumPy >= 1.26", "pandas[excel]"])
+            .unwrap();
+        let b = policy()
+            .check(&["pandas[EXCEL]", "", "# comment", "numpy>=1.26", "python==3.11"])
+            .unwrap();
         assert_eq!(a.digest, b.digest);
-        let c = policy().check(&["python==3.12", "numpy>=1.26", "pandas[excel]"]).unwrap();
+        let c = policy()
+            .check(&["python==3.12", "numpy>=1.26", "pandas[excel]"])
+            .unwrap();
         assert_ne!(a.digest, c.digest, "the interpreter is part of the identity");
-        let d = policy().check(&["python==3.11", "numpy>=1.27", "pandas[excel]"]).unwrap();
+        let d = policy()
+            .check(&["python==3.11", "numpy>=1.27", "pandas[excel]"])
+            .unwrap();
         assert_ne!(a.digest, d.digest);
     }
 
@@ -229,23 +255,43 @@ mod tests {
     #[test]
     fn errors_name_the_line() {
         let err = policy().check(&["python==3.11", "numpy", "numpy>=2"]).unwrap_err();
-        assert!(err.detail.contains("line 3") && err.detail.contains("line 2"), "{}", err.detail);
+        assert!(
+            err.detail.contains("line 3") && err.detail.contains("line 2"),
+            "{}",
+            err.detail
+        );
         let err = policy().check(&["python==3.11", "not a requirement!"]).unwrap_err();
-        assert!(err.detail.starts_with("Requirement line 2 (`not a requirement!`)"), "{}", err.detail);
+        assert!(
+            err.detail.starts_with("Requirement line 2 (`not a requirement!`)"),
+            "{}",
+            err.detail
+        );
     }
 
     #[test]
     fn limits() {
-        let p = RequirementsPolicy { max_count: 3, max_line_length: 20, ..policy() };
+        let p = RequirementsPolicy {
+            max_count: 3,
+            max_line_length: 20,
+            ..policy()
+        };
         assert_eq!(p.check(&["python==3.11", "a", "b", "c"]).unwrap_err().status, 413);
-        assert_eq!(p.check(&["python==3.11", &format!("a{}", "1".repeat(30))]).unwrap_err().status, 400);
+        assert_eq!(
+            p.check(&["python==3.11", &format!("a{}", "1".repeat(30))])
+                .unwrap_err()
+                .status,
+            400
+        );
     }
 
     #[test]
     fn direct_urls_only_when_allowed() {
         let line = "pkg @ https://example.org/pkg-1.0.tar.gz";
         assert_eq!(policy().check(&["python==3.11", line]).unwrap_err().status, 400);
-        let open = RequirementsPolicy { allow_direct_urls: true, ..policy() };
+        let open = RequirementsPolicy {
+            allow_direct_urls: true,
+            ..policy()
+        };
         assert_eq!(open.check(&["python==3.11", line]).unwrap().packages, vec![line]);
     }
 
@@ -299,7 +345,10 @@ mod tests {
                 Err(err) => {
                     assert!(!accepted, "refused {line:?}: {}", err.detail);
                     assert!(matches!(err.status.as_u16(), 400 | 413), "{line:?}");
-                    assert!(!err.detail.contains('\n') && !err.detail.contains('\u{1b}'), "errors escape control characters");
+                    assert!(
+                        !err.detail.contains('\n') && !err.detail.contains('\u{1b}'),
+                        "errors escape control characters"
+                    );
                 }
             }
         }
@@ -307,7 +356,8 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_variable() {
-        let err = RequirementsPolicy::from_vars(&Vars::from_pairs([("REXEC_PYTHON_VERSIONS", "3.11,three")])).unwrap_err();
+        let err =
+            RequirementsPolicy::from_vars(&Vars::from_pairs([("REXEC_PYTHON_VERSIONS", "3.11,three")])).unwrap_err();
         assert_eq!(err.variable, "REXEC_PYTHON_VERSIONS");
         let p = RequirementsPolicy::from_vars(&Vars::from_pairs([("REXEC_PYTHON_VERSIONS", "3.12")])).unwrap();
         assert!(p.check(&["python==3.11"]).is_err());

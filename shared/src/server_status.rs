@@ -28,7 +28,11 @@ pub struct Assessment {
 
 impl Assessment {
     fn new(phase: Phase, reason: Option<String>) -> Self {
-        Self { phase, ready: phase == Phase::Ready, reason }
+        Self {
+            phase,
+            ready: phase == Phase::Ready,
+            reason,
+        }
     }
 }
 
@@ -40,7 +44,9 @@ pub fn assess(pod: Option<&Pod>, events: &[Event]) -> Assessment {
     if pod.metadata.deletion_timestamp.is_some() {
         return Assessment::new(Phase::Terminating, None);
     }
-    let Some(status) = &pod.status else { return Assessment::new(Phase::Pending, None) };
+    let Some(status) = &pod.status else {
+        return Assessment::new(Phase::Pending, None);
+    };
     let inits = status.init_container_statuses.as_deref().unwrap_or_default();
     let mains = status.container_statuses.as_deref().unwrap_or_default();
     for c in inits.iter().chain(mains) {
@@ -52,13 +58,19 @@ pub fn assess(pod: Option<&Pod>, events: &[Event]) -> Assessment {
         Some("Failed") | Some("Succeeded") => Assessment::new(
             Phase::Failed,
             Some(with_event(
-                format!("The server stopped{}.", status.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()),
+                format!(
+                    "The server stopped{}.",
+                    status.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
                 events,
             )),
         ),
         Some("Running") if condition(pod, "Ready") => Assessment::new(Phase::Ready, None),
         Some("Running") => Assessment::new(Phase::Pending, Some("The server is starting.".into())),
-        _ if inits.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())) => {
+        _ if inits
+            .iter()
+            .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())) =>
+        {
             Assessment::new(Phase::Installing, Some("Installing the requirements.".into()))
         }
         _ => {
@@ -68,7 +80,10 @@ pub fn assess(pod: Option<&Pod>, events: &[Event]) -> Assessment {
                 .flatten()
                 .find(|c| c.type_ == "PodScheduled" && c.status == "False")
                 .and_then(|c| c.message.clone());
-            Assessment::new(Phase::Pending, unschedulable.map(|m| format!("Waiting for room on the cluster: {m}")))
+            Assessment::new(
+                Phase::Pending,
+                unschedulable.map(|m| format!("Waiting for room on the cluster: {m}")),
+            )
         }
     }
 }
@@ -82,9 +97,18 @@ fn condition(pod: &Pod, kind: &str) -> bool {
 
 /// What a container's state says went wrong, if anything.
 fn failure(c: &ContainerStatus, init: bool) -> Option<String> {
-    let waiting = c.state.as_ref().and_then(|s| s.waiting.as_ref()).and_then(|w| w.reason.as_deref());
+    let waiting = c
+        .state
+        .as_ref()
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.reason.as_deref());
     let last = c.last_state.as_ref().and_then(|s| s.terminated.as_ref());
-    let terminated = c.state.as_ref().and_then(|s| s.terminated.as_ref()).filter(|t| t.exit_code != 0).or(last);
+    let terminated = c
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .filter(|t| t.exit_code != 0)
+        .or(last);
     if matches!(waiting, Some("ErrImagePull" | "ImagePullBackOff" | "InvalidImageName")) {
         return Some(format!(
             "The image of container {} cannot be pulled ({}). Check REXEC_SERVER_IMAGE and the python version.",
@@ -102,13 +126,20 @@ fn failure(c: &ContainerStatus, init: bool) -> Option<String> {
     if !crashing {
         return None;
     }
-    let exit = terminated.map(|t| format!(" (exit code {})", t.exit_code)).unwrap_or_default();
+    let exit = terminated
+        .map(|t| format!(" (exit code {})", t.exit_code))
+        .unwrap_or_default();
     Some(match (init, c.name.as_str()) {
         (true, "install") => format!(
             "pip install failed{exit}: a requirement cannot be installed for this python version. Check the package names and versions, then spawn again with force_reinstall."
         ),
-        (true, "fetch-server") => format!("The rexec-server source cannot be fetched{exit}. Check REXEC_SERVER_SOURCE."),
-        _ => format!("Container {} keeps crashing{exit} (CrashLoopBackOff). Its logs tell why.", c.name),
+        (true, "fetch-server") => {
+            format!("The rexec-server source cannot be fetched{exit}. Check REXEC_SERVER_SOURCE.")
+        }
+        _ => format!(
+            "Container {} keeps crashing{exit} (CrashLoopBackOff). Its logs tell why.",
+            c.name
+        ),
     })
 }
 
@@ -117,7 +148,12 @@ fn with_event(reason: String, events: &[Event]) -> String {
     let latest = events
         .iter()
         .filter(|e| e.type_.as_deref() == Some("Warning"))
-        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0).or(e.event_time.as_ref().map(|t| t.0)));
+        .max_by_key(|e| {
+            e.last_timestamp
+                .as_ref()
+                .map(|t| t.0)
+                .or(e.event_time.as_ref().map(|t| t.0))
+        });
     match latest.and_then(|e| e.message.as_deref()) {
         Some(message) => format!("{reason} Last event: {message}"),
         None => reason,
@@ -151,25 +187,45 @@ mod tests {
         let starting = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}));
         assert_eq!(assess(Some(&starting), &[]).phase, Phase::Pending);
         let mut deleting = ready.clone();
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
         assert_eq!(assess(Some(&deleting), &[]).phase, Phase::Terminating);
     }
 
     #[test]
     fn failures_say_what_to_do() {
         let cases = [
-            (json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "ImagePullBackOff")]}), "cannot be pulled"),
-            (json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "CrashLoopBackOff")]}), "pip install failed (exit code 1)"),
-            (json!({"phase": "Pending", "initContainerStatuses": [waiting("fetch-server", "CrashLoopBackOff")]}), "source cannot be fetched"),
-            (json!({"phase": "Running", "containerStatuses": [waiting("server", "CrashLoopBackOff")]}), "keeps crashing"),
-            (json!({"phase": "Running", "containerStatuses": [{"name": "server", "ready": false, "restartCount": 1, "image": "i", "imageID": "",
-                "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}), "out of memory"),
+            (
+                json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "ImagePullBackOff")]}),
+                "cannot be pulled",
+            ),
+            (
+                json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "CrashLoopBackOff")]}),
+                "pip install failed (exit code 1)",
+            ),
+            (
+                json!({"phase": "Pending", "initContainerStatuses": [waiting("fetch-server", "CrashLoopBackOff")]}),
+                "source cannot be fetched",
+            ),
+            (
+                json!({"phase": "Running", "containerStatuses": [waiting("server", "CrashLoopBackOff")]}),
+                "keeps crashing",
+            ),
+            (
+                json!({"phase": "Running", "containerStatuses": [{"name": "server", "ready": false, "restartCount": 1, "image": "i", "imageID": "",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}}, "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}),
+                "out of memory",
+            ),
             (json!({"phase": "Failed", "reason": "Evicted"}), "stopped (Evicted)"),
         ];
         for (status, expected) in cases {
             let a = assess(Some(&pod(status.clone())), &[]);
             assert_eq!(a.phase, Phase::Failed, "{status}");
-            assert!(a.reason.as_deref().unwrap().contains(expected), "{:?} lacks {expected:?}", a.reason);
+            assert!(
+                a.reason.as_deref().unwrap().contains(expected),
+                "{:?} lacks {expected:?}",
+                a.reason
+            );
         }
     }
 
@@ -183,6 +239,9 @@ mod tests {
         .unwrap();
         let failing = pod(json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "ErrImagePull")]}));
         let reason = assess(Some(&failing), &events).reason.unwrap();
-        assert!(reason.ends_with("Last event: Failed to pull image: not found"), "{reason}");
+        assert!(
+            reason.ends_with("Last event: Failed to pull image: not found"),
+            "{reason}"
+        );
     }
 }

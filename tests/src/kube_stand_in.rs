@@ -146,7 +146,9 @@ impl KubeStandIn {
             token: Mutex::new(TokenCheck::Any),
         });
         let app = Router::new().fallback(serve).with_state(shared.clone());
-        let listener = TcpListener::bind(("127.0.0.1", port)).await.expect("bind the Kubernetes stand-in");
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the Kubernetes stand-in");
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("Kubernetes stand-in");
@@ -171,6 +173,13 @@ impl KubeStandIn {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: {}\nusers:\n- name: stand-in\n  user:\n    token: {token}\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: stand-in\ncurrent-context: stand-in\n",
             self.url()
         )
+    }
+
+    /// Writes [`Self::kubeconfig`] to a new file and returns its path.
+    pub fn write_kubeconfig(&self, token: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("rexec-stand-in-{}.kubeconfig", uuid::Uuid::new_v4()));
+        std::fs::write(&path, self.kubeconfig(token)).expect("write the kubeconfig");
+        path
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -202,14 +211,28 @@ impl KubeStandIn {
 
     /// Requests served for `method` on `resource` (for example `POST pods`).
     pub fn count(&self, method: &str, resource: &str) -> usize {
-        self.shared.counters.lock().unwrap().get(&format!("{method} {resource}")).copied().unwrap_or(0)
+        self.shared
+            .counters
+            .lock()
+            .unwrap()
+            .get(&format!("{method} {resource}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Stores an object as is (for what the cluster holds already: nodes, the broker Service).
     pub fn put(&self, resource: &str, mut object: Value) {
         let mut store = self.shared.store.lock().unwrap();
-        let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_owned();
-        let name = object.pointer("/metadata/name").and_then(Value::as_str).expect("a name").to_owned();
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .expect("a name")
+            .to_owned();
         store.version += 1;
         let (api_version, kind, _) = kind_of(resource).expect("a known resource");
         object["apiVersion"] = json!(api_version);
@@ -223,14 +246,22 @@ impl KubeStandIn {
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         let mut store = self.shared.store.lock().unwrap();
         advance(&mut store, &self.behaviour());
-        store.objects.get(&(resource.to_owned(), namespace.to_owned(), name.to_owned())).cloned()
+        store
+            .objects
+            .get(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
+            .cloned()
     }
 
     /// Names of the objects of `resource` in `namespace`.
     pub fn names(&self, resource: &str, namespace: &str) -> Vec<String> {
         let mut store = self.shared.store.lock().unwrap();
         advance(&mut store, &self.behaviour());
-        store.objects.keys().filter(|(r, ns, _)| r == resource && ns == namespace).map(|(_, _, n)| n.clone()).collect()
+        store
+            .objects
+            .keys()
+            .filter(|(r, ns, _)| r == resource && ns == namespace)
+            .map(|(_, _, n)| n.clone())
+            .collect()
     }
 
     pub fn stop(&self) {
@@ -268,7 +299,12 @@ fn status(code: u16, reason: &str, message: String, details: Value) -> Response 
 }
 
 fn not_found(resource: &str, name: &str) -> Response {
-    status(404, "NotFound", format!("{resource} \"{name}\" not found"), json!({"name": name, "kind": resource}))
+    status(
+        404,
+        "NotFound",
+        format!("{resource} \"{name}\" not found"),
+        json!({"name": name, "kind": resource}),
+    )
 }
 
 fn object_response(code: StatusCode, object: &Value) -> Response {
@@ -297,7 +333,12 @@ fn parse_path(path: &str) -> Option<Target> {
         [resource, name] => ("", *resource, Some(*name)),
         _ => return None,
     };
-    Some(Target { resource: resource.to_owned(), namespace: namespace.to_owned(), name: name.map(str::to_owned), group })
+    Some(Target {
+        resource: resource.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.map(str::to_owned),
+        group,
+    })
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -314,12 +355,24 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     let query: HashMap<String, String> =
         serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).unwrap_or_default();
     let headers = request.headers().clone();
-    let body = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024).await.unwrap_or_default();
+    let body = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
 
     let Some(target) = parse_path(&path) else {
-        return status(404, "NotFound", format!("the server could not find the requested resource ({path})"), json!({}));
+        return status(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+            json!({}),
+        );
     };
-    *shared.counters.lock().unwrap().entry(format!("{method} {}", target.resource)).or_default() += 1;
+    *shared
+        .counters
+        .lock()
+        .unwrap()
+        .entry(format!("{method} {}", target.resource))
+        .or_default() += 1;
 
     if let Err(reason) = check_token(&shared, &headers) {
         return status(401, "Unauthorized", format!("Unauthorized: {reason}"), json!({}));
@@ -341,7 +394,12 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     match fault {
         Some(Fault::Latency(wait)) => tokio::time::sleep(wait).await,
         Some(Fault::Status(code)) => {
-            return status(code, "InternalError", "Internal error occurred: injected fault".into(), json!({}));
+            return status(
+                code,
+                "InternalError",
+                "Internal error occurred: injected fault".into(),
+                json!({}),
+            );
         }
         Some(Fault::Drop) => return dropped_connection(),
         Some(Fault::Forbidden) => {
@@ -351,9 +409,18 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                 target.resource,
                 target.resource,
                 target.group,
-                if target.namespace.is_empty() { String::new() } else { format!(" in the namespace \"{}\"", target.namespace) }
+                if target.namespace.is_empty() {
+                    String::new()
+                } else {
+                    format!(" in the namespace \"{}\"", target.namespace)
+                }
             );
-            return status(403, "Forbidden", message, json!({"kind": target.resource, "group": target.group}));
+            return status(
+                403,
+                "Forbidden",
+                message,
+                json!({"kind": target.resource, "group": target.group}),
+            );
         }
         None => {}
     }
@@ -362,10 +429,22 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     let mut store = shared.store.lock().unwrap();
     advance(&mut store, &behaviour);
     let Some((api_version, kind, namespaced)) = kind_of(&target.resource) else {
-        return status(404, "NotFound", format!("the server could not find the requested resource ({path})"), json!({}));
+        return status(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+            json!({}),
+        );
     };
-    if namespaced != !target.namespace.is_empty() && !(namespaced && target.namespace.is_empty() && method == Method::GET) {
-        return status(404, "NotFound", format!("the server could not find the requested resource ({path})"), json!({}));
+    if namespaced != !target.namespace.is_empty()
+        && !(namespaced && target.namespace.is_empty() && method == Method::GET)
+    {
+        return status(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+            json!({}),
+        );
     }
     let key = |name: &str| (target.resource.clone(), target.namespace.clone(), name.to_owned());
 
@@ -379,18 +458,31 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "the body is not a JSON object".into(), json!({}));
             };
-            let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let valid = if target.resource == "namespaces" { is_dns_label(&name) } else { is_dns_subdomain(&name) };
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let valid = if target.resource == "namespaces" {
+                is_dns_label(&name)
+            } else {
+                is_dns_subdomain(&name)
+            };
             if !valid {
                 return status(
                     422,
                     "Invalid",
-                    format!("{kind} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.'"),
+                    format!(
+                        "{kind} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.'"
+                    ),
                     json!({"name": name, "kind": kind, "causes": [{"reason": "FieldValueInvalid", "field": "metadata.name"}]}),
                 );
             }
             if namespaced {
-                match store.objects.get(&("namespaces".into(), String::new(), target.namespace.clone())) {
+                match store
+                    .objects
+                    .get(&("namespaces".into(), String::new(), target.namespace.clone()))
+                {
                     None => return not_found("namespaces", &target.namespace),
                     Some(_) if store.terminating.contains_key(&target.namespace) => {
                         return status(
@@ -427,12 +519,25 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             match target.resource.as_str() {
                 "namespaces" => object["status"] = json!({"phase": "Active"}),
                 "pods" => {
-                    object["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]});
+                    object["status"] =
+                        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]});
                     store.pods.insert(
                         (target.namespace.clone(), name.clone()),
-                        Pod { created: Instant::now(), outcome: behaviour.pod_outcome, deleted: None, shown: "Pending" },
+                        Pod {
+                            created: Instant::now(),
+                            outcome: behaviour.pod_outcome,
+                            deleted: None,
+                            shown: "Pending",
+                        },
                     );
-                    add_event(&mut store, &target.namespace, &name, "Normal", "Scheduled", format!("Successfully assigned {}/{name} to node-1", target.namespace));
+                    add_event(
+                        &mut store,
+                        &target.namespace,
+                        &name,
+                        "Normal",
+                        "Scheduled",
+                        format!("Successfully assigned {}/{name} to node-1", target.namespace),
+                    );
                 }
                 _ => {}
             }
@@ -465,9 +570,19 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             object_response(StatusCode::OK, &object)
         }
         (Method::PATCH, Some(name)) => {
-            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
             if !content_type.starts_with("application/merge-patch+json") {
-                return status(415, "UnsupportedMediaType", format!("the body of the request was in an unknown format - accepted media types include: application/merge-patch+json (got {content_type})"), json!({}));
+                return status(
+                    415,
+                    "UnsupportedMediaType",
+                    format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json (got {content_type})"
+                    ),
+                    json!({}),
+                );
             }
             let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "the body is not JSON".into(), json!({}));
@@ -496,7 +611,9 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                         return status(
                             409,
                             "Conflict",
-                            format!("Operation cannot be fulfilled on namespaces \"{name}\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system."),
+                            format!(
+                                "Operation cannot be fulfilled on namespaces \"{name}\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system."
+                            ),
                             json!({"name": name, "kind": "namespaces"}),
                         );
                     }
@@ -520,7 +637,14 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                     }
                     object["metadata"]["resourceVersion"] = json!(store.version.to_string());
                     store.objects.insert(key(&name), object.clone());
-                    add_event(&mut store, &target.namespace, &name, "Normal", "Killing", "Stopping container server".into());
+                    add_event(
+                        &mut store,
+                        &target.namespace,
+                        &name,
+                        "Normal",
+                        "Killing",
+                        "Stopping container server".into(),
+                    );
                     object_response(StatusCode::OK, &object)
                 }
                 _ => {
@@ -529,7 +653,12 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                 }
             }
         }
-        _ => status(405, "MethodNotAllowed", format!("the server does not allow this method on the requested resource ({method} {path})"), json!({})),
+        _ => status(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method} {path})"),
+            json!({}),
+        ),
     }
 }
 
@@ -543,7 +672,9 @@ fn conflict(resource: &str, name: &str) -> Response {
     status(
         409,
         "Conflict",
-        format!("Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+        format!(
+            "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
         json!({"name": name, "kind": resource}),
     )
 }
@@ -583,18 +714,36 @@ fn check_token(shared: &Shared, headers: &HeaderMap) -> Result<(), String> {
 fn list(store: &Store, target: &Target, query: &HashMap<String, String>, api_version: &str, kind: &str) -> Response {
     let labels = match query.get("labelSelector").map(|s| parse_selector(s)).transpose() {
         Ok(labels) => labels.unwrap_or_default(),
-        Err(reason) => return status(400, "BadRequest", format!("unable to parse requirement: {reason}"), json!({})),
+        Err(reason) => {
+            return status(
+                400,
+                "BadRequest",
+                format!("unable to parse requirement: {reason}"),
+                json!({}),
+            );
+        }
     };
     let fields = match query.get("fieldSelector").map(|s| parse_selector(s)).transpose() {
         Ok(fields) => fields.unwrap_or_default(),
-        Err(reason) => return status(400, "BadRequest", format!("invalid field selector: {reason}"), json!({})),
+        Err(reason) => {
+            return status(
+                400,
+                "BadRequest",
+                format!("invalid field selector: {reason}"),
+                json!({}),
+            );
+        }
     };
     let items: Vec<Value> = store
         .objects
         .iter()
         .filter(|((r, ns, _), _)| *r == target.resource && (target.namespace.is_empty() || *ns == target.namespace))
         .map(|(_, object)| object.clone())
-        .filter(|object| labels.iter().all(|term| term.matches(object.pointer("/metadata/labels"), false)))
+        .filter(|object| {
+            labels
+                .iter()
+                .all(|term| term.matches(object.pointer("/metadata/labels"), false))
+        })
         .filter(|object| fields.iter().all(|term| term.matches(Some(object), true)))
         .collect();
     let body = json!({"apiVersion": api_version, "kind": format!("{kind}List"),
@@ -701,15 +850,18 @@ fn advance(store: &mut Store, behaviour: &Behaviour) {
         .collect();
     for namespace in finished {
         store.terminating.remove(&namespace);
-        store.objects.retain(|(resource, ns, name), _| {
-            *ns != namespace && !(resource == "namespaces" && *name == namespace)
-        });
+        store
+            .objects
+            .retain(|(resource, ns, name), _| *ns != namespace && !(resource == "namespaces" && *name == namespace));
         store.pods.retain(|(ns, _), _| *ns != namespace);
     }
     let gone: Vec<(String, String)> = store
         .pods
         .iter()
-        .filter(|(_, pod)| pod.deleted.is_some_and(|at| now.duration_since(at) >= behaviour.pod_termination))
+        .filter(|(_, pod)| {
+            pod.deleted
+                .is_some_and(|at| now.duration_since(at) >= behaviour.pod_termination)
+        })
         .map(|(key, _)| key.clone())
         .collect();
     for (namespace, name) in gone {
@@ -751,7 +903,11 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
         "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
     match pod.outcome {
         PodOutcome::ImagePullError => {
-            let (stage, reason) = if installed { ("BackOff", "ImagePullBackOff") } else { ("Pull", "ErrImagePull") };
+            let (stage, reason) = if installed {
+                ("BackOff", "ImagePullBackOff")
+            } else {
+                ("Pull", "ErrImagePull")
+            };
             let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
                 "initContainerStatuses": [waiting("install", reason, "Back-off pulling image \"python:3.11-slim\"")],
                 "containerStatuses": [waiting("server", "PodInitializing", "")]});
@@ -762,7 +918,11 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
             let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
                 "initContainerStatuses": [{"name": "install", "ready": false, "restartCount": 0, "state": {"running": {"startedAt": timestamp(SystemTime::now())}}}],
                 "containerStatuses": [waiting("server", "PodInitializing", "")]});
-            ("Installing", status, Some(("Normal", "Started", "Started container install".to_owned())))
+            (
+                "Installing",
+                status,
+                Some(("Normal", "Started", "Started container install".to_owned())),
+            )
         }
         PodOutcome::InstallFails => {
             let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
@@ -770,16 +930,36 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed container=install"}},
                     "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
                 "containerStatuses": [waiting("server", "PodInitializing", "")]});
-            ("InstallFailed", status, Some(("Warning", "BackOff", "Back-off restarting failed container install".to_owned())))
+            (
+                "InstallFailed",
+                status,
+                Some((
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container install".to_owned(),
+                )),
+            )
         }
         PodOutcome::CrashLoop | PodOutcome::OutOfMemory => {
-            let (exit, reason) = if pod.outcome == PodOutcome::CrashLoop { (1, "Error") } else { (137, "OOMKilled") };
+            let (exit, reason) = if pod.outcome == PodOutcome::CrashLoop {
+                (1, "Error")
+            } else {
+                (137, "OOMKilled")
+            };
             let status = json!({"phase": "Running", "conditions": [cond("PodScheduled", true), cond("Initialized", true), cond("ContainersReady", false), cond("Ready", false)],
                 "initContainerStatuses": [init_done],
                 "containerStatuses": [{"name": "server", "ready": false, "restartCount": 3,
                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=server"}},
                     "lastState": {"terminated": {"exitCode": exit, "reason": reason}}}]});
-            ("Crashing", status, Some(("Warning", "BackOff", "Back-off restarting failed container server".to_owned())))
+            (
+                "Crashing",
+                status,
+                Some((
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container server".to_owned(),
+                )),
+            )
         }
         PodOutcome::Ready => {
             let ready = age >= b.install_time + b.start_time;
@@ -790,7 +970,11 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
             if ready {
                 ("Ready", status, None)
             } else {
-                ("Starting", status, Some(("Normal", "Started", "Started container server".to_owned())))
+                (
+                    "Starting",
+                    status,
+                    Some(("Normal", "Started", "Started container server".to_owned())),
+                )
             }
         }
     }

@@ -1,0 +1,387 @@
+//! The lifecycle of a caller's rexec-server on the cluster: create, reuse, replace, describe,
+//! terminate.
+//!
+//! One ConfigMap per caller (`rexec-server`, the claim) says what the server is built from
+//! and which generation runs; its pod is `rexec-server-<generation>`. Creating the claim is
+//! the lock: of concurrent first spawns one creates it and the others find it, so one server
+//! is made. A replacement updates the claim with its `resourceVersion`, so of concurrent
+//! replacements one wins and the others get 409. Spawn answers once the objects are written and
+//! never waits for the pod (API Gateway cuts requests at 30 s).
+
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::{Client, ResourceExt};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::error::ApiError;
+use crate::identity::Identity;
+use crate::manifests::{
+    self, CLAIM, DIGEST, GENERATION, MANAGED_BY, MANAGER, Owner, PYTHON, REQUIREMENTS, ServerSettings,
+};
+use crate::requirements::Requirements;
+use crate::server_status::{self, Phase};
+
+/// A caller's server as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServerView {
+    #[schema(example = "rexec-f47ac10b-58cc-4372-a567-0e02b2c3d479")]
+    pub namespace: String,
+    #[schema(example = "rexec-server-1")]
+    pub name: String,
+    pub phase: Phase,
+    pub ready: bool,
+    /// When something is wrong or pending: what, in words a person can act on.
+    pub reason: Option<String>,
+    #[schema(example = "3.11")]
+    pub python_version: String,
+    /// The requirement lines, the interpreter pin first.
+    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
+    pub requirements: Vec<String>,
+    /// SHA-256 of the normalised requirements: the identity of the environment.
+    pub digest: String,
+    /// Increases with each replacement.
+    pub generation: u64,
+    /// When this generation was requested (RFC 3339).
+    pub created: Option<String>,
+    pub age_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Spawned {
+    Created,
+    Reused,
+    Replaced,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Terminated {
+    /// The server and its namespace are being removed.
+    Deleted,
+    /// A removal was already under way.
+    AlreadyTerminating,
+    /// There was nothing to remove.
+    NothingThere,
+}
+
+pub struct Spawner {
+    cluster: Cluster,
+    settings: ServerSettings,
+}
+
+/// What a claim records.
+struct Claim {
+    digest: String,
+    generation: u64,
+    python: String,
+    requirements: Vec<String>,
+    created: Option<SystemTime>,
+    resource_version: Option<String>,
+}
+
+impl Claim {
+    fn read(cm: &ConfigMap) -> Result<Self, ApiError> {
+        let annotation = |key: &str| cm.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+        let broken = || {
+            tracing::error!(namespace = ?cm.metadata.namespace, "the rexec-server ConfigMap lacks its annotations");
+            ApiError::internal()
+        };
+        Ok(Self {
+            digest: annotation(DIGEST).ok_or_else(broken)?,
+            generation: annotation(GENERATION).and_then(|g| g.parse().ok()).ok_or_else(broken)?,
+            python: annotation(PYTHON).unwrap_or_default(),
+            requirements: annotation(REQUIREMENTS)
+                .and_then(|r| serde_json::from_str(&r).ok())
+                .unwrap_or_default(),
+            created: cm.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0)),
+            resource_version: cm.metadata.resource_version.clone(),
+        })
+    }
+}
+
+fn created_now<T>(result: Result<T, kube::Error>) -> Result<(), ClusterError> {
+    match result.map_err(ClusterError::from) {
+        Ok(_) | Err(ClusterError::AlreadyExists) => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+impl Spawner {
+    pub fn new(cluster: Cluster, settings: ServerSettings) -> Self {
+        Self { cluster, settings }
+    }
+
+    pub fn owner(&self, identity: &Identity) -> Owner {
+        Owner::new(&self.settings.naming, identity)
+    }
+
+    /// Creates the caller's server, reuses it when it runs the same requirements, or replaces
+    /// it when `force` is set. A server with other requirements and no `force` is a 409.
+    pub async fn spawn(
+        &self,
+        identity: &Identity,
+        reqs: &Requirements,
+        force: bool,
+    ) -> Result<(Spawned, ServerView), ApiError> {
+        let client = self.cluster.client().await?;
+        let owner = self.owner(identity);
+        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+        let existing = match self.namespace(&client, &owner).await? {
+            Some(_) => claims.get_opt(CLAIM).await.map_err(ClusterError::from)?,
+            None => None,
+        };
+        let claim = match existing {
+            Some(cm) => cm,
+            None => {
+                self.prepare_namespace(&client, &owner).await?;
+                match claims
+                    .create(
+                        &PostParams::default(),
+                        &manifests::claim(&owner, &self.settings, reqs, 1),
+                    )
+                    .await
+                {
+                    Ok(cm) => {
+                        let pod = self.create_pod(&client, &owner, reqs, 1).await?;
+                        return Ok((
+                            Spawned::Created,
+                            self.view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[]),
+                        ));
+                    }
+                    Err(err) => match ClusterError::from(err) {
+                        // Another spawn of this caller won the race: decide against what it made.
+                        ClusterError::AlreadyExists => claims.get(CLAIM).await.map_err(ClusterError::from)?,
+                        other => return Err(other.into()),
+                    },
+                }
+            }
+        };
+        let current = Claim::read(&claim)?;
+        if current.digest == reqs.digest && !force {
+            let pod = self.ensure_pod(&client, &owner, reqs, current.generation).await?;
+            return Ok((Spawned::Reused, self.view(&owner, &current, pod.as_ref(), &[])));
+        }
+        if !force {
+            return Err(ApiError::conflict(
+                "different_requirements",
+                format!(
+                    "Your server runs other requirements ({}). Send force_reinstall=True to replace it (a running job is interrupted), or terminate it first.",
+                    current.requirements.join(", ")
+                ),
+            ));
+        }
+        let generation = current.generation + 1;
+        let mut replacement = manifests::claim(&owner, &self.settings, reqs, generation);
+        replacement.metadata.resource_version = current.resource_version.clone();
+        let cm = claims
+            .replace(CLAIM, &PostParams::default(), &replacement)
+            .await
+            .map_err(ClusterError::from)?;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        match pods
+            .delete(&manifests::pod_name(current.generation), &DeleteParams::default())
+            .await
+            .map_err(ClusterError::from)
+        {
+            Ok(_) | Err(ClusterError::NotFound) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let pod = self.create_pod(&client, &owner, reqs, generation).await?;
+        Ok((
+            Spawned::Replaced,
+            self.view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[]),
+        ))
+    }
+
+    /// The caller's server, if there is one.
+    pub async fn describe(&self, identity: &Identity) -> Result<Option<ServerView>, ApiError> {
+        let client = self.cluster.client().await?;
+        let owner = self.owner(identity);
+        let Some(namespace) = self.namespace_any(&client, &owner).await? else {
+            return Ok(None);
+        };
+        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+        let Some(cm) = claims.get_opt(CLAIM).await.map_err(ClusterError::from)? else {
+            return Ok(None);
+        };
+        let claim = Claim::read(&cm)?;
+        let name = manifests::pod_name(claim.generation);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        let pod = pods.get_opt(&name).await.map_err(ClusterError::from)?;
+        let events: Api<Event> = Api::namespaced(client, &owner.namespace);
+        let events = events
+            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await
+            .map_err(ClusterError::from)?
+            .items;
+        let mut view = self.view(&owner, &claim, pod.as_ref(), &events);
+        if namespace.metadata.deletion_timestamp.is_some() {
+            view.phase = Phase::Terminating;
+            view.ready = false;
+            view.reason = Some("The server is being removed.".into());
+        }
+        Ok(Some(view))
+    }
+
+    /// Removes the caller's server with its namespace.
+    pub async fn terminate(&self, identity: &Identity) -> Result<Terminated, ApiError> {
+        let client = self.cluster.client().await?;
+        let owner = self.owner(identity);
+        let Some(namespace) = self.namespace_any(&client, &owner).await? else {
+            return Ok(Terminated::NothingThere);
+        };
+        if namespace.metadata.deletion_timestamp.is_some() {
+            return Ok(Terminated::AlreadyTerminating);
+        }
+        let namespaces: Api<Namespace> = Api::all(client);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: namespace.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match namespaces
+            .delete(&owner.namespace, &params)
+            .await
+            .map_err(ClusterError::from)
+        {
+            Ok(_) => Ok(Terminated::Deleted),
+            Err(ClusterError::NotFound) => Ok(Terminated::NothingThere),
+            Err(ClusterError::Conflict(_)) => Ok(Terminated::AlreadyTerminating),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The caller's namespace if it exists and is ours, terminating or not.
+    async fn namespace_any(&self, client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let Some(namespace) = namespaces.get_opt(&owner.namespace).await.map_err(ClusterError::from)? else {
+            return Ok(None);
+        };
+        let ours = namespace.labels().get(MANAGED_BY).is_some_and(|m| m == MANAGER);
+        if !ours {
+            tracing::error!(namespace = %owner.namespace, "a namespace of this name exists and is not managed by rexec-lambda");
+            return Err(ApiError::conflict(
+                "namespace_taken",
+                "A namespace with your server's name exists and is not managed by this service. Ask an administrator.",
+            ));
+        }
+        Ok(Some(namespace))
+    }
+
+    /// The caller's namespace if it exists, is ours and is not terminating.
+    async fn namespace(&self, client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
+        match self.namespace_any(client, owner).await? {
+            Some(ns) if ns.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
+            other => Ok(other),
+        }
+    }
+
+    /// The namespace and its guard rails, each created unless present.
+    async fn prepare_namespace(&self, client: &Client, owner: &Owner) -> Result<(), ApiError> {
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        match namespaces
+            .create(&PostParams::default(), &manifests::namespace(owner))
+            .await
+            .map_err(ClusterError::from)
+        {
+            Ok(_) => {}
+            Err(ClusterError::AlreadyExists) => {
+                self.namespace(client, owner).await?;
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &owner.namespace);
+        created_now(
+            quotas
+                .create(
+                    &PostParams::default(),
+                    &manifests::resource_quota(owner, &self.settings),
+                )
+                .await,
+        )?;
+        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &owner.namespace);
+        created_now(
+            policies
+                .create(
+                    &PostParams::default(),
+                    &manifests::network_policy(owner, &self.settings),
+                )
+                .await,
+        )?;
+        Ok(())
+    }
+
+    /// Creates the pod of `generation`; `None` when a concurrent spawn created it first.
+    async fn create_pod(
+        &self,
+        client: &Client,
+        owner: &Owner,
+        reqs: &Requirements,
+        generation: u64,
+    ) -> Result<Option<Pod>, ApiError> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        match pods
+            .create(
+                &PostParams::default(),
+                &manifests::pod(owner, &self.settings, reqs, generation),
+            )
+            .await
+        {
+            Ok(pod) => Ok(Some(pod)),
+            Err(err) => match ClusterError::from(err) {
+                ClusterError::AlreadyExists => Ok(pods
+                    .get_opt(&manifests::pod_name(generation))
+                    .await
+                    .map_err(ClusterError::from)?),
+                other => Err(other.into()),
+            },
+        }
+    }
+
+    /// The pod of `generation`, created again if it is gone (evicted, deleted by hand).
+    async fn ensure_pod(
+        &self,
+        client: &Client,
+        owner: &Owner,
+        reqs: &Requirements,
+        generation: u64,
+    ) -> Result<Option<Pod>, ApiError> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        match pods
+            .get_opt(&manifests::pod_name(generation))
+            .await
+            .map_err(ClusterError::from)?
+        {
+            Some(pod) => Ok(Some(pod)),
+            None => self.create_pod(client, owner, reqs, generation).await,
+        }
+    }
+
+    fn view(&self, owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> ServerView {
+        let assessment = server_status::assess(pod, events);
+        ServerView {
+            namespace: owner.namespace.clone(),
+            name: manifests::pod_name(claim.generation),
+            phase: assessment.phase,
+            ready: assessment.ready,
+            reason: assessment.reason,
+            python_version: claim.python.clone(),
+            requirements: claim.requirements.clone(),
+            digest: claim.digest.clone(),
+            generation: claim.generation,
+            created: claim.created.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            age_seconds: claim
+                .created
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map(|d| d.as_secs()),
+        }
+    }
+}

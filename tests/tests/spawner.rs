@@ -1,0 +1,398 @@
+//! The lifecycle of a caller's server against the Kubernetes stand-in.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rexec_shared::cluster::Cluster;
+use rexec_shared::config::Vars;
+use rexec_shared::identity::Identity;
+use rexec_shared::manifests::ServerSettings;
+use rexec_shared::requirements::{Requirements, RequirementsPolicy};
+use rexec_shared::server_status::Phase;
+use rexec_shared::spawner::{Spawned, Spawner, Terminated};
+use rexec_tests::kube_stand_in::{Behaviour, Fault, KubeStandIn, PodOutcome};
+use serde_json::json;
+
+struct Setup {
+    cluster: KubeStandIn,
+    spawner: Arc<Spawner>,
+}
+
+async fn setup() -> Setup {
+    let cluster = KubeStandIn::start().await;
+    let kubeconfig = cluster.write_kubeconfig("t");
+    let vars = Vars::from_pairs([
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("KUBE_TIMEOUT_SECONDS", "2"),
+    ]);
+    let spawner = Spawner::new(
+        Cluster::from_vars(&vars).unwrap(),
+        ServerSettings::from_vars(&vars).unwrap(),
+    );
+    Setup {
+        cluster,
+        spawner: Arc::new(spawner),
+    }
+}
+
+fn caller(sub: &str) -> Identity {
+    Identity {
+        sub: sub.into(),
+        username: sub.to_lowercase(),
+        roles: vec![],
+        groups: vec![],
+        expires_at: None,
+    }
+}
+
+fn reqs(lines: &[&str]) -> Requirements {
+    RequirementsPolicy::from_vars(&Vars::default())
+        .unwrap()
+        .check(lines)
+        .unwrap()
+}
+
+const NS: &str = "rexec-u-1";
+
+#[tokio::test]
+async fn a_first_spawn_creates_the_namespace_its_guard_rails_the_claim_and_the_pod() {
+    let s = setup().await;
+    let (outcome, view) = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11", "numpy>=1.26"]), false)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Spawned::Created);
+    assert_eq!(
+        (view.namespace.as_str(), view.name.as_str(), view.generation),
+        (NS, "rexec-server-1", 1)
+    );
+    assert_eq!(view.requirements, vec!["python==3.11", "numpy>=1.26"]);
+    assert_eq!(view.phase, Phase::Pending);
+
+    let ns = s.cluster.get("namespaces", "", NS).unwrap();
+    assert_eq!(ns["metadata"]["labels"]["app.kubernetes.io/managed-by"], "rexec-lambda");
+    assert_eq!(ns["metadata"]["annotations"]["rexec.ndp.io/sub"], "u-1");
+    assert!(s.cluster.get("resourcequotas", NS, "rexec-quota").is_some());
+    assert!(s.cluster.get("networkpolicies", NS, "rexec-egress").is_some());
+    let claim = s.cluster.get("configmaps", NS, "rexec-server").unwrap();
+    assert_eq!(claim["data"]["requirements.txt"], "numpy>=1.26\n");
+    let pod = s.cluster.get("pods", NS, "rexec-server-1").unwrap();
+    let env = &pod["spec"]["containers"][0]["env"];
+    assert!(
+        env.as_array()
+            .unwrap()
+            .contains(&json!({"name": "REXEC_USER_ID", "value": "u-1"}))
+    );
+}
+
+#[tokio::test]
+async fn the_same_requirements_reuse_the_server() {
+    let s = setup().await;
+    let who = caller("u-1");
+    s.spawner
+        .spawn(&who, &reqs(&["python==3.11", "numpy"]), false)
+        .await
+        .unwrap();
+    let (outcome, view) = s
+        .spawner
+        .spawn(&who, &reqs(&["numpy", "python==3.11"]), false)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Spawned::Reused);
+    assert_eq!(view.generation, 1);
+    assert_eq!(s.cluster.count("POST", "pods"), 1);
+}
+
+#[tokio::test]
+async fn different_requirements_are_a_conflict_until_forced() {
+    let s = setup().await;
+    let who = caller("u-1");
+    s.spawner
+        .spawn(&who, &reqs(&["python==3.11", "numpy"]), false)
+        .await
+        .unwrap();
+    let err = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11", "pandas"]), false)
+        .await
+        .unwrap_err();
+    assert_eq!((err.status.as_u16(), err.code), (409, "different_requirements"));
+    assert!(
+        err.detail.contains("numpy") && err.detail.contains("force_reinstall=True"),
+        "{}",
+        err.detail
+    );
+
+    let (outcome, view) = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Spawned::Replaced);
+    assert_eq!((view.generation, view.name.as_str()), (2, "rexec-server-2"));
+    assert!(s.cluster.get("pods", NS, "rexec-server-2").is_some());
+    let old = s.cluster.get("pods", NS, "rexec-server-1");
+    assert!(
+        old.is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string()),
+        "the old server goes"
+    );
+    assert_eq!(
+        s.cluster.get("configmaps", NS, "rexec-server").unwrap()["data"]["requirements.txt"],
+        "pandas\n"
+    );
+
+    let (outcome, view) = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome, view.generation),
+        (Spawned::Replaced, 3),
+        "force replaces even the same requirements"
+    );
+}
+
+#[tokio::test]
+async fn describe_follows_the_pod_to_ready() {
+    let s = setup().await;
+    let who = caller("u-1");
+    assert!(s.spawner.describe(&who).await.unwrap().is_none());
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    let view = s.spawner.describe(&who).await.unwrap().unwrap();
+    assert_eq!(view.phase, Phase::Installing, "{view:?}");
+    tokio::time::sleep(s.cluster.behaviour().install_time + s.cluster.behaviour().start_time).await;
+    let view = s.spawner.describe(&who).await.unwrap().unwrap();
+    assert_eq!((view.phase, view.ready, view.reason), (Phase::Ready, true, None));
+    assert!(view.age_seconds.is_some() && view.created.is_some());
+}
+
+#[tokio::test]
+async fn failures_are_explained() {
+    let cases = [
+        (PodOutcome::ImagePullError, "cannot be pulled"),
+        (PodOutcome::InstallFails, "pip install failed"),
+        (PodOutcome::CrashLoop, "keeps crashing"),
+        (PodOutcome::OutOfMemory, "out of memory"),
+    ];
+    for (outcome, expected) in cases {
+        let s = setup().await;
+        s.cluster.set_behaviour(Behaviour {
+            pod_outcome: outcome,
+            ..Behaviour::default()
+        });
+        s.spawner
+            .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+            .await
+            .unwrap();
+        tokio::time::sleep(s.cluster.behaviour().install_time + Duration::from_millis(50)).await;
+        let view = s.spawner.describe(&caller("u-1")).await.unwrap().unwrap();
+        assert_eq!(view.phase, Phase::Failed, "{outcome:?}: {view:?}");
+        let reason = view.reason.unwrap();
+        assert!(
+            reason.contains(expected) && reason.contains("Last event:"),
+            "{outcome:?}: {reason}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn terminate_removes_everything_once() {
+    let s = setup().await;
+    let who = caller("u-1");
+    assert_eq!(s.spawner.terminate(&who).await.unwrap(), Terminated::NothingThere);
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    assert_eq!(s.spawner.terminate(&who).await.unwrap(), Terminated::Deleted);
+    assert_eq!(
+        s.spawner.describe(&who).await.unwrap().unwrap().phase,
+        Phase::Terminating
+    );
+    assert_eq!(s.spawner.terminate(&who).await.unwrap(), Terminated::AlreadyTerminating);
+    tokio::time::sleep(s.cluster.behaviour().namespace_termination + Duration::from_millis(50)).await;
+    assert!(s.cluster.get("namespaces", "", NS).is_none());
+    assert!(s.cluster.names("pods", NS).is_empty() && s.cluster.names("configmaps", NS).is_empty());
+    assert_eq!(s.spawner.terminate(&who).await.unwrap(), Terminated::NothingThere);
+    assert!(s.spawner.describe(&who).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_spawn_while_the_namespace_terminates_is_told_to_retry_then_succeeds() {
+    let s = setup().await;
+    let who = caller("u-1");
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    s.spawner.terminate(&who).await.unwrap();
+    let err = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap_err();
+    assert_eq!((err.status.as_u16(), err.code), (409, "server_terminating"));
+    assert!(err.retry_after.is_some());
+    tokio::time::sleep(s.cluster.behaviour().namespace_termination + Duration::from_millis(50)).await;
+    let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    assert_eq!((outcome, view.generation), (Spawned::Created, 1));
+}
+
+#[tokio::test]
+async fn creates_refused_by_a_terminating_namespace_are_told_to_retry() {
+    let s = setup().await;
+    let who = caller("u-1");
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    // The namespace starts terminating between our read and our write.
+    s.cluster.inject(
+        Some("GET"),
+        Some("namespaces"),
+        Fault::Latency(Duration::from_millis(300)),
+        Some(1),
+    );
+    let spawner = s.spawner.clone();
+    let spawn = tokio::spawn(async move { spawner.spawn(&caller("u-1"), &reqs(&["python==3.11", "x"]), true).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.spawner.terminate(&who).await.unwrap();
+    let err = spawn.await.unwrap().unwrap_err();
+    assert_eq!(err.status.as_u16(), 409, "{err:?}");
+    assert!(err.retry_after.is_some() || err.code == "concurrent_change", "{err:?}");
+}
+
+#[tokio::test]
+async fn concurrent_spawns_with_the_same_requirements_make_one_server() {
+    let s = setup().await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let spawner = s.spawner.clone();
+            tokio::spawn(async move {
+                spawner
+                    .spawn(&caller("u-1"), &reqs(&["python==3.11", "numpy"]), false)
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        let (outcome, view) = task.await.unwrap().unwrap();
+        assert_eq!(view.generation, 1);
+        created += usize::from(outcome == Spawned::Created);
+    }
+    assert_eq!(created, 1);
+    assert_eq!(s.cluster.names("pods", NS), vec!["rexec-server-1"]);
+}
+
+#[tokio::test]
+async fn concurrent_spawns_with_different_requirements_let_one_win() {
+    let s = setup().await;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let spawner = s.spawner.clone();
+            tokio::spawn(async move {
+                let package = format!("pkg{i}");
+                spawner
+                    .spawn(&caller("u-1"), &reqs(&["python==3.11", &package]), false)
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => won += 1,
+            Err(err) => assert_eq!((err.status.as_u16(), err.code), (409, "different_requirements")),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(s.cluster.names("pods", NS).len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_replacements_let_one_win() {
+    let s = setup().await;
+    s.spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap();
+    s.cluster.inject(
+        Some("PUT"),
+        Some("configmaps"),
+        Fault::Latency(Duration::from_millis(200)),
+        None,
+    );
+    let tasks: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|package| {
+            let spawner = s.spawner.clone();
+            tokio::spawn(async move {
+                spawner
+                    .spawn(&caller("u-1"), &reqs(&["python==3.11", package]), true)
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok((outcome, view)) => {
+                assert_eq!((outcome, view.generation), (Spawned::Replaced, 2));
+                won += 1;
+            }
+            Err(err) => assert_eq!((err.status.as_u16(), err.code), (409, "concurrent_change")),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+#[tokio::test]
+async fn cluster_faults_are_503_and_rbac_refusals_500() {
+    let s = setup().await;
+    let who = caller("u-1");
+    for fault in [
+        Fault::Status(503),
+        Fault::Status(500),
+        Fault::Status(429),
+        Fault::Drop,
+        Fault::Latency(Duration::from_secs(5)),
+    ] {
+        s.cluster.clear_faults();
+        s.cluster.inject(None, Some("namespaces"), fault.clone(), None);
+        let err = s
+            .spawner
+            .spawn(&who, &reqs(&["python==3.11"]), false)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.status.as_u16(), err.code),
+            (503, "cluster_unavailable"),
+            "{fault:?}"
+        );
+        assert!(err.retry_after.is_some());
+    }
+    s.cluster.clear_faults();
+    s.cluster.inject(Some("POST"), Some("pods"), Fault::Forbidden, None);
+    let err = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status.as_u16(), 500);
+}
+
+#[tokio::test]
+async fn a_namespace_not_ours_is_never_touched() {
+    let s = setup().await;
+    s.cluster.put(
+        "namespaces",
+        json!({"metadata": {"name": NS, "labels": {"team": "other"}}, "status": {"phase": "Active"}}),
+    );
+    let err = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap_err();
+    assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
+    let err = s.spawner.terminate(&caller("u-1")).await.unwrap_err();
+    assert_eq!(err.code, "namespace_taken");
+    assert!(
+        s.cluster.get("namespaces", "", NS).unwrap()["metadata"]
+            .get("deletionTimestamp")
+            .is_none()
+    );
+}
