@@ -38,6 +38,13 @@ impl GroupPolicy {
         }
     }
 
+    /// The caller's group that the allow-list admitted, as the identity provider spells it
+    /// (`None` when no allow-list is enforced).
+    pub fn membership(&self, identity: &Identity) -> Option<String> {
+        let allowed = self.allowed.as_ref()?;
+        identity.groups.iter().find(|g| allowed.contains(&normalise(g))).cloned()
+    }
+
     /// Whether the caller belongs to an admin group.
     pub fn is_admin(&self, identity: &Identity) -> bool {
         member_of_any(identity, &self.admin)
@@ -110,6 +117,14 @@ mod tests {
                 "vars {vars:?}, groups {groups:?}"
             );
         }
+    }
+
+    #[test]
+    fn membership_names_the_admitting_group() {
+        let policy = GroupPolicy::from_vars(&Vars::from_pairs([("GROUP_NAMES", "ndp_ep/ep-1")])).unwrap();
+        assert_eq!(policy.membership(&caller(&["/other", "/NDP_EP/ep-1"])).as_deref(), Some("/NDP_EP/ep-1"));
+        assert_eq!(policy.membership(&caller(&["/other"])), None);
+        assert_eq!(GroupPolicy::default().membership(&caller(&["/x"])), None);
     }
 
     #[test]

@@ -117,6 +117,10 @@ impl Spawner {
         Self { cluster, settings }
     }
 
+    pub fn from_vars(vars: &crate::config::Vars) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::new(Cluster::from_vars(vars)?, ServerSettings::from_vars(vars)?))
+    }
+
     pub fn owner(&self, identity: &Identity) -> Owner {
         Owner::new(&self.settings.naming, identity)
     }

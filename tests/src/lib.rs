@@ -3,3 +3,4 @@
 pub mod identity_service;
 pub mod kube_stand_in;
 pub mod oidc;
+pub mod stack;

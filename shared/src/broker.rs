@@ -1,0 +1,129 @@
+//! Where clients reach the broker from outside the cluster.
+//!
+//! `REXEC_BROKER_EXTERNAL_HOST` (and `REXEC_BROKER_EXTERNAL_PORT`, default 5559) when set;
+//! otherwise discovered from the broker's Service (`REXEC_BROKER_EXTERNAL_SERVICE_NAME`, default
+//! the in-cluster `REXEC_BROKER_SERVICE_NAME`, in `REXEC_BROKER_NAMESPACE`): the port whose
+//! `port` is `REXEC_BROKER_CLIENT_PORT` (default 5559) or is named `client`, reached through
+//! the LoadBalancer's ingress or, for a NodePort Service, a node's external (else internal)
+//! address. Discovered addresses are kept for a minute per container.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Node, Service, ServicePort};
+use kube::api::{Api, ListParams};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::config::{ConfigError, Vars};
+use crate::error::ApiError;
+
+const DISCOVERY_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BrokerEndpoint {
+    pub host: String,
+    pub port: u16,
+}
+
+pub struct BrokerDirectory {
+    fixed: Option<BrokerEndpoint>,
+    service: String,
+    namespace: String,
+    client_port: u16,
+    discovered: Mutex<Option<(Instant, BrokerEndpoint)>>,
+}
+
+impl BrokerDirectory {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let client_port = vars.parse_or("REXEC_BROKER_CLIENT_PORT", 5559)?;
+        let fixed = match vars.get("REXEC_BROKER_EXTERNAL_HOST") {
+            Some(host) => Some(BrokerEndpoint { host: host.to_owned(), port: vars.parse_or("REXEC_BROKER_EXTERNAL_PORT", client_port)? }),
+            None => None,
+        };
+        let in_cluster = vars.get("REXEC_BROKER_SERVICE_NAME").unwrap_or("rexec-broker");
+        Ok(Self {
+            fixed,
+            service: vars.get("REXEC_BROKER_EXTERNAL_SERVICE_NAME").unwrap_or(in_cluster).to_owned(),
+            namespace: vars.get("REXEC_BROKER_NAMESPACE").unwrap_or("rexec").to_owned(),
+            client_port,
+            discovered: Mutex::new(None),
+        })
+    }
+
+    /// Whether the address comes from settings (no cluster call).
+    pub fn is_fixed(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    pub async fn endpoint(&self, cluster: &Cluster) -> Result<BrokerEndpoint, ApiError> {
+        if let Some(fixed) = &self.fixed {
+            return Ok(fixed.clone());
+        }
+        if let Some((at, endpoint)) = self.discovered.lock().expect("broker cache").clone()
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Ok(endpoint);
+        }
+        let endpoint = self.discover(cluster).await?;
+        *self.discovered.lock().expect("broker cache") = Some((Instant::now(), endpoint.clone()));
+        Ok(endpoint)
+    }
+
+    async fn discover(&self, cluster: &Cluster) -> Result<BrokerEndpoint, ApiError> {
+        let client = cluster.client().await?;
+        let services: Api<Service> = Api::namespaced(client.clone(), &self.namespace);
+        let service = match services.get(&self.service).await.map_err(ClusterError::from) {
+            Ok(service) => service,
+            Err(ClusterError::NotFound) => {
+                tracing::error!(service = %self.service, namespace = %self.namespace, "the broker Service does not exist");
+                return Err(not_ready("The broker is not deployed on the cluster."));
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let spec = service.spec.unwrap_or_default();
+        let ports = spec.ports.unwrap_or_default();
+        let port = pick_port(&ports, self.client_port).ok_or_else(|| {
+            tracing::error!(service = %self.service, "the broker Service has no client port");
+            not_ready("The broker exposes no client port.")
+        })?;
+        match spec.type_.as_deref() {
+            Some("LoadBalancer") => {
+                let ingress = service.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+                let host = ingress.into_iter().find_map(|i| i.hostname.or(i.ip)).ok_or_else(|| {
+                    not_ready("The broker's load balancer has no address yet.")
+                })?;
+                Ok(BrokerEndpoint { host, port: port.port as u16 })
+            }
+            Some("NodePort") => {
+                let node_port = port.node_port.ok_or_else(|| not_ready("The broker's node port is not assigned yet."))?;
+                let nodes: Api<Node> = Api::all(client);
+                let nodes = nodes.list(&ListParams::default()).await.map_err(ClusterError::from)?.items;
+                let addresses: Vec<_> = nodes.into_iter().filter_map(|n| n.status?.addresses).flatten().collect();
+                let host = ["ExternalIP", "ExternalDNS", "InternalIP"]
+                    .iter()
+                    .find_map(|kind| addresses.iter().find(|a| a.type_ == *kind))
+                    .map(|a| a.address.clone())
+                    .ok_or_else(|| not_ready("No node address is known for the broker's node port."))?;
+                Ok(BrokerEndpoint { host, port: node_port as u16 })
+            }
+            other => {
+                tracing::error!(service_type = ?other, "the broker Service is not reachable from outside (use LoadBalancer or NodePort, or set REXEC_BROKER_EXTERNAL_HOST)");
+                Err(not_ready("The broker is not reachable from outside the cluster."))
+            }
+        }
+    }
+}
+
+fn pick_port(ports: &[ServicePort], client_port: u16) -> Option<&ServicePort> {
+    ports
+        .iter()
+        .find(|p| p.port == i32::from(client_port))
+        .or_else(|| ports.iter().find(|p| p.name.as_deref() == Some("client")))
+        .or(if ports.len() == 1 { ports.first() } else { None })
+}
+
+fn not_ready(detail: &str) -> ApiError {
+    ApiError::unavailable("broker_unavailable", detail, Duration::from_secs(30))
+}

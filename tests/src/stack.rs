@@ -1,0 +1,54 @@
+//! The services a function talks to, started together for a test: the identity service and
+//! the Kubernetes stand-in, with the settings that point a function at them.
+
+use std::path::PathBuf;
+
+use rexec_shared::config::Vars;
+use serde_json::json;
+
+use crate::identity_service::{IdentityService, dev_users};
+use crate::kube_stand_in::KubeStandIn;
+
+pub struct Stack {
+    pub identity: IdentityService,
+    pub cluster: KubeStandIn,
+    pub kubeconfig: PathBuf,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        let identity = IdentityService::start(dev_users()).await;
+        let cluster = KubeStandIn::start().await;
+        let kubeconfig = cluster.write_kubeconfig("stand-in-token");
+        Self { identity, cluster, kubeconfig }
+    }
+
+    /// Settings for a function: the identity service, the allowed group of the development
+    /// users, the stand-in's kubeconfig, then `extra`.
+    pub fn vars(&self, extra: &[(&str, &str)]) -> Vars {
+        let url = self.identity.url();
+        let mut pairs = vec![
+            ("AUTH_API_URL", url.as_str()),
+            ("GROUP_NAMES", "/ndp_ep/ep-dev"),
+            ("KUBECONFIG", self.kubeconfig.to_str().unwrap()),
+            ("KUBE_TIMEOUT_SECONDS", "2"),
+        ];
+        pairs.extend_from_slice(extra);
+        Vars::from_pairs(pairs)
+    }
+
+    /// The broker's Service, exposed as `kind` (`LoadBalancer` with an address, or `NodePort`).
+    pub fn add_broker_service(&self, kind: &str) {
+        let mut service = json!({
+            "metadata": {"name": "rexec-broker", "namespace": "rexec"},
+            "spec": {"type": kind, "ports": [
+                {"name": "server", "port": 5560, "protocol": "TCP"},
+                {"name": "client", "port": 5559, "protocol": "TCP", "nodePort": 30559},
+            ]},
+        });
+        if kind == "LoadBalancer" {
+            service["status"] = json!({"loadBalancer": {"ingress": [{"hostname": "broker-123.elb.example.com"}]}});
+        }
+        self.cluster.put("services", service);
+    }
+}

@@ -1,0 +1,268 @@
+//! The Rexec Deployment API handlers, called with the events in `events/`, against the
+//! identity-service stand-in and the Kubernetes stand-in.
+
+use http::header;
+use lambda_http::{Body, Request, Response};
+use rexec_shared::serve::respond;
+use rexec_tests::kube_stand_in::Fault;
+use rexec_tests::stack::Stack;
+use serde_json::Value;
+
+fn event(name: &str) -> Request {
+    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    lambda_http::request::from_str(&std::fs::read_to_string(path).unwrap()).expect("an API Gateway event")
+}
+
+/// The event with its token placeholder replaced.
+fn with_token(name: &str, token: &str) -> Request {
+    let mut req = event(name);
+    if let Some(auth) = req.headers().get(header::AUTHORIZATION).cloned() {
+        let value = auth.to_str().unwrap().replace("REPLACE_WITH_TOKEN", token);
+        req.headers_mut().insert(header::AUTHORIZATION, value.parse().unwrap());
+    }
+    if let Body::Text(text) = req.body() {
+        let text = text.replace("REPLACE_WITH_TOKEN", token);
+        *req.body_mut() = Body::Text(text);
+    }
+    req
+}
+
+fn form(name: &str, body: &str) -> Request {
+    let mut req = event(name);
+    *req.body_mut() = Body::Text(body.to_owned());
+    req
+}
+
+fn json_body(resp: &Response<Body>) -> Value {
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+    serde_json::from_slice(resp.body().as_ref()).expect("a JSON body")
+}
+
+struct Api {
+    spawn: spawn_server::Deps,
+    delete: delete_server::Deps,
+    server: get_server::Deps,
+}
+
+impl Api {
+    fn new(stack: &Stack) -> Self {
+        let vars = stack.vars(&[]);
+        Self {
+            spawn: spawn_server::Deps::from_vars(&vars).unwrap(),
+            delete: delete_server::Deps::from_vars(&vars).unwrap(),
+            server: get_server::Deps::from_vars(&vars).unwrap(),
+        }
+    }
+
+    async fn spawn(&self, req: Request) -> Response<Body> {
+        respond(req, |req| spawn_server::handler(&self.spawn, req)).await
+    }
+
+    async fn delete(&self, req: Request) -> Response<Body> {
+        respond(req, |req| delete_server::handler(&self.delete, req)).await
+    }
+
+    async fn server(&self, req: Request) -> Response<Body> {
+        respond(req, |req| get_server::handler(&self.server, req)).await
+    }
+}
+
+#[tokio::test]
+async fn the_client_form_creates_reuses_refuses_and_replaces() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let token = stack.identity.issue("alice", None);
+
+    let resp = api.spawn(with_token("spawn-server", &token)).await;
+    assert_eq!(resp.status(), 201);
+    let body = json_body(&resp);
+    assert_eq!(body["Username"], "alice");
+    assert_eq!(body["NDP_Endpoint_membership"], "/ndp_ep/ep-dev");
+    assert_eq!(body["outcome"], "created");
+    assert!(body["Status"].as_str().unwrap().contains("created"));
+    let server = &body["server"];
+    assert_eq!(server["python_version"], "3.11");
+    assert_eq!(server["requirements"], serde_json::json!(["python==3.11", "numpy>=1.26"]));
+    assert_eq!(server["name"], "rexec-server-1");
+    assert!(server["namespace"].as_str().unwrap().starts_with("rexec-alice-"));
+
+    let resp = api.spawn(with_token("spawn-server", &token)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json_body(&resp)["outcome"], "reused");
+
+    let other = format!("requirments=python%3D%3D3.11&requirments=pandas&force_reinstall=False&token={token}");
+    let resp = api.spawn(form("spawn-server", &other)).await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(json_body(&resp)["error"], "different_requirements");
+
+    let forced = other.replace("force_reinstall=False", "force_reinstall=True");
+    let resp = api.spawn(form("spawn-server", &forced)).await;
+    assert_eq!(resp.status(), 201);
+    let body = json_body(&resp);
+    assert_eq!((body["outcome"].as_str(), body["server"]["generation"].as_u64()), (Some("replaced"), Some(2)));
+}
+
+#[tokio::test]
+async fn json_bodies_with_the_bearer_header_work_too() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let mut req = event("spawn-server");
+    req.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    let bearer = format!("Bearer {}", stack.identity.issue("bob", None));
+    req.headers_mut().insert(header::AUTHORIZATION, bearer.parse().unwrap());
+    *req.body_mut() = Body::Text(r#"{"requirements": ["python==3.12", "scipy"], "force_reinstall": false}"#.into());
+    let resp = api.spawn(req).await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(json_body(&resp)["server"]["python_version"], "3.12");
+}
+
+#[tokio::test]
+async fn bad_spawn_requests_are_clear_4xx() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let token = stack.identity.issue("alice", None);
+    let cases: Vec<(String, Option<&str>, u16, &str)> = vec![
+        (format!("requirments=numpy&token={token}"), None, 400, "missing_python_version"),
+        (format!("token={token}"), None, 400, "missing_python_version"),
+        (format!("requirments=python%3D%3D3.11&requirments=numpy%3B%20rm%20-rf%20%2F&token={token}"), None, 400, "invalid_requirement"),
+        (format!("requirments=python%3D%3D3.11&requirments=--index-url%20http%3A%2F%2Fevil&token={token}"), None, 400, "invalid_requirement"),
+        (format!("requirments=python%3D%3D3.11&force_reinstall=maybe&token={token}"), None, 400, "invalid_field"),
+        ("requirments=python%3D%3D3.11".into(), None, 401, "missing_token"),
+        ("requirments=python%3D%3D3.11&token=forged".into(), None, 401, "invalid_token"),
+        (format!("{{\"requirements\": \"python==3.11\", \"token\": \"{token}\"}}"), Some("application/json"), 400, "malformed_body"),
+        (format!("token={token}"), Some("text/plain"), 415, "unsupported_media_type"),
+        (format!("token={token}&{}requirments=python%3D%3D3.11", (0..300).map(|i| format!("requirments=p{i}&")).collect::<String>()), None, 413, "payload_too_large"),
+    ];
+    for (body, content_type, status, code) in cases {
+        let mut req = form("spawn-server", &body);
+        if let Some(ct) = content_type {
+            req.headers_mut().insert(header::CONTENT_TYPE, ct.parse().unwrap());
+            let bearer = format!("Bearer {token}");
+            req.headers_mut().insert(header::AUTHORIZATION, bearer.parse().unwrap());
+        }
+        let resp = api.spawn(req).await;
+        assert_eq!(resp.status(), status, "{body}: {:?}", resp.body());
+        let answer = json_body(&resp);
+        assert_eq!(answer["error"], code, "{body}");
+        assert!(answer["request_id"].is_string());
+    }
+    let line = json_body(&api.spawn(form("spawn-server", &format!("requirments=python%3D%3D3.11&requirments=numpy%3B%20rm&token={token}"))).await);
+    assert!(line["detail"].as_str().unwrap().contains("line 2"), "{line}");
+    assert_eq!(stack.cluster.count("POST", "namespaces"), 0, "nothing bad reached the cluster");
+}
+
+#[tokio::test]
+async fn terminate_and_the_server_route() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let token = stack.identity.issue("alice", None);
+
+    let resp = api.server(with_token("get-server", &token)).await;
+    assert_eq!(resp.status(), 404);
+    assert_eq!(json_body(&resp)["error"], "not_found");
+
+    let resp = api.delete(with_token("delete-server", &token)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json_body(&resp)["deleted"], false);
+
+    api.spawn(with_token("spawn-server", &token)).await;
+    let resp = api.server(with_token("get-server", &token)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(json_body(&resp)["name"], "rexec-server-1");
+
+    let resp = api.delete(with_token("delete-server", &token)).await;
+    let body = json_body(&resp);
+    assert_eq!((resp.status().as_u16(), body["deleted"].as_bool(), body["outcome"].as_str()), (200, Some(true), Some("deleted")));
+    assert_eq!(json_body(&api.server(with_token("get-server", &token)).await)["phase"], "Terminating");
+
+    let resp = api.spawn(with_token("spawn-server", &token)).await;
+    assert_eq!(resp.status(), 409);
+    assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(json_body(&resp)["error"], "server_terminating");
+
+    let resp = api.delete(form("delete-server", "token=forged")).await;
+    assert_eq!(resp.status(), 401);
+    let resp = api.delete(form("delete-server", "")).await;
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn callers_outside_the_allowed_groups_are_refused_everywhere() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let eve = stack.identity.issue("eve", None);
+    assert_eq!(api.spawn(with_token("spawn-server", &eve)).await.status(), 403);
+    assert_eq!(api.delete(with_token("delete-server", &eve)).await.status(), 403);
+    assert_eq!(api.server(with_token("get-server", &eve)).await.status(), 403);
+    assert_eq!(stack.cluster.count("POST", "namespaces") + stack.cluster.count("GET", "namespaces"), 0);
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_503() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    stack.cluster.inject(None, None, Fault::Status(503), None);
+    let resp = api.spawn(with_token("spawn-server", &stack.identity.issue("alice", None))).await;
+    assert_eq!(resp.status(), 503);
+    assert!(resp.headers().contains_key(header::RETRY_AFTER));
+    assert_eq!(json_body(&resp)["error"], "cluster_unavailable");
+}
+
+async fn broker_config(stack: &Stack, extra: &[(&str, &str)], token: Option<&str>) -> Response<Body> {
+    let deps = get_broker_config::Deps::from_vars(&stack.vars(extra)).unwrap();
+    let mut req = event("get-broker-config");
+    req.headers_mut().remove(header::AUTHORIZATION);
+    if let Some(token) = token {
+        req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    }
+    respond(req, |req| get_broker_config::handler(&deps, req)).await
+}
+
+#[tokio::test]
+async fn broker_config_from_settings_or_the_service() {
+    let stack = Stack::start().await;
+    let token = stack.identity.issue("alice", None);
+
+    let resp = broker_config(&stack, &[("REXEC_BROKER_EXTERNAL_HOST", "broker.example.org")], Some(&token)).await;
+    let body = json_body(&resp);
+    assert_eq!(body["broker_external_host"], "broker.example.org");
+    assert_eq!(body["broker_external_port"], 5559);
+    assert_eq!(body["broker_external_url"], "broker.example.org:5559");
+    assert_eq!(body["api_url"], "https://api.example.org/rexec/spawn");
+
+    let resp = broker_config(&stack, &[], Some(&token)).await;
+    assert_eq!(resp.status(), 503, "no broker Service yet");
+    assert_eq!(json_body(&resp)["error"], "broker_unavailable");
+
+    stack.add_broker_service("LoadBalancer");
+    let body = json_body(&broker_config(&stack, &[], Some(&token)).await);
+    assert_eq!(body["broker_external_url"], "broker-123.elb.example.com:5559");
+
+    stack.add_broker_service("NodePort");
+    let body = json_body(&broker_config(&stack, &[], Some(&token)).await);
+    assert_eq!(body["broker_external_url"], "203.0.113.11:30559");
+}
+
+#[tokio::test]
+async fn broker_config_needs_a_token_unless_public() {
+    let stack = Stack::start().await;
+    let fixed = ("REXEC_BROKER_EXTERNAL_HOST", "broker.example.org");
+    assert_eq!(broker_config(&stack, &[fixed], None).await.status(), 401);
+    let resp = broker_config(&stack, &[fixed, ("REXEC_BROKER_CONFIG_PUBLIC", "true")], None).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn the_rexec_openapi_document_describes_every_route() {
+    let resp = respond(event("serve-rexec-docs"), serve_rexec_docs::handler).await;
+    let doc = json_body(&resp);
+    for (path, method) in [("/spawn", "post"), ("/terminate", "delete"), ("/server", "get"), ("/server", "delete"), ("/broker-config", "get")] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+    let spawn = &doc["paths"]["/spawn"]["post"];
+    assert!(spawn["requestBody"]["content"]["application/x-www-form-urlencoded"].is_object());
+    assert!(spawn["requestBody"]["content"]["application/json"].is_object());
+    for status in ["200", "201", "400", "401", "403", "409", "413", "415", "503"] {
+        assert!(spawn["responses"][status].is_object(), "spawn documents {status}");
+    }
+}
