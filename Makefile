@@ -28,13 +28,13 @@ $(OIDC)/node_modules/.installed: $(OIDC)/package.json $(OIDC)/package-lock.json
 
 ## Run the API locally on http://127.0.0.1:$${PORT:-9000} with a development identity service.
 dev: $(TOOLS)/.installed
-	cargo build --quiet -p rexec-tests --bin identity-service
+	cargo build --quiet -p rexec-tests --bins
 	scripts/dev
 
 ## Every test: Rust unit and integration tests, the published clients, the template.
 test: deps
 	cargo test --workspace
-	cargo build -p rexec-tests --bin identity-service
+	cargo build -p rexec-tests --bins
 	$(CLIENTS)/bin/pytest tests/python
 	$(MAKE) --no-print-directory lint
 

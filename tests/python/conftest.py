@@ -1,8 +1,9 @@
 """Fixtures that run the system locally for the published Python clients.
 
-`identity` starts the identity-service stand-in (target/debug/identity-service); `api` starts
-`cargo lambda watch` with the workspace router on a free 127.0.0.1 port, pointed at it. Both
-stop, with every child process, when the session ends.
+`identity` starts the identity-service stand-in (target/debug/identity-service), `cluster` the
+Kubernetes stand-in (target/debug/kube-stand-in); `api` starts `cargo lambda watch` with the
+workspace router on a free 127.0.0.1 port, pointed at both. All stop, with every child process,
+when the session ends.
 """
 
 import json
@@ -60,6 +61,21 @@ def identity():
         stop(proc)
 
 
+@pytest.fixture(scope="session")
+def cluster():
+    """The Kubernetes stand-in; yields its announcement (url, kubeconfig)."""
+    binary = ROOT / "target" / "debug" / "kube-stand-in"
+    proc = subprocess.Popen(
+        [str(binary)], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        announced = json.loads(proc.stdout.readline())
+        yield announced
+    finally:
+        stop(proc)
+        Path(announced["kubeconfig"]).unlink(missing_ok=True)
+
+
 class Api:
     def __init__(self, base: str):
         self.base = base
@@ -68,13 +84,15 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def api(identity, tmp_path_factory):
+def api(identity, cluster, tmp_path_factory):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env_vars = {
         "AUTH_API_URL": identity.url,
         "GROUP_NAMES": ALLOWED_GROUP,
         "REXEC_DEPLOYMENT_API_URL": f"{base}/rexec",
+        "KUBECONFIG": cluster["kubeconfig"],
+        "KUBE_TIMEOUT_SECONDS": "5",
     }
     command = ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(port), "--ignore-changes"]
     for key, value in env_vars.items():

@@ -1,0 +1,44 @@
+//! The Kubernetes stand-in for local runs: `kube-stand-in [PORT] [KUBECONFIG_PATH]`.
+//!
+//! Writes a kubeconfig pointing at it (default: a new file in the temp directory), seeds a
+//! broker Service of type LoadBalancer at 127.0.0.1, prints one JSON line
+//! `{"url": ..., "kubeconfig": ...}` once it listens, and serves until stopped. Pods take a
+//! couple of seconds to install and become Ready.
+
+use std::time::Duration;
+
+use rexec_tests::kube_stand_in::{Behaviour, KubeStandIn};
+use serde_json::json;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let port = args.next().map(|p| p.parse().expect("PORT must be a number")).unwrap_or(0);
+    let cluster = KubeStandIn::start_on(port).await;
+    let kubeconfig = match args.next() {
+        Some(path) => {
+            std::fs::write(&path, cluster.kubeconfig("local")).expect("write the kubeconfig");
+            path.into()
+        }
+        None => cluster.write_kubeconfig("local"),
+    };
+    cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(3),
+        start_time: Duration::from_secs(1),
+        namespace_termination: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    cluster.put(
+        "services",
+        json!({
+            "metadata": {"name": "rexec-broker", "namespace": "rexec"},
+            "spec": {"type": "LoadBalancer", "ports": [
+                {"name": "server", "port": 5560, "protocol": "TCP"},
+                {"name": "client", "port": 5559, "protocol": "TCP"},
+            ]},
+            "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.1"}]}},
+        }),
+    );
+    println!("{}", json!({"url": cluster.url(), "kubeconfig": kubeconfig}));
+    tokio::signal::ctrl_c().await.ok();
+}
