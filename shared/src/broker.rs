@@ -39,13 +39,19 @@ impl BrokerDirectory {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let client_port = vars.parse_or("REXEC_BROKER_CLIENT_PORT", 5559)?;
         let fixed = match vars.get("REXEC_BROKER_EXTERNAL_HOST") {
-            Some(host) => Some(BrokerEndpoint { host: host.to_owned(), port: vars.parse_or("REXEC_BROKER_EXTERNAL_PORT", client_port)? }),
+            Some(host) => Some(BrokerEndpoint {
+                host: host.to_owned(),
+                port: vars.parse_or("REXEC_BROKER_EXTERNAL_PORT", client_port)?,
+            }),
             None => None,
         };
         let in_cluster = vars.get("REXEC_BROKER_SERVICE_NAME").unwrap_or("rexec-broker");
         Ok(Self {
             fixed,
-            service: vars.get("REXEC_BROKER_EXTERNAL_SERVICE_NAME").unwrap_or(in_cluster).to_owned(),
+            service: vars
+                .get("REXEC_BROKER_EXTERNAL_SERVICE_NAME")
+                .unwrap_or(in_cluster)
+                .to_owned(),
             namespace: vars.get("REXEC_BROKER_NAMESPACE").unwrap_or("rexec").to_owned(),
             client_port,
             discovered: Mutex::new(None),
@@ -90,23 +96,44 @@ impl BrokerDirectory {
         })?;
         match spec.type_.as_deref() {
             Some("LoadBalancer") => {
-                let ingress = service.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
-                let host = ingress.into_iter().find_map(|i| i.hostname.or(i.ip)).ok_or_else(|| {
-                    not_ready("The broker's load balancer has no address yet.")
-                })?;
-                Ok(BrokerEndpoint { host, port: port.port as u16 })
+                let ingress = service
+                    .status
+                    .and_then(|s| s.load_balancer)
+                    .and_then(|lb| lb.ingress)
+                    .unwrap_or_default();
+                let host = ingress
+                    .into_iter()
+                    .find_map(|i| i.hostname.or(i.ip))
+                    .ok_or_else(|| not_ready("The broker's load balancer has no address yet."))?;
+                Ok(BrokerEndpoint {
+                    host,
+                    port: port.port as u16,
+                })
             }
             Some("NodePort") => {
-                let node_port = port.node_port.ok_or_else(|| not_ready("The broker's node port is not assigned yet."))?;
+                let node_port = port
+                    .node_port
+                    .ok_or_else(|| not_ready("The broker's node port is not assigned yet."))?;
                 let nodes: Api<Node> = Api::all(client);
-                let nodes = nodes.list(&ListParams::default()).await.map_err(ClusterError::from)?.items;
-                let addresses: Vec<_> = nodes.into_iter().filter_map(|n| n.status?.addresses).flatten().collect();
+                let nodes = nodes
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(ClusterError::from)?
+                    .items;
+                let addresses: Vec<_> = nodes
+                    .into_iter()
+                    .filter_map(|n| n.status?.addresses)
+                    .flatten()
+                    .collect();
                 let host = ["ExternalIP", "ExternalDNS", "InternalIP"]
                     .iter()
                     .find_map(|kind| addresses.iter().find(|a| a.type_ == *kind))
                     .map(|a| a.address.clone())
                     .ok_or_else(|| not_ready("No node address is known for the broker's node port."))?;
-                Ok(BrokerEndpoint { host, port: node_port as u16 })
+                Ok(BrokerEndpoint {
+                    host,
+                    port: node_port as u16,
+                })
             }
             other => {
                 tracing::error!(service_type = ?other, "the broker Service is not reachable from outside (use LoadBalancer or NodePort, or set REXEC_BROKER_EXTERNAL_HOST)");

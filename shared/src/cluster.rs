@@ -1,25 +1,35 @@
 //! Reaching the Kubernetes cluster, and reading its errors by meaning.
 //!
-//! The client is built on first use and kept for the container, so an unreachable cluster
-//! answers 503 instead of failing the function's init. Locally and in tests the usual
-//! kubeconfig or in-cluster inference finds the cluster.
+//! With `EKS_CLUSTER_NAME` the cluster is found through `eks:DescribeCluster` and reached with
+//! an EKS token (see [`crate::eks`]); otherwise a kubeconfig or the in-cluster service account.
+//! The client is built on first use and kept for the container (an EKS one is rebuilt with a
+//! new token every 10 minutes), so an unreachable cluster answers 503 instead of failing the
+//! function's init.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Client;
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 use crate::config::{ConfigError, Vars};
+use crate::eks::{EksConnector, TOKEN_REFRESH};
 use crate::error::ApiError;
 
 /// How long a caller is asked to wait after the cluster failed to answer.
 const CLUSTER_RETRY_AFTER: Duration = Duration::from_secs(5);
 
 pub struct Cluster {
-    kubeconfig: Option<PathBuf>,
+    connector: Connector,
     timeout: Duration,
-    client: OnceCell<Client>,
+    client: Mutex<Option<(Client, Instant)>>,
+}
+
+/// How the cluster is found.
+pub enum Connector {
+    /// A kubeconfig file, or (without one) in-cluster inference and `~/.kube/config`.
+    Kubeconfig(Option<PathBuf>),
+    Eks(EksConnector),
 }
 
 impl Cluster {
@@ -31,45 +41,58 @@ impl Cluster {
         if timeout.is_zero() {
             return Err(ConfigError::new("KUBE_TIMEOUT_SECONDS", "must be greater than zero"));
         }
-        Ok(Self {
-            kubeconfig: vars.get("KUBECONFIG").map(PathBuf::from),
+        let connector = match vars.get("EKS_CLUSTER_NAME") {
+            Some(cluster) => Connector::Eks(EksConnector::new(cluster.to_owned())),
+            None => Connector::Kubeconfig(vars.get("KUBECONFIG").map(PathBuf::from)),
+        };
+        Ok(Self::new(connector, timeout))
+    }
+
+    pub fn new(connector: Connector, timeout: Duration) -> Self {
+        Self {
+            connector,
             timeout,
-            client: OnceCell::new(),
-        })
+            client: Mutex::new(None),
+        }
     }
 
-    /// The client, built on first use.
+    /// The client, built on first use and rebuilt when its EKS token is due.
     pub async fn client(&self) -> Result<Client, ClusterError> {
-        self.client
-            .get_or_try_init(|| async {
-                let mut config = self.config().await.map_err(|e| {
-                    tracing::error!(error = %e, "no usable cluster configuration (KUBECONFIG, in-cluster or ~/.kube/config)");
-                    ClusterError::Unavailable("no cluster configuration".into())
-                })?;
-                config.connect_timeout = Some(self.timeout);
-                config.read_timeout = Some(self.timeout);
-                config.write_timeout = Some(self.timeout);
-                // No client-side retries: API Gateway gives a request 30 seconds, so a failing
-                // cluster is answered at once with 503 and Retry-After, and the caller retries.
-                config.default_retry = false;
-                Client::try_from(config).map_err(|e| {
-                    tracing::error!(error = %e, "cannot build the cluster client");
-                    ClusterError::Unavailable("cannot build the cluster client".into())
-                })
-            })
-            .await
-            .cloned()
+        let mut cached = self.client.lock().await;
+        if let Some((client, built)) = cached.as_ref()
+            && (matches!(self.connector, Connector::Kubeconfig(_)) || built.elapsed() < TOKEN_REFRESH)
+        {
+            return Ok(client.clone());
+        }
+        let mut config = self.config().await?;
+        config.connect_timeout = Some(self.timeout);
+        config.read_timeout = Some(self.timeout);
+        config.write_timeout = Some(self.timeout);
+        // No client-side retries: API Gateway gives a request 30 seconds, so a failing cluster
+        // is answered at once with 503 and Retry-After, and the caller retries.
+        config.default_retry = false;
+        let client = Client::try_from(config).map_err(|e| {
+            tracing::error!(error = %e, "cannot build the cluster client");
+            ClusterError::Unavailable("cannot build the cluster client".into())
+        })?;
+        *cached = Some((client.clone(), Instant::now()));
+        Ok(client)
     }
-}
 
-impl Cluster {
-    async fn config(&self) -> Result<kube::Config, Box<dyn std::error::Error + Send + Sync>> {
-        match &self.kubeconfig {
-            Some(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path)?;
-                Ok(kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?)
+    async fn config(&self) -> Result<kube::Config, ClusterError> {
+        let unusable = |e: &dyn std::fmt::Display| {
+            tracing::error!(error = %e, "no usable cluster configuration (KUBECONFIG, in-cluster or ~/.kube/config)");
+            ClusterError::Unavailable("no cluster configuration".into())
+        };
+        match &self.connector {
+            Connector::Eks(eks) => eks.config().await,
+            Connector::Kubeconfig(Some(path)) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| unusable(&e))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .map_err(|e| unusable(&e))
             }
-            None => Ok(kube::Config::infer().await?),
+            Connector::Kubeconfig(None) => kube::Config::infer().await.map_err(|e| unusable(&e)),
         }
     }
 }

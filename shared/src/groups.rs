@@ -42,7 +42,11 @@ impl GroupPolicy {
     /// (`None` when no allow-list is enforced).
     pub fn membership(&self, identity: &Identity) -> Option<String> {
         let allowed = self.allowed.as_ref()?;
-        identity.groups.iter().find(|g| allowed.contains(&normalise(g))).cloned()
+        identity
+            .groups
+            .iter()
+            .find(|g| allowed.contains(&normalise(g)))
+            .cloned()
     }
 
     /// Whether the caller belongs to an admin group.
@@ -122,7 +126,10 @@ mod tests {
     #[test]
     fn membership_names_the_admitting_group() {
         let policy = GroupPolicy::from_vars(&Vars::from_pairs([("GROUP_NAMES", "ndp_ep/ep-1")])).unwrap();
-        assert_eq!(policy.membership(&caller(&["/other", "/NDP_EP/ep-1"])).as_deref(), Some("/NDP_EP/ep-1"));
+        assert_eq!(
+            policy.membership(&caller(&["/other", "/NDP_EP/ep-1"])).as_deref(),
+            Some("/NDP_EP/ep-1")
+        );
         assert_eq!(policy.membership(&caller(&["/other"])), None);
         assert_eq!(GroupPolicy::default().membership(&caller(&["/x"])), None);
     }

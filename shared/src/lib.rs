@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod deployment_api;
 pub mod docs;
+pub mod eks;
 pub mod error;
 pub mod groups;
 pub mod identity;

@@ -98,8 +98,13 @@ struct FaultRule {
 pub enum TokenCheck {
     Any,
     Exact(String),
-    /// A well-formed EKS token for this cluster, checked by the given function.
-    Custom(fn(&str) -> Result<(), String>),
+    /// An EKS token for `cluster`: a presigned STS GetCallerIdentity URL for `region`, signed
+    /// less than 15 minutes ago with `credentials` over the header `x-k8s-aws-id: <cluster>`.
+    Eks {
+        cluster: String,
+        region: String,
+        credentials: aws_credential_types::Credentials,
+    },
 }
 
 struct Pod {
@@ -707,8 +712,65 @@ fn check_token(shared: &Shared, headers: &HeaderMap) -> Result<(), String> {
         TokenCheck::Any => Ok(()),
         TokenCheck::Exact(expected) if token == expected => Ok(()),
         TokenCheck::Exact(_) => Err("invalid bearer token".into()),
-        TokenCheck::Custom(check) => check(token),
+        TokenCheck::Eks {
+            cluster,
+            region,
+            credentials,
+        } => check_eks_token(token, cluster, region, credentials),
     }
+}
+
+fn check_eks_token(
+    token: &str,
+    cluster: &str,
+    region: &str,
+    credentials: &aws_credential_types::Credentials,
+) -> Result<(), String> {
+    use base64::Engine;
+    let encoded = token.strip_prefix("k8s-aws-v1.").ok_or("not an EKS token")?;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| "not base64url")?;
+    let url = url::Url::parse(std::str::from_utf8(&url).map_err(|_| "not UTF-8")?).map_err(|_| "not a URL")?;
+    if url.host_str() != Some(&format!("sts.{region}.amazonaws.com")) {
+        return Err(format!("not an STS URL of {region}"));
+    }
+    let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    let get = |k: &str| query.get(k).map(String::as_str).ok_or(format!("no {k}"));
+    if get("Action")? != "GetCallerIdentity" {
+        return Err("not GetCallerIdentity".into());
+    }
+    if !get("X-Amz-SignedHeaders")?.split(';').any(|h| h == "x-k8s-aws-id") {
+        return Err("the cluster header is not signed".into());
+    }
+    let date = get("X-Amz-Date")?;
+    let signed_at = humantime::parse_rfc3339(&format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &date[0..4],
+        &date[4..6],
+        &date[6..8],
+        &date[9..11],
+        &date[11..13],
+        &date[13..15]
+    ))
+    .map_err(|_| "bad X-Amz-Date")?;
+    let age = SystemTime::now().duration_since(signed_at).unwrap_or_default();
+    if age > Duration::from_secs(15 * 60) {
+        return Err("the token has expired".into());
+    }
+    let expected = rexec_shared::eks::token(credentials, region, cluster, signed_at)?;
+    let expected_url = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&expected["k8s-aws-v1.".len()..])
+        .unwrap();
+    let expected_url = url::Url::parse(std::str::from_utf8(&expected_url).unwrap()).unwrap();
+    let expected_signature = expected_url
+        .query_pairs()
+        .find(|(k, _)| k == "X-Amz-Signature")
+        .map(|(_, v)| v.into_owned());
+    if expected_signature.as_deref() != Some(get("X-Amz-Signature")?) {
+        return Err(format!("the signature is not for cluster {cluster}"));
+    }
+    Ok(())
 }
 
 fn list(store: &Store, target: &Target, query: &HashMap<String, String>, api_version: &str, kind: &str) -> Response {

@@ -2,5 +2,6 @@
 
 pub mod identity_service;
 pub mod kube_stand_in;
+pub mod moto;
 pub mod oidc;
 pub mod stack;

@@ -20,7 +20,11 @@ impl Stack {
         let identity = IdentityService::start(dev_users()).await;
         let cluster = KubeStandIn::start().await;
         let kubeconfig = cluster.write_kubeconfig("stand-in-token");
-        Self { identity, cluster, kubeconfig }
+        Self {
+            identity,
+            cluster,
+            kubeconfig,
+        }
     }
 
     /// Settings for a function: the identity service, the allowed group of the development

@@ -82,7 +82,10 @@ async fn the_client_form_creates_reuses_refuses_and_replaces() {
     assert!(body["Status"].as_str().unwrap().contains("created"));
     let server = &body["server"];
     assert_eq!(server["python_version"], "3.11");
-    assert_eq!(server["requirements"], serde_json::json!(["python==3.11", "numpy>=1.26"]));
+    assert_eq!(
+        server["requirements"],
+        serde_json::json!(["python==3.11", "numpy>=1.26"])
+    );
     assert_eq!(server["name"], "rexec-server-1");
     assert!(server["namespace"].as_str().unwrap().starts_with("rexec-alice-"));
 
@@ -99,7 +102,10 @@ async fn the_client_form_creates_reuses_refuses_and_replaces() {
     let resp = api.spawn(form("spawn-server", &forced)).await;
     assert_eq!(resp.status(), 201);
     let body = json_body(&resp);
-    assert_eq!((body["outcome"].as_str(), body["server"]["generation"].as_u64()), (Some("replaced"), Some(2)));
+    assert_eq!(
+        (body["outcome"].as_str(), body["server"]["generation"].as_u64()),
+        (Some("replaced"), Some(2))
+    );
 }
 
 #[tokio::test]
@@ -107,7 +113,8 @@ async fn json_bodies_with_the_bearer_header_work_too() {
     let stack = Stack::start().await;
     let api = Api::new(&stack);
     let mut req = event("spawn-server");
-    req.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    req.headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
     let bearer = format!("Bearer {}", stack.identity.issue("bob", None));
     req.headers_mut().insert(header::AUTHORIZATION, bearer.parse().unwrap());
     *req.body_mut() = Body::Text(r#"{"requirements": ["python==3.12", "scipy"], "force_reinstall": false}"#.into());
@@ -122,16 +129,59 @@ async fn bad_spawn_requests_are_clear_4xx() {
     let api = Api::new(&stack);
     let token = stack.identity.issue("alice", None);
     let cases: Vec<(String, Option<&str>, u16, &str)> = vec![
-        (format!("requirments=numpy&token={token}"), None, 400, "missing_python_version"),
+        (
+            format!("requirments=numpy&token={token}"),
+            None,
+            400,
+            "missing_python_version",
+        ),
         (format!("token={token}"), None, 400, "missing_python_version"),
-        (format!("requirments=python%3D%3D3.11&requirments=numpy%3B%20rm%20-rf%20%2F&token={token}"), None, 400, "invalid_requirement"),
-        (format!("requirments=python%3D%3D3.11&requirments=--index-url%20http%3A%2F%2Fevil&token={token}"), None, 400, "invalid_requirement"),
-        (format!("requirments=python%3D%3D3.11&force_reinstall=maybe&token={token}"), None, 400, "invalid_field"),
+        (
+            format!("requirments=python%3D%3D3.11&requirments=numpy%3B%20rm%20-rf%20%2F&token={token}"),
+            None,
+            400,
+            "invalid_requirement",
+        ),
+        (
+            format!("requirments=python%3D%3D3.11&requirments=--index-url%20http%3A%2F%2Fevil&token={token}"),
+            None,
+            400,
+            "invalid_requirement",
+        ),
+        (
+            format!("requirments=python%3D%3D3.11&force_reinstall=maybe&token={token}"),
+            None,
+            400,
+            "invalid_field",
+        ),
         ("requirments=python%3D%3D3.11".into(), None, 401, "missing_token"),
-        ("requirments=python%3D%3D3.11&token=forged".into(), None, 401, "invalid_token"),
-        (format!("{{\"requirements\": \"python==3.11\", \"token\": \"{token}\"}}"), Some("application/json"), 400, "malformed_body"),
-        (format!("token={token}"), Some("text/plain"), 415, "unsupported_media_type"),
-        (format!("token={token}&{}requirments=python%3D%3D3.11", (0..300).map(|i| format!("requirments=p{i}&")).collect::<String>()), None, 413, "payload_too_large"),
+        (
+            "requirments=python%3D%3D3.11&token=forged".into(),
+            None,
+            401,
+            "invalid_token",
+        ),
+        (
+            format!("{{\"requirements\": \"python==3.11\", \"token\": \"{token}\"}}"),
+            Some("application/json"),
+            400,
+            "malformed_body",
+        ),
+        (
+            format!("token={token}"),
+            Some("text/plain"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            format!(
+                "token={token}&{}requirments=python%3D%3D3.11",
+                (0..300).map(|i| format!("requirments=p{i}&")).collect::<String>()
+            ),
+            None,
+            413,
+            "payload_too_large",
+        ),
     ];
     for (body, content_type, status, code) in cases {
         let mut req = form("spawn-server", &body);
@@ -146,9 +196,19 @@ async fn bad_spawn_requests_are_clear_4xx() {
         assert_eq!(answer["error"], code, "{body}");
         assert!(answer["request_id"].is_string());
     }
-    let line = json_body(&api.spawn(form("spawn-server", &format!("requirments=python%3D%3D3.11&requirments=numpy%3B%20rm&token={token}"))).await);
+    let line = json_body(
+        &api.spawn(form(
+            "spawn-server",
+            &format!("requirments=python%3D%3D3.11&requirments=numpy%3B%20rm&token={token}"),
+        ))
+        .await,
+    );
     assert!(line["detail"].as_str().unwrap().contains("line 2"), "{line}");
-    assert_eq!(stack.cluster.count("POST", "namespaces"), 0, "nothing bad reached the cluster");
+    assert_eq!(
+        stack.cluster.count("POST", "namespaces"),
+        0,
+        "nothing bad reached the cluster"
+    );
 }
 
 #[tokio::test]
@@ -172,8 +232,18 @@ async fn terminate_and_the_server_route() {
 
     let resp = api.delete(with_token("delete-server", &token)).await;
     let body = json_body(&resp);
-    assert_eq!((resp.status().as_u16(), body["deleted"].as_bool(), body["outcome"].as_str()), (200, Some(true), Some("deleted")));
-    assert_eq!(json_body(&api.server(with_token("get-server", &token)).await)["phase"], "Terminating");
+    assert_eq!(
+        (
+            resp.status().as_u16(),
+            body["deleted"].as_bool(),
+            body["outcome"].as_str()
+        ),
+        (200, Some(true), Some("deleted"))
+    );
+    assert_eq!(
+        json_body(&api.server(with_token("get-server", &token)).await)["phase"],
+        "Terminating"
+    );
 
     let resp = api.spawn(with_token("spawn-server", &token)).await;
     assert_eq!(resp.status(), 409);
@@ -194,7 +264,10 @@ async fn callers_outside_the_allowed_groups_are_refused_everywhere() {
     assert_eq!(api.spawn(with_token("spawn-server", &eve)).await.status(), 403);
     assert_eq!(api.delete(with_token("delete-server", &eve)).await.status(), 403);
     assert_eq!(api.server(with_token("get-server", &eve)).await.status(), 403);
-    assert_eq!(stack.cluster.count("POST", "namespaces") + stack.cluster.count("GET", "namespaces"), 0);
+    assert_eq!(
+        stack.cluster.count("POST", "namespaces") + stack.cluster.count("GET", "namespaces"),
+        0
+    );
 }
 
 #[tokio::test]
@@ -202,7 +275,9 @@ async fn an_unreachable_cluster_is_503() {
     let stack = Stack::start().await;
     let api = Api::new(&stack);
     stack.cluster.inject(None, None, Fault::Status(503), None);
-    let resp = api.spawn(with_token("spawn-server", &stack.identity.issue("alice", None))).await;
+    let resp = api
+        .spawn(with_token("spawn-server", &stack.identity.issue("alice", None)))
+        .await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key(header::RETRY_AFTER));
     assert_eq!(json_body(&resp)["error"], "cluster_unavailable");
@@ -213,7 +288,8 @@ async fn broker_config(stack: &Stack, extra: &[(&str, &str)], token: Option<&str
     let mut req = event("get-broker-config");
     req.headers_mut().remove(header::AUTHORIZATION);
     if let Some(token) = token {
-        req.headers_mut().insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
     }
     respond(req, |req| get_broker_config::handler(&deps, req)).await
 }
@@ -223,7 +299,12 @@ async fn broker_config_from_settings_or_the_service() {
     let stack = Stack::start().await;
     let token = stack.identity.issue("alice", None);
 
-    let resp = broker_config(&stack, &[("REXEC_BROKER_EXTERNAL_HOST", "broker.example.org")], Some(&token)).await;
+    let resp = broker_config(
+        &stack,
+        &[("REXEC_BROKER_EXTERNAL_HOST", "broker.example.org")],
+        Some(&token),
+    )
+    .await;
     let body = json_body(&resp);
     assert_eq!(body["broker_external_host"], "broker.example.org");
     assert_eq!(body["broker_external_port"], 5559);
@@ -256,7 +337,13 @@ async fn broker_config_needs_a_token_unless_public() {
 async fn the_rexec_openapi_document_describes_every_route() {
     let resp = respond(event("serve-rexec-docs"), serve_rexec_docs::handler).await;
     let doc = json_body(&resp);
-    for (path, method) in [("/spawn", "post"), ("/terminate", "delete"), ("/server", "get"), ("/server", "delete"), ("/broker-config", "get")] {
+    for (path, method) in [
+        ("/spawn", "post"),
+        ("/terminate", "delete"),
+        ("/server", "get"),
+        ("/server", "delete"),
+        ("/broker-config", "get"),
+    ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
     let spawn = &doc["paths"]["/spawn"]["post"];

@@ -19,7 +19,10 @@ pub struct Deps {
 
 impl Deps {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self { access: Access::from_vars(vars)?, spawner: Spawner::from_vars(vars)? })
+        Ok(Self {
+            access: Access::from_vars(vars)?,
+            spawner: Spawner::from_vars(vars)?,
+        })
     }
 }
 
@@ -35,7 +38,6 @@ pub struct TerminateAnswer {
     pub outcome: Terminated,
     pub namespace: String,
 }
-
 
 /// Remove the caller's rexec-server (the published clients' route).
 #[utoipa::path(

@@ -16,7 +16,10 @@ pub struct Deps {
 
 impl Deps {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self { access: Access::from_vars(vars)?, spawner: Spawner::from_vars(vars)? })
+        Ok(Self {
+            access: Access::from_vars(vars)?,
+            spawner: Spawner::from_vars(vars)?,
+        })
     }
 }
 
@@ -38,6 +41,8 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
     let caller = deps.access.caller(&req).await?;
     match deps.spawner.describe(&caller).await? {
         Some(server) => Ok(json(StatusCode::OK, &server)),
-        None => Err(ApiError::not_found("You have no rexec server. Create one with POST /spawn.")),
+        None => Err(ApiError::not_found(
+            "You have no rexec server. Create one with POST /spawn.",
+        )),
     }
 }

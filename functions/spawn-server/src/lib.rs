@@ -102,8 +102,14 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
     tracing::info!(outcome = ?outcome, namespace = %server.namespace, generation = server.generation, "spawn");
     let (status, message) = match outcome {
         Spawned::Created => (StatusCode::CREATED, "Your rexec server is being created."),
-        Spawned::Reused => (StatusCode::OK, "Your rexec server already runs these requirements; it is reused."),
-        Spawned::Replaced => (StatusCode::CREATED, "Your rexec server is being replaced with the new requirements."),
+        Spawned::Reused => (
+            StatusCode::OK,
+            "Your rexec server already runs these requirements; it is reused.",
+        ),
+        Spawned::Replaced => (
+            StatusCode::CREATED,
+            "Your rexec server is being replaced with the new requirements.",
+        ),
     };
     let answer = SpawnAnswer {
         status: message.into(),
@@ -119,17 +125,22 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
 fn read_body(req: &Request) -> Result<(Vec<String>, bool), ApiError> {
     if has_content_type(req, "application/json") {
         if req.body().len() > MAX_FORM_BYTES {
-            return Err(ApiError::payload_too_large(format!("The body is larger than {MAX_FORM_BYTES} bytes.")));
+            return Err(ApiError::payload_too_large(format!(
+                "The body is larger than {MAX_FORM_BYTES} bytes."
+            )));
         }
         let body: SpawnJson = serde_json::from_slice(req.body().as_ref()).map_err(|e| {
-            ApiError::bad_request("malformed_body", format!("The JSON body is not {{\"requirements\": [...], \"force_reinstall\": bool}}: {e}"))
+            ApiError::bad_request(
+                "malformed_body",
+                format!("The JSON body is not {{\"requirements\": [...], \"force_reinstall\": bool}}: {e}"),
+            )
         })?;
         return Ok((body.requirements, body.force_reinstall));
     }
     let fields = request::form_fields(req).map_err(|err| match err.status {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ApiError::unsupported_media_type("Send a form (application/x-www-form-urlencoded) or JSON (application/json).")
-        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::unsupported_media_type(
+            "Send a form (application/x-www-form-urlencoded) or JSON (application/json).",
+        ),
         _ => err,
     })?;
     let mut lines = Vec::new();
@@ -139,7 +150,10 @@ fn read_body(req: &Request) -> Result<(Vec<String>, bool), ApiError> {
             "requirments" | "requirements" => lines.push(value),
             "force_reinstall" => {
                 force = parse_bool(&value).ok_or_else(|| {
-                    ApiError::bad_request("invalid_field", format!("force_reinstall must be True or False, not {value:?}."))
+                    ApiError::bad_request(
+                        "invalid_field",
+                        format!("force_reinstall must be True or False, not {value:?}."),
+                    )
                 })?;
             }
             _ => {}

@@ -13,7 +13,10 @@ use serde_json::json;
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let port = args.next().map(|p| p.parse().expect("PORT must be a number")).unwrap_or(0);
+    let port = args
+        .next()
+        .map(|p| p.parse().expect("PORT must be a number"))
+        .unwrap_or(0);
     let cluster = KubeStandIn::start_on(port).await;
     let kubeconfig = match args.next() {
         Some(path) => {

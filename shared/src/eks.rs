@@ -1,0 +1,236 @@
+//! Reaching an EKS cluster from Lambda: the cluster's endpoint and CA from `DescribeCluster`,
+//! and an EKS bearer token, the way `aws eks get-token` makes it: an STS `GetCallerIdentity`
+//! URL presigned (SigV4, in the query) with the signed header `x-k8s-aws-id: <cluster>`,
+//! base64url without padding, after `k8s-aws-v1.`. EKS accepts a token for 15 minutes.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::ProvideCredentials;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use tokio::sync::OnceCell;
+
+use crate::cluster::ClusterError;
+
+pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
+/// How long a presigned URL says it is valid; EKS itself accepts a token for 15 minutes.
+const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
+/// A client is rebuilt with a new token after this long, well before EKS refuses it.
+pub const TOKEN_REFRESH: Duration = Duration::from_secs(10 * 60);
+
+/// The cluster's API endpoint and its CA, as `DescribeCluster` gives them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    /// Base64 of the CA certificate's PEM.
+    pub ca: String,
+}
+
+pub struct EksConnector {
+    cluster: String,
+    sdk: OnceCell<SdkConfig>,
+    endpoint: OnceCell<Endpoint>,
+}
+
+impl EksConnector {
+    /// The AWS configuration comes from the environment on first use (the Lambda role, the
+    /// region, `AWS_ENDPOINT_URL`).
+    pub fn new(cluster: String) -> Self {
+        Self {
+            cluster,
+            sdk: OnceCell::new(),
+            endpoint: OnceCell::new(),
+        }
+    }
+
+    /// With an explicit AWS configuration.
+    pub fn with_sdk_config(cluster: String, sdk: SdkConfig) -> Self {
+        Self {
+            cluster,
+            sdk: OnceCell::new_with(Some(sdk)),
+            endpoint: OnceCell::new(),
+        }
+    }
+
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    async fn sdk(&self) -> &SdkConfig {
+        self.sdk
+            .get_or_init(|| aws_config::defaults(BehaviorVersion::latest()).load())
+            .await
+    }
+
+    /// The endpoint, asked of EKS once per container.
+    pub async fn endpoint(&self) -> Result<Endpoint, ClusterError> {
+        self.endpoint
+            .get_or_try_init(|| async {
+                let eks = aws_sdk_eks::Client::new(self.sdk().await);
+                let described = eks.describe_cluster().name(&self.cluster).send().await.map_err(|e| {
+                    let e = aws_sdk_eks::error::DisplayErrorContext(e);
+                    tracing::error!(cluster = %self.cluster, error = %e, "eks:DescribeCluster failed");
+                    ClusterError::Unavailable("the EKS cluster cannot be described".into())
+                })?;
+                let cluster = described
+                    .cluster
+                    .ok_or_else(|| ClusterError::Unavailable("EKS described no cluster".into()))?;
+                let url = cluster
+                    .endpoint
+                    .ok_or_else(|| ClusterError::Unavailable("the EKS cluster has no endpoint yet".into()))?;
+                let ca = cluster
+                    .certificate_authority
+                    .and_then(|ca| ca.data)
+                    .ok_or_else(|| ClusterError::Unavailable("the EKS cluster has no certificate authority".into()))?;
+                Ok(Endpoint { url, ca })
+            })
+            .await
+            .cloned()
+    }
+
+    /// A new bearer token, from the current credentials.
+    pub async fn token(&self) -> Result<String, ClusterError> {
+        let sdk = self.sdk().await;
+        let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
+            tracing::error!("no AWS region is configured (AWS_REGION)");
+            ClusterError::Unavailable("no AWS region".into())
+        })?;
+        let provider = sdk
+            .credentials_provider()
+            .ok_or_else(|| ClusterError::Unavailable("no AWS credentials".into()))?;
+        let credentials = provider.provide_credentials().await.map_err(|e| {
+            tracing::error!(error = %e, "AWS credentials are not available");
+            ClusterError::Unavailable("no AWS credentials".into())
+        })?;
+        token(&credentials, &region, &self.cluster, SystemTime::now())
+            .map_err(|e| ClusterError::Unavailable(format!("cannot sign the EKS token: {e}")))
+    }
+
+    /// A kube configuration for the cluster with a fresh token.
+    pub async fn config(&self) -> Result<kube::Config, ClusterError> {
+        let endpoint = self.endpoint().await?;
+        let url = endpoint
+            .url
+            .parse()
+            .map_err(|_| ClusterError::Unavailable("the EKS endpoint is not a URL".into()))?;
+        let ca_der = pem_to_der(&endpoint.ca).ok_or_else(|| {
+            tracing::error!(cluster = %self.cluster, "the EKS certificate authority is not base64 PEM");
+            ClusterError::Unavailable("unreadable EKS certificate authority".into())
+        })?;
+        let mut config = kube::Config::new(url);
+        config.root_cert = Some(vec![ca_der]);
+        config.auth_info.token = Some(self.token().await?.into());
+        Ok(config)
+    }
+}
+
+/// The EKS token for `cluster`, signed with `credentials` in `region` at `time`.
+pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: SystemTime) -> Result<String, String> {
+    let host = format!("sts.{region}.amazonaws.com");
+    let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
+    let mut settings = SigningSettings::default();
+    settings.signature_location = SignatureLocation::QueryParams;
+    settings.expires_in = Some(PRESIGN_EXPIRES);
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("sts")
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let headers = [("host", host.as_str()), ("x-k8s-aws-id", cluster)];
+    let signable =
+        SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[])).map_err(|e| e.to_string())?;
+    let (instructions, _signature) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+    let (_, query) = instructions.into_parts();
+    let mut signed = url;
+    for (name, value) in query {
+        signed.push('&');
+        signed.push_str(name);
+        signed.push('=');
+        signed.push_str(&url::form_urlencoded::byte_serialize(value.as_bytes()).collect::<String>());
+    }
+    Ok(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(signed)))
+}
+
+/// The DER of the first certificate in a base64-encoded PEM (as EKS returns its CA).
+fn pem_to_der(base64_pem: &str) -> Option<Vec<u8>> {
+    let pem = String::from_utf8(STANDARD.decode(base64_pem.trim()).ok()?).ok()?;
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    STANDARD.decode(body.trim()).ok().filter(|der| !der.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_a_presigned_get_caller_identity() {
+        let creds = Credentials::new("AKIDEXAMPLE", "secret", Some("session".into()), None, "test");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_380_000);
+        let token = token(&creds, "us-east-1", "ndp", at).unwrap();
+        let url = String::from_utf8(
+            URL_SAFE_NO_PAD
+                .decode(token.strip_prefix(TOKEN_PREFIX).unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            url.starts_with("https://sts.us-east-1.amazonaws.com/?Action=GetCallerIdentity&Version=2011-06-15&"),
+            "{url}"
+        );
+        for part in [
+            "X-Amz-Expires=60",
+            "X-Amz-SignedHeaders=host%3Bx-k8s-aws-id",
+            "X-Amz-Security-Token=session",
+            "X-Amz-Signature=",
+        ] {
+            assert!(url.contains(part), "{url} lacks {part}");
+        }
+        assert!(!token.ends_with('='), "no padding");
+        let other = super::token(&creds, "us-east-1", "other", at).unwrap();
+        assert_ne!(token, other, "the cluster name is signed");
+    }
+
+    #[tokio::test]
+    async fn a_described_cluster_becomes_a_kube_config_with_its_ca_and_a_token() {
+        let sdk = SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                Credentials::new("AKID", "secret", None, None, "test"),
+            ))
+            .build();
+        let connector = EksConnector::with_sdk_config("ndp".into(), sdk);
+        let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
+        let endpoint = Endpoint {
+            url: "https://ABC.gr7.us-east-1.eks.amazonaws.com".into(),
+            ca: STANDARD.encode(pem),
+        };
+        connector.endpoint.set(endpoint).unwrap();
+        let config = connector.config().await.unwrap();
+        assert_eq!(config.cluster_url.host(), Some("ABC.gr7.us-east-1.eks.amazonaws.com"));
+        assert_eq!(config.root_cert, Some(vec![vec![0, 1, 2, 3]]));
+        let token = secrecy::ExposeSecret::expose_secret(config.auth_info.token.as_ref().unwrap()).to_owned();
+        assert!(token.starts_with(TOKEN_PREFIX));
+    }
+
+    #[test]
+    fn the_ca_is_read_from_base64_pem() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_to_der(&STANDARD.encode(pem)), Some(vec![0, 1, 2, 3]));
+        assert_eq!(pem_to_der("not base64!"), None);
+    }
+}

@@ -1,0 +1,161 @@
+//! The EKS connector: DescribeCluster against moto's server, the token against botocore's
+//! presigner, and the token accepted by a stand-in that checks EKS tokens.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
+use rexec_shared::cluster::ClusterError;
+use rexec_shared::eks::{EksConnector, TOKEN_PREFIX, token};
+use rexec_tests::kube_stand_in::{KubeStandIn, TokenCheck};
+use rexec_tests::moto::MotoServer;
+
+fn credentials() -> Credentials {
+    Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        Some("FwoGZXIvYXdzEXAMPLE".into()),
+        None,
+        "test",
+    )
+}
+
+fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
+    let mut builder = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(SharedCredentialsProvider::new(credentials()));
+    if let Some(endpoint) = endpoint {
+        builder = builder.endpoint_url(endpoint);
+    }
+    builder.build()
+}
+
+/// The presigned URL of a token, as (base, sorted query).
+fn decode(token: &str) -> (String, BTreeMap<String, String>) {
+    let url = URL_SAFE_NO_PAD
+        .decode(token.strip_prefix(TOKEN_PREFIX).expect("the EKS prefix"))
+        .expect("base64url, unpadded");
+    let url = url::Url::parse(std::str::from_utf8(&url).unwrap()).unwrap();
+    let base = format!("{}://{}{}", url.scheme(), url.host_str().unwrap(), url.path());
+    (base, url.query_pairs().into_owned().collect())
+}
+
+#[test]
+fn the_token_is_what_botocore_presigns() {
+    let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/tools/bin/python");
+    assert!(
+        python.exists(),
+        "the tools venv is not installed: run `make deps` (make test does)"
+    );
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("eks/botocore_token.py");
+    let creds = credentials();
+    for (region, cluster, unix) in [
+        ("us-east-1", "ndp", 1_795_380_000u64),
+        ("eu-west-2", "rexec-prod", 1_800_000_123),
+    ] {
+        let output = Command::new(&python)
+            .arg(&script)
+            .args([
+                creds.access_key_id(),
+                creds.secret_access_key(),
+                creds.session_token().unwrap(),
+                region,
+                cluster,
+            ])
+            .arg(unix.to_string())
+            .output()
+            .expect("run botocore");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let theirs = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+        let ours = token(&creds, region, cluster, UNIX_EPOCH + Duration::from_secs(unix)).unwrap();
+        assert_eq!(decode(&ours), decode(&theirs), "{region} {cluster}");
+        assert!(!ours.ends_with('='));
+    }
+}
+
+#[tokio::test]
+async fn describe_cluster_through_moto_gives_the_endpoint_and_ca() {
+    let moto = MotoServer::start().await;
+    let sdk = sdk_config(Some(&moto.url));
+    aws_sdk_eks::Client::new(&sdk)
+        .create_cluster()
+        .name("ndp")
+        .role_arn("arn:aws:iam::123456789012:role/eks")
+        .resources_vpc_config(
+            aws_sdk_eks::types::VpcConfigRequest::builder()
+                .subnet_ids("subnet-1")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create the cluster in moto");
+
+    let described = aws_sdk_eks::Client::new(&sdk)
+        .describe_cluster()
+        .name("ndp")
+        .send()
+        .await
+        .unwrap()
+        .cluster
+        .unwrap();
+    let connector = EksConnector::with_sdk_config("ndp".into(), sdk.clone());
+    let endpoint = connector.endpoint().await.unwrap();
+    assert_eq!(Some(endpoint.url.as_str()), described.endpoint.as_deref());
+    assert!(endpoint.url.starts_with("https://"), "{}", endpoint.url);
+    assert_eq!(
+        Some(endpoint.ca.as_str()),
+        described.certificate_authority.and_then(|ca| ca.data).as_deref()
+    );
+    // moto's CA is random text, not the base64 PEM EKS returns: refused, not trusted.
+    assert!(matches!(connector.config().await, Err(ClusterError::Unavailable(_))));
+
+    let missing = EksConnector::with_sdk_config("no-such-cluster".into(), sdk);
+    assert!(matches!(missing.endpoint().await, Err(ClusterError::Unavailable(_))));
+}
+
+#[tokio::test]
+async fn a_cluster_that_checks_eks_tokens_accepts_ours_for_its_name_only() {
+    let cluster = KubeStandIn::start().await;
+    cluster.require_token(TokenCheck::Eks {
+        cluster: "ndp".into(),
+        region: "us-east-1".into(),
+        credentials: credentials(),
+    });
+    for (name, accepted) in [("ndp", true), ("another", false)] {
+        let token = EksConnector::with_sdk_config(name.into(), sdk_config(None))
+            .token()
+            .await
+            .unwrap();
+        let mut config = kube::Config::new(cluster.url().parse().unwrap());
+        config.auth_info.token = Some(token.into());
+        config.default_retry = false;
+        let client = kube::Client::try_from(config).unwrap();
+        let result = Api::<Namespace>::all(client).list(&ListParams::default()).await;
+        assert_eq!(result.is_ok(), accepted, "{name}: {result:?}");
+    }
+    let stale = token(
+        &credentials(),
+        "us-east-1",
+        "ndp",
+        SystemTime::now() - Duration::from_secs(16 * 60),
+    )
+    .unwrap();
+    let mut config = kube::Config::new(cluster.url().parse().unwrap());
+    config.auth_info.token = Some(stale.into());
+    let result = Api::<Namespace>::all(kube::Client::try_from(config).unwrap())
+        .list(&ListParams::default())
+        .await;
+    assert!(
+        matches!(result.map_err(ClusterError::from), Err(ClusterError::Unavailable(_))),
+        "an expired token is refused"
+    );
+}
