@@ -2,6 +2,7 @@
 
 pub mod identity_service;
 pub mod kube_stand_in;
+pub mod logs;
 pub mod moto;
 pub mod oidc;
 pub mod stack;

@@ -1,13 +1,11 @@
 //! The NDP Endpoint API handlers, called with the API Gateway events in `events/`.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use http::header;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::config::Vars;
 use rexec_shared::serve::respond;
 use rexec_tests::identity_service::{IdentityService, dev_users};
+use rexec_tests::logs::CapturedLogs;
 use serde_json::Value;
 
 const REQUEST_ID: &str = "Abc123requestIdEXAMPLE=";
@@ -210,19 +208,6 @@ async fn docs_pages_and_the_openapi_document() {
     assert_eq!(json(&resp)["error"], "not_found");
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn one_log_line_per_request_with_the_caller_and_never_the_token() {
     let service = IdentityService::start(dev_users()).await;
@@ -230,21 +215,16 @@ async fn one_log_line_per_request_with_the_caller_and_never_the_token() {
     let token = service.issue("alice", None);
     let forged = "forged-token-value-123";
 
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let _guard = tracing::subscriber::set_default(rexec_shared::logging::subscriber(move || writer.clone()));
+    let (logs, _guard) = CapturedLogs::start();
     assert_eq!(rexec_status(&deps, Some(&token)).await.status(), 200);
     assert_eq!(rexec_status(&deps, Some(forged)).await.status(), 401);
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = logs.text();
     assert!(
         !text.contains(&token) && !text.contains(forged),
         "a token reached the logs:\n{text}"
     );
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON log lines"))
-        .collect();
+    let lines = logs.lines();
     assert!(
         lines.iter().all(|l| l["span"]["request_id"] == REQUEST_ID),
         "every line carries the request id"

@@ -5,6 +5,7 @@ use http::header;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::serve::respond;
 use rexec_tests::kube_stand_in::Fault;
+use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;
 use serde_json::Value;
 
@@ -281,6 +282,36 @@ async fn an_unreachable_cluster_is_503() {
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key(header::RETRY_AFTER));
     assert_eq!(json_body(&resp)["error"], "cluster_unavailable");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_rbac_refusal_is_500_and_the_log_names_the_missing_permission() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    stack
+        .cluster
+        .inject(Some("POST"), Some("networkpolicies"), Fault::Forbidden, None);
+    let (logs, _guard) = CapturedLogs::start();
+    let resp = api
+        .spawn(with_token("spawn-server", &stack.identity.issue("alice", None)))
+        .await;
+    assert_eq!(resp.status(), 500);
+    let body = json_body(&resp);
+    assert_eq!(body["error"], "internal_error");
+    assert!(
+        !body["detail"].as_str().unwrap().contains("networkpolicies"),
+        "no internals leak to the caller"
+    );
+    let line = logs
+        .lines()
+        .into_iter()
+        .find(|l| l["level"] == "ERROR")
+        .expect("an error line");
+    let permission = line["permission"].as_str().unwrap();
+    assert!(
+        permission.contains("cannot create resource \"networkpolicies\" in API group \"networking.k8s.io\""),
+        "{permission}"
+    );
 }
 
 async fn broker_config(stack: &Stack, extra: &[(&str, &str)], token: Option<&str>) -> Response<Body> {
