@@ -41,4 +41,5 @@ test: deps
 lint: $(TOOLS)/.installed
 	sam validate --lint --template template.yaml --region us-east-1
 	cfn-lint template.yaml
-	$(TOOLS)/bin/python tests/template/check_routes.py
+	$(TOOLS)/bin/python tests/checks/check_routes.py
+	$(TOOLS)/bin/python tests/checks/check_settings.py

@@ -29,7 +29,7 @@ pub struct Cluster {
 pub enum Connector {
     /// A kubeconfig file, or (without one) in-cluster inference and `~/.kube/config`.
     Kubeconfig(Option<PathBuf>),
-    Eks(EksConnector),
+    Eks(Box<EksConnector>),
 }
 
 impl Cluster {
@@ -42,7 +42,7 @@ impl Cluster {
             return Err(ConfigError::new("KUBE_TIMEOUT_SECONDS", "must be greater than zero"));
         }
         let connector = match vars.get("EKS_CLUSTER_NAME") {
-            Some(cluster) => Connector::Eks(EksConnector::new(cluster.to_owned())),
+            Some(cluster) => Connector::Eks(Box::new(EksConnector::new(cluster.to_owned()))),
             None => Connector::Kubeconfig(vars.get("KUBECONFIG").map(PathBuf::from)),
         };
         Ok(Self::new(connector, timeout))

@@ -98,10 +98,8 @@ impl RequirementsPolicy {
                 python = Some(self.python_pin(&requirement).map_err(|reason| refuse(&reason))?);
                 continue;
             }
-            if let Some(VersionOrUrl::Url(_)) = requirement.version_or_url {
-                if !self.allow_direct_urls {
-                    return Err(refuse("direct URLs are not accepted; name a package from the index"));
-                }
+            if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) && !self.allow_direct_urls {
+                return Err(refuse("direct URLs are not accepted; name a package from the index"));
             }
             if let Some(first) = seen.insert(name.clone(), number) {
                 return Err(refuse(&format!("{name} is already required on line {first}")));

@@ -441,9 +441,14 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             json!({}),
         );
     };
-    if namespaced != !target.namespace.is_empty()
-        && !(namespaced && target.namespace.is_empty() && method == Method::GET)
-    {
+    // A namespaced resource is addressed in a namespace (or listed across all of them); a
+    // cluster-scoped one never is.
+    let scoped = if namespaced {
+        !target.namespace.is_empty() || (method == Method::GET && target.name.is_none())
+    } else {
+        target.namespace.is_empty()
+    };
+    if !scoped {
         return status(
             404,
             "NotFound",

@@ -1,0 +1,26 @@
+"""Every environment variable the code reads is in the README's configuration table."""
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+READ = re.compile(r'vars\s*\.\s*(?:get|required|parse_or|bool_or|seconds_or|url|list)\(\s*"([A-Z][A-Z0-9_]+)"')
+
+
+def main():
+    read = set()
+    for source in list((ROOT / "shared" / "src").rglob("*.rs")) + list((ROOT / "functions").rglob("*.rs")):
+        text = source.read_text()
+        text = text.split("#[cfg(test)]")[0]
+        read.update(READ.findall(text))
+    table = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    missing = sorted(read - documented)
+    if missing:
+        sys.exit("settings read by the code but missing from the README's configuration table: " + ", ".join(missing))
+    print(f"settings: the README documents all {len(read)} variables the code reads")
+
+
+if __name__ == "__main__":
+    main()
