@@ -9,6 +9,7 @@ use http::HeaderValue;
 use lambda_http::{Body, Request, Response, service_fn};
 use tracing::Instrument;
 
+use crate::config::{ConfigError, Vars};
 use crate::error::ApiError;
 use crate::request::{request_id, route};
 
@@ -43,8 +44,34 @@ where
     .await
 }
 
+/// The whole `main` of a function without settings: logs, then `handler` on the Lambda runtime.
+pub async fn main<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
+where
+    F: Fn(Request) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
+{
+    crate::logging::init();
+    run(handler).await
+}
+
+/// The whole `main` of a function: logs, its dependencies built once from the environment (a
+/// bad setting fails the init naming the variable), then `handler` on the Lambda runtime.
+pub async fn main_with<D, F, Fut>(
+    build: fn(&Vars) -> Result<D, ConfigError>,
+    handler: F,
+) -> Result<(), lambda_http::Error>
+where
+    D: Send + Sync + 'static,
+    F: Fn(&'static D, Request) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
+{
+    crate::logging::init();
+    let deps: &'static D = Box::leak(Box::new(build(&Vars::from_env()).map_err(init_failed)?));
+    run(move |req| handler(deps, req)).await
+}
+
 /// Serves `handler` on the Lambda runtime until the container stops.
-pub async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
+async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(Request) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
@@ -56,7 +83,7 @@ where
 }
 
 /// Logs and returns a configuration error, so a function's init fails naming the variable.
-pub fn init_failed(err: crate::config::ConfigError) -> lambda_http::Error {
+fn init_failed(err: ConfigError) -> lambda_http::Error {
     tracing::error!(variable = %err.variable, "{err}");
     err.into()
 }

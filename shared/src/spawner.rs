@@ -10,8 +10,7 @@
 
 use std::time::SystemTime;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, ResourceQuota};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -105,8 +104,21 @@ impl Claim {
     }
 }
 
-fn created_now<T>(result: Result<T, kube::Error>) -> Result<(), ClusterError> {
-    match result.map_err(ClusterError::from) {
+/// Creates `object` in `namespace` unless an object of that name is there already.
+async fn create_unless_present<K>(client: &Client, namespace: &str, object: &K) -> Result<(), ClusterError>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Serialize
+        + serde::de::DeserializeOwned,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    match api
+        .create(&PostParams::default(), object)
+        .await
+        .map_err(ClusterError::from)
+    {
         Ok(_) | Err(ClusterError::AlreadyExists) => Ok(()),
         Err(err) => Err(err),
     }
@@ -302,24 +314,18 @@ impl Spawner {
             }
             Err(err) => return Err(err.into()),
         }
-        let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), &owner.namespace);
-        created_now(
-            quotas
-                .create(
-                    &PostParams::default(),
-                    &manifests::resource_quota(owner, &self.settings),
-                )
-                .await,
-        )?;
-        let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &owner.namespace);
-        created_now(
-            policies
-                .create(
-                    &PostParams::default(),
-                    &manifests::network_policy(owner, &self.settings),
-                )
-                .await,
-        )?;
+        create_unless_present(
+            client,
+            &owner.namespace,
+            &manifests::resource_quota(owner, &self.settings),
+        )
+        .await?;
+        create_unless_present(
+            client,
+            &owner.namespace,
+            &manifests::network_policy(owner, &self.settings),
+        )
+        .await?;
         Ok(())
     }
 

@@ -37,6 +37,20 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
+def announced(binary: str):
+    """Starts a test-support binary and yields (its process, the JSON line it prints once it listens)."""
+    proc = subprocess.Popen(
+        [str(ROOT / "target" / "debug" / binary)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield json.loads(proc.stdout.readline())
+    finally:
+        stop(proc)
+
+
 class Identity:
     def __init__(self, url: str, token_url: str):
         self.url = url
@@ -50,30 +64,16 @@ class Identity:
 
 @pytest.fixture(scope="session")
 def identity():
-    binary = ROOT / "target" / "debug" / "identity-service"
-    proc = subprocess.Popen(
-        [str(binary)], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        announced = json.loads(proc.stdout.readline())
-        yield Identity(announced["url"], announced["token_url"])
-    finally:
-        stop(proc)
+    for service in announced("identity-service"):
+        yield Identity(service["url"], service["token_url"])
 
 
 @pytest.fixture(scope="session")
 def cluster():
     """The Kubernetes stand-in; yields its announcement (url, kubeconfig)."""
-    binary = ROOT / "target" / "debug" / "kube-stand-in"
-    proc = subprocess.Popen(
-        [str(binary)], stdout=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        announced = json.loads(proc.stdout.readline())
-        yield announced
-    finally:
-        stop(proc)
-        Path(announced["kubeconfig"]).unlink(missing_ok=True)
+    for stand_in in announced("kube-stand-in"):
+        yield stand_in
+        Path(stand_in["kubeconfig"]).unlink(missing_ok=True)
 
 
 class Api:

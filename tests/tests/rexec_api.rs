@@ -383,4 +383,13 @@ async fn the_rexec_openapi_document_describes_every_route() {
     for status in ["200", "201", "400", "401", "403", "409", "413", "415", "503"] {
         assert!(spawn["responses"][status].is_object(), "spawn documents {status}");
     }
+    for operation in [
+        &doc["paths"]["/terminate"]["delete"],
+        &doc["paths"]["/server"]["delete"],
+    ] {
+        for status in ["200", "401", "403", "503"] {
+            let content = &operation["responses"][status]["content"]["application/json"];
+            assert!(content["schema"].is_object(), "{status}: {operation}");
+        }
+    }
 }

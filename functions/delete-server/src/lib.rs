@@ -39,6 +39,24 @@ pub struct TerminateAnswer {
     pub namespace: String,
 }
 
+/// The answers of both routes.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum TerminateResponses {
+    /// Removed, being removed, or nothing to remove.
+    #[response(status = 200)]
+    Done(TerminateAnswer),
+    /// No token, or a token that was refused.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller is in no allowed group.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// The identity service or the cluster is unreachable.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
 /// Remove the caller's rexec-server (the published clients' route).
 #[utoipa::path(
     delete,
@@ -46,12 +64,7 @@ pub struct TerminateAnswer {
     tag = "server",
     security(("bearer" = [])),
     request_body(content((TokenForm = "application/x-www-form-urlencoded")), description = "The token, when no Authorization header is sent."),
-    responses(
-        (status = 200, description = "Removed, being removed, or nothing to remove.", body = TerminateAnswer),
-        (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
-        (status = 403, description = "The caller is in no allowed group.", body = ErrorBody),
-        (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
-    )
+    responses(TerminateResponses)
 )]
 pub async fn terminate(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     handler(deps, req).await
@@ -63,12 +76,7 @@ pub async fn terminate(deps: &Deps, req: Request) -> Result<Response<Body>, ApiE
     path = "/server",
     tag = "server",
     security(("bearer" = [])),
-    responses(
-        (status = 200, description = "Removed, being removed, or nothing to remove.", body = TerminateAnswer),
-        (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
-        (status = 403, description = "The caller is in no allowed group.", body = ErrorBody),
-        (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
-    )
+    responses(TerminateResponses)
 )]
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     let caller = deps.access.caller(&req).await?;

@@ -1,7 +1,4 @@
-use rexec_shared::{logging, serve};
-
 #[tokio::main]
 async fn main() -> Result<(), rexec_shared::lambda_http::Error> {
-    logging::init();
-    serve::run(get_health::handler).await
+    rexec_shared::serve::main(get_health::handler).await
 }

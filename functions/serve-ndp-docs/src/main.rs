@@ -1,7 +1,4 @@
-use rexec_shared::{logging, serve};
-
 #[tokio::main]
 async fn main() -> Result<(), rexec_shared::lambda_http::Error> {
-    logging::init();
-    serve::run(serve_ndp_docs::handler).await
+    rexec_shared::serve::main(serve_ndp_docs::handler).await
 }
