@@ -13,7 +13,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
-use rexec_shared::cluster::ClusterError;
+use rexec_shared::cluster::{Cluster, ClusterError};
+use rexec_shared::config::Vars;
 use rexec_shared::eks::{EksConnector, TOKEN_PREFIX, token};
 use rexec_tests::kube_stand_in::{KubeStandIn, TokenCheck};
 use rexec_tests::moto::MotoServer;
@@ -82,9 +83,18 @@ fn the_token_is_what_botocore_presigns() {
     }
 }
 
+/// The production path: `EKS_CLUSTER_NAME` set, and the AWS SDK configured from the standard
+/// environment (`AWS_ENDPOINT_URL` pointing at moto). Only this test sets these variables.
 #[tokio::test]
 async fn describe_cluster_through_moto_gives_the_endpoint_and_ca() {
     let moto = MotoServer::start().await;
+    // SAFETY: no other test of this binary reads the environment.
+    unsafe {
+        std::env::set_var("AWS_ENDPOINT_URL", &moto.url);
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
+    }
     let sdk = sdk_config(Some(&moto.url));
     aws_sdk_eks::Client::new(&sdk)
         .create_cluster()
@@ -98,7 +108,6 @@ async fn describe_cluster_through_moto_gives_the_endpoint_and_ca() {
         .send()
         .await
         .expect("create the cluster in moto");
-
     let described = aws_sdk_eks::Client::new(&sdk)
         .describe_cluster()
         .name("ndp")
@@ -107,7 +116,8 @@ async fn describe_cluster_through_moto_gives_the_endpoint_and_ca() {
         .unwrap()
         .cluster
         .unwrap();
-    let connector = EksConnector::with_sdk_config("ndp".into(), sdk.clone());
+
+    let connector = EksConnector::new("ndp".into());
     let endpoint = connector.endpoint().await.unwrap();
     assert_eq!(Some(endpoint.url.as_str()), described.endpoint.as_deref());
     assert!(endpoint.url.starts_with("https://"), "{}", endpoint.url);
@@ -115,10 +125,14 @@ async fn describe_cluster_through_moto_gives_the_endpoint_and_ca() {
         Some(endpoint.ca.as_str()),
         described.certificate_authority.and_then(|ca| ca.data).as_deref()
     );
-    // moto's CA is random text, not the base64 PEM EKS returns: refused, not trusted.
-    assert!(matches!(connector.config().await, Err(ClusterError::Unavailable(_))));
+    assert!(connector.token().await.unwrap().starts_with(TOKEN_PREFIX));
 
-    let missing = EksConnector::with_sdk_config("no-such-cluster".into(), sdk);
+    // moto's CA is random text, not the base64 PEM EKS returns: refused, not trusted, and the
+    // function answers 503 instead of calling an unverified endpoint.
+    let cluster = Cluster::from_vars(&Vars::from_pairs([("EKS_CLUSTER_NAME", "ndp")])).unwrap();
+    assert!(matches!(cluster.client().await, Err(ClusterError::Unavailable(_))));
+
+    let missing = EksConnector::new("no-such-cluster".into());
     assert!(matches!(missing.endpoint().await, Err(ClusterError::Unavailable(_))));
 }
 
