@@ -17,7 +17,7 @@
 //! - injected faults (latency, 5xx, dropped connections, RBAC refusals) and a request counter
 //!   per method and resource.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -128,6 +128,7 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     faults: Mutex<Vec<FaultRule>>,
     counters: Mutex<BTreeMap<String, usize>>,
+    permissions: Mutex<BTreeSet<(String, String, String)>>,
     token: Mutex<TokenCheck>,
 }
 
@@ -148,6 +149,7 @@ impl KubeStandIn {
             behaviour: Mutex::new(Behaviour::default()),
             faults: Mutex::new(Vec::new()),
             counters: Mutex::new(BTreeMap::new()),
+            permissions: Mutex::new(BTreeSet::new()),
             token: Mutex::new(TokenCheck::Any),
         });
         let app = Router::new().fallback(serve).with_state(shared.clone());
@@ -223,6 +225,11 @@ impl KubeStandIn {
             .get(&format!("{method} {resource}"))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Every (API group, resource, RBAC verb) served so far: the permissions the callers used.
+    pub fn permissions_used(&self) -> BTreeSet<(String, String, String)> {
+        self.shared.permissions.lock().unwrap().clone()
     }
 
     /// Stores an object as is (for what the cluster holds already: nodes, the broker Service).
@@ -378,6 +385,11 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         .unwrap()
         .entry(format!("{method} {}", target.resource))
         .or_default() += 1;
+    shared.permissions.lock().unwrap().insert((
+        target.group.clone(),
+        target.resource.clone(),
+        verb_of(&method, target.name.is_some()).to_owned(),
+    ));
 
     if let Err(reason) = check_token(&shared, &headers) {
         return status(401, "Unauthorized", format!("Unauthorized: {reason}"), json!({}));
