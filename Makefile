@@ -8,7 +8,7 @@ OIDC := tests/oidc
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev test deps lint
+.PHONY: dev token test deps lint
 
 deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(OIDC)/node_modules/.installed
 
@@ -26,10 +26,15 @@ $(OIDC)/node_modules/.installed: $(OIDC)/package.json $(OIDC)/package-lock.json
 	npm ci --prefix $(OIDC) --no-audit --no-fund --loglevel=error
 	touch $@
 
-## Run the API locally on http://127.0.0.1:$${PORT:-9000} with a development identity service.
+## Run the whole system locally on http://127.0.0.1:$${PORT:-9000} (see scripts/dev).
 dev: $(TOOLS)/.installed
 	cargo build --quiet -p rexec-tests --bins
 	scripts/dev
+
+## A token of the development identity service: make token USER=alice (alice, bob or eve).
+token:
+	@curl -fsS -H content-type:application/json -d '{"user":"$(if $(filter command line,$(origin USER)),$(USER),alice)"}' \
+		http://127.0.0.1:$$(( $${PORT:-9000} + 1 ))/token | python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])'
 
 ## Every test: Rust unit and integration tests, the published clients, the template.
 test: deps
