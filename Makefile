@@ -27,7 +27,7 @@ $(OIDC)/node_modules/.installed: $(OIDC)/package.json $(OIDC)/package-lock.json
 	touch $@
 
 ## Run the whole system locally on http://127.0.0.1:$${PORT:-9000} (see scripts/dev).
-dev: $(TOOLS)/.installed
+dev: $(TOOLS)/.installed $(CLIENTS)/.installed
 	cargo build --quiet -p rexec-tests --bins
 	scripts/dev
 
