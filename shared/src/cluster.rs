@@ -60,7 +60,7 @@ impl Cluster {
     pub async fn client(&self) -> Result<Client, ClusterError> {
         let mut cached = self.client.lock().await;
         if let Some((client, built)) = cached.as_ref()
-            && (matches!(self.connector, Connector::Kubeconfig(_)) || built.elapsed() < TOKEN_REFRESH)
+            && !self.is_due(*built, Instant::now())
         {
             return Ok(client.clone());
         }
@@ -77,6 +77,12 @@ impl Cluster {
         })?;
         *cached = Some((client.clone(), Instant::now()));
         Ok(client)
+    }
+
+    /// Whether a client built at `built` must be rebuilt at `now`: an EKS client before its
+    /// token expires; a kubeconfig client never (its credentials refresh themselves).
+    fn is_due(&self, built: Instant, now: Instant) -> bool {
+        matches!(self.connector, Connector::Eks(_)) && now.duration_since(built) >= TOKEN_REFRESH
     }
 
     async fn config(&self) -> Result<kube::Config, ClusterError> {
@@ -183,5 +189,39 @@ impl From<ClusterError> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eks_clients_are_rebuilt_before_the_token_expires() {
+        let eks = Cluster::new(
+            Connector::Eks(Box::new(EksConnector::new("ndp".into()))),
+            Duration::from_secs(8),
+        );
+        let local = Cluster::new(Connector::Kubeconfig(None), Duration::from_secs(8));
+        let built = Instant::now();
+        assert!(!eks.is_due(built, built + Duration::from_secs(9 * 60)));
+        assert!(eks.is_due(built, built + TOKEN_REFRESH));
+        assert!(
+            TOKEN_REFRESH < Duration::from_secs(15 * 60),
+            "before EKS refuses the token"
+        );
+        assert!(!local.is_due(built, built + Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn the_cluster_is_chosen_by_settings() {
+        let eks = Cluster::from_vars(&Vars::from_pairs([("EKS_CLUSTER_NAME", "ndp"), ("KUBECONFIG", "/k")])).unwrap();
+        assert!(matches!(eks.connector, Connector::Eks(ref c) if c.cluster() == "ndp"));
+        let local = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k")])).unwrap();
+        assert!(matches!(local.connector, Connector::Kubeconfig(Some(ref p)) if p.to_str() == Some("/k")));
+        let err = Cluster::from_vars(&Vars::from_pairs([("KUBE_TIMEOUT_SECONDS", "0")]))
+            .err()
+            .unwrap();
+        assert_eq!(err.variable, "KUBE_TIMEOUT_SECONDS");
     }
 }
