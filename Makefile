@@ -8,7 +8,7 @@ OIDC := tests/oidc
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev token test deps lint
+.PHONY: dev token test deps lint build
 
 deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(OIDC)/node_modules/.installed
 
@@ -42,6 +42,10 @@ test: deps
 	cargo build -p rexec-tests --bins
 	$(CLIENTS)/bin/pytest tests/python
 	$(MAKE) --no-print-directory lint
+
+## The Lambda packages, as `sam build` makes them: make build ARCH=arm64 (default) or x86_64.
+build: $(TOOLS)/.installed
+	sam build --parameter-overrides Architecture=$(or $(ARCH),arm64)
 
 lint: $(TOOLS)/.installed
 	sam validate --lint --template template.yaml --region us-east-1
