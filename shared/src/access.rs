@@ -40,7 +40,7 @@ impl Access {
         let token = request::token(req)?;
         let identity = self.authenticator.authenticate(&token).await.map_err(|err| match err {
             IdentityError::Invalid(reason) => {
-                tracing::info!(%reason, "token refused");
+                tracing::info!(%reason, "caller refused: invalid credentials");
                 ApiError::unauthorized("invalid_token", format!("The token was refused: {reason}."))
             }
             IdentityError::Unavailable(reason) => {

@@ -58,11 +58,6 @@ impl BrokerDirectory {
         })
     }
 
-    /// Whether the address comes from settings (no cluster call).
-    pub fn is_fixed(&self) -> bool {
-        self.fixed.is_some()
-    }
-
     pub async fn endpoint(&self, cluster: &Cluster) -> Result<BrokerEndpoint, ApiError> {
         if let Some(fixed) = &self.fixed {
             return Ok(fixed.clone());

@@ -127,12 +127,6 @@ pub enum ClusterError {
     Refused(String),
 }
 
-impl ClusterError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::NotFound)
-    }
-}
-
 impl From<kube::Error> for ClusterError {
     fn from(err: kube::Error) -> Self {
         match err {

@@ -75,10 +75,6 @@ impl ApiError {
         Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", detail)
     }
 
-    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", detail)
-    }
-
     /// 500: the caller learns nothing of the cause; log it before answering.
     pub fn internal() -> Self {
         Self::new(

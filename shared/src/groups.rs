@@ -26,10 +26,6 @@ impl GroupPolicy {
         })
     }
 
-    pub fn is_enforced(&self) -> bool {
-        self.allowed.is_some()
-    }
-
     /// Whether the caller may use the API.
     pub fn allows(&self, identity: &Identity) -> bool {
         match &self.allowed {
