@@ -1,10 +1,15 @@
-"""Every environment variable the code reads is in the README's configuration table."""
+"""Every environment variable the code reads is in the README's configuration table, and every
+one that is a deployment setting is passed to the functions by template.yaml."""
 
 import re
 import sys
 from pathlib import Path
 
+from cfnlint.decode import cfn_yaml
+
 ROOT = Path(__file__).resolve().parents[2]
+# Settings of local runs only: on Lambda the cluster is found through EKS_CLUSTER_NAME.
+LOCAL_ONLY = {"KUBECONFIG"}
 READ = re.compile(r'vars\s*\.\s*(?:get|required|parse_or|bool_or|seconds_or|url|list)\(\s*"([A-Z][A-Z0-9_]+)"')
 
 
@@ -19,7 +24,14 @@ def main():
     missing = sorted(read - documented)
     if missing:
         sys.exit("settings read by the code but missing from the README's configuration table: " + ", ".join(missing))
-    print(f"settings: the README documents all {len(read)} variables the code reads")
+    template = cfn_yaml.load(str(ROOT / "template.yaml"))
+    passed = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in template["Resources"].values():
+        passed.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
+    undeployable = sorted(read - passed - LOCAL_ONLY)
+    if undeployable:
+        sys.exit("settings read by the code that template.yaml does not pass: " + ", ".join(undeployable))
+    print(f"settings: the README documents all {len(read)} variables the code reads, and template.yaml passes them")
 
 
 if __name__ == "__main__":
