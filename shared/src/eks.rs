@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
@@ -32,7 +32,8 @@ pub struct Endpoint {
 
 pub struct EksConnector {
     cluster: String,
-    sdk: OnceCell<SdkConfig>,
+    /// `None`: the function's own configuration ([`crate::aws::sdk_config`]).
+    sdk: Option<SdkConfig>,
     endpoint: OnceCell<Endpoint>,
 }
 
@@ -42,7 +43,7 @@ impl EksConnector {
     pub fn new(cluster: String) -> Self {
         Self {
             cluster,
-            sdk: OnceCell::new(),
+            sdk: None,
             endpoint: OnceCell::new(),
         }
     }
@@ -51,7 +52,7 @@ impl EksConnector {
     pub fn with_sdk_config(cluster: String, sdk: SdkConfig) -> Self {
         Self {
             cluster,
-            sdk: OnceCell::new_with(Some(sdk)),
+            sdk: Some(sdk),
             endpoint: OnceCell::new(),
         }
     }
@@ -61,9 +62,10 @@ impl EksConnector {
     }
 
     async fn sdk(&self) -> &SdkConfig {
-        self.sdk
-            .get_or_init(|| aws_config::defaults(BehaviorVersion::latest()).load())
-            .await
+        match &self.sdk {
+            Some(sdk) => sdk,
+            None => crate::aws::sdk_config().await,
+        }
     }
 
     /// The endpoint, asked of EKS once per container.
@@ -174,6 +176,8 @@ fn pem_to_der(base64_pem: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    use aws_config::BehaviorVersion;
+
     use super::*;
 
     #[test]

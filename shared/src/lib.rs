@@ -2,6 +2,7 @@
 //! identity and group policy, logs and the documentation pages.
 
 pub mod access;
+pub mod aws;
 pub mod broker;
 pub mod cluster;
 pub mod config;

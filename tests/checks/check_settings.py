@@ -8,8 +8,9 @@ from pathlib import Path
 from cfnlint.decode import cfn_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-# Settings of local runs only: on Lambda the cluster is found through EKS_CLUSTER_NAME.
-LOCAL_ONLY = {"KUBECONFIG"}
+# Settings of local runs only: on Lambda the cluster is found through EKS_CLUSTER_NAME, and the
+# client secret is read from Secrets Manager (AUTH_CLIENT_SECRET_ID), never put in the template.
+LOCAL_ONLY = {"KUBECONFIG", "AUTH_CLIENT_SECRET"}
 READ = re.compile(r'vars\s*\.\s*(?:get|required|parse_or|bool_or|seconds_or|url|list)\(\s*"([A-Z][A-Z0-9_]+)"')
 
 

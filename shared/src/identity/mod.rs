@@ -26,7 +26,7 @@ use url::Url;
 pub use auth_api::{AuthApiMethod, AuthApiValidator};
 pub use cache::IdentityCache;
 pub use claims::identity_from_claims;
-pub use introspection::IntrospectionValidator;
+pub use introspection::{ClientSecret, IntrospectionValidator};
 pub use jwks::{JwksSettings, JwksValidator};
 
 use crate::config::{ConfigError, Vars};
@@ -91,7 +91,7 @@ pub enum ValidatorSettings {
     Introspection {
         url: Url,
         client_id: String,
-        client_secret: String,
+        client_secret: ClientSecret,
     },
     Jwks(JwksSettings),
 }
@@ -148,7 +148,16 @@ impl IdentitySettings {
             "introspection" => ValidatorSettings::Introspection {
                 url: required_url(vars, "AUTH_INTROSPECTION_URL")?,
                 client_id: vars.required("AUTH_CLIENT_ID")?.to_owned(),
-                client_secret: vars.required("AUTH_CLIENT_SECRET")?.to_owned(),
+                client_secret: match (vars.get("AUTH_CLIENT_SECRET"), vars.get("AUTH_CLIENT_SECRET_ID")) {
+                    (Some(secret), None) => ClientSecret::Plain(secret.to_owned()),
+                    (None, Some(id)) => ClientSecret::SecretsManager(id.to_owned()),
+                    _ => {
+                        return Err(ConfigError::new(
+                            "AUTH_CLIENT_SECRET_ID",
+                            "set exactly one of AUTH_CLIENT_SECRET_ID (a Secrets Manager secret) and AUTH_CLIENT_SECRET",
+                        ));
+                    }
+                },
             },
             "jwks" => ValidatorSettings::Jwks(JwksSettings::from_vars(vars)?),
             other => {
@@ -254,6 +263,34 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(two.variable, "AUTH_MODE");
+    }
+
+    #[test]
+    fn the_client_secret_is_plain_or_named_and_never_shown() {
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = vec![
+                ("AUTH_INTROSPECTION_URL", "http://kc/introspect"),
+                ("AUTH_CLIENT_ID", "rexec"),
+            ];
+            vars.extend_from_slice(extra);
+            IdentitySettings::from_vars(&Vars::from_pairs(vars))
+        };
+        let plain = with(&[("AUTH_CLIENT_SECRET", "s3cr3t-value")]).unwrap();
+        assert!(
+            !format!("{plain:?}").contains("s3cr3t-value"),
+            "Debug redacts the secret"
+        );
+        let named = with(&[("AUTH_CLIENT_SECRET_ID", "rexec/introspection")]).unwrap();
+        assert!(
+            matches!(named.validator, ValidatorSettings::Introspection { client_secret: ClientSecret::SecretsManager(ref id), .. } if id == "rexec/introspection")
+        );
+        assert_eq!(with(&[]).unwrap_err().variable, "AUTH_CLIENT_SECRET_ID");
+        assert_eq!(
+            with(&[("AUTH_CLIENT_SECRET", "a"), ("AUTH_CLIENT_SECRET_ID", "b")])
+                .unwrap_err()
+                .variable,
+            "AUTH_CLIENT_SECRET_ID"
+        );
     }
 
     #[test]

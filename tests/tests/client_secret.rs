@@ -1,0 +1,74 @@
+//! The introspection client secret read at run time from Secrets Manager (moto's server, through
+//! `AWS_ENDPOINT_URL` as on AWS), against a real OpenID provider.
+
+use aws_config::{BehaviorVersion, Region};
+use rexec_shared::config::Vars;
+use rexec_shared::identity::{IdentityError, IdentitySettings};
+use rexec_tests::moto::MotoServer;
+use rexec_tests::oidc::OidcProvider;
+
+#[tokio::test]
+async fn the_secret_is_fetched_kept_and_fetched_again_after_a_rotation() {
+    let moto = MotoServer::start().await;
+    // SAFETY: this test binary holds this one test; nothing else reads the environment.
+    unsafe {
+        std::env::set_var("AWS_ENDPOINT_URL", &moto.url);
+        std::env::set_var("AWS_REGION", "us-east-1");
+        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+        std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
+    }
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .load()
+        .await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
+    let provider = OidcProvider::start().await;
+    secrets
+        .create_secret()
+        .name("rexec/introspection")
+        .secret_string("stale")
+        .send()
+        .await
+        .unwrap();
+
+    let url = provider.introspection_url();
+    let auth = IdentitySettings::from_vars(&Vars::from_pairs([
+        ("AUTH_INTROSPECTION_URL", url.as_str()),
+        ("AUTH_CLIENT_ID", provider.client_id.as_str()),
+        ("AUTH_CLIENT_SECRET_ID", "rexec/introspection"),
+        ("AUTH_CACHE_TTL_SECONDS", "0"),
+    ]))
+    .unwrap()
+    .authenticator()
+    .unwrap();
+    let token = provider.token("alice", None, 300).await;
+
+    // A wrong secret: the provider refuses it, and that is our outage, not the caller's fault.
+    assert!(matches!(
+        auth.authenticate(&token).await,
+        Err(IdentityError::Unavailable(_))
+    ));
+    // The secret is rotated to the right value: the next call fetches it again.
+    secrets
+        .put_secret_value()
+        .secret_id("rexec/introspection")
+        .secret_string(&provider.client_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(auth.authenticate(&token).await.unwrap().username, "alice");
+    assert_eq!(auth.authenticate(&token).await.unwrap().sub, "alice");
+
+    let missing = IdentitySettings::from_vars(&Vars::from_pairs([
+        ("AUTH_INTROSPECTION_URL", url.as_str()),
+        ("AUTH_CLIENT_ID", provider.client_id.as_str()),
+        ("AUTH_CLIENT_SECRET_ID", "no/such/secret"),
+    ]))
+    .unwrap()
+    .authenticator()
+    .unwrap();
+    assert!(matches!(
+        missing.authenticate(&token).await,
+        Err(IdentityError::Unavailable(_))
+    ));
+}
