@@ -1,5 +1,5 @@
-//! The EKS connector: DescribeCluster against moto's server, the token against botocore's
-//! presigner, and the token accepted by a stand-in that checks EKS tokens.
+//! The EKS token: what botocore's presigner makes, and accepted by a stand-in that checks EKS
+//! tokens (DescribeCluster against moto is in `eks_cluster.rs`, which sets the environment).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,11 +13,9 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
-use rexec_shared::cluster::{Cluster, ClusterError};
-use rexec_shared::config::Vars;
+use rexec_shared::cluster::ClusterError;
 use rexec_shared::eks::{EksConnector, TOKEN_PREFIX, token};
 use rexec_tests::kube_stand_in::{KubeStandIn, TokenCheck};
-use rexec_tests::moto::MotoServer;
 
 fn credentials() -> Credentials {
     Credentials::new(
@@ -63,7 +61,13 @@ fn the_token_is_what_botocore_presigns() {
         ("us-east-1", "ndp", 1_795_380_000u64),
         ("eu-west-2", "rexec-prod", 1_800_000_123),
     ] {
+        // A clean environment: botocore would follow AWS_ENDPOINT_URL, AWS_PROFILE or ~/.aws.
+        let home = std::env::temp_dir().join(format!("rexec-botocore-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
         let output = Command::new(&python)
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .arg(&script)
             .args([
                 creds.access_key_id(),
@@ -81,59 +85,6 @@ fn the_token_is_what_botocore_presigns() {
         assert_eq!(decode(&ours), decode(&theirs), "{region} {cluster}");
         assert!(!ours.ends_with('='));
     }
-}
-
-/// The production path: `EKS_CLUSTER_NAME` set, and the AWS SDK configured from the standard
-/// environment (`AWS_ENDPOINT_URL` pointing at moto). Only this test sets these variables.
-#[tokio::test]
-async fn describe_cluster_through_moto_gives_the_endpoint_and_ca() {
-    let moto = MotoServer::start().await;
-    // SAFETY: no other test of this binary reads the environment.
-    unsafe {
-        std::env::set_var("AWS_ENDPOINT_URL", &moto.url);
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
-    }
-    let sdk = sdk_config(Some(&moto.url));
-    aws_sdk_eks::Client::new(&sdk)
-        .create_cluster()
-        .name("ndp")
-        .role_arn("arn:aws:iam::123456789012:role/eks")
-        .resources_vpc_config(
-            aws_sdk_eks::types::VpcConfigRequest::builder()
-                .subnet_ids("subnet-1")
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create the cluster in moto");
-    let described = aws_sdk_eks::Client::new(&sdk)
-        .describe_cluster()
-        .name("ndp")
-        .send()
-        .await
-        .unwrap()
-        .cluster
-        .unwrap();
-
-    let connector = EksConnector::new("ndp".into());
-    let endpoint = connector.endpoint().await.unwrap();
-    assert_eq!(Some(endpoint.url.as_str()), described.endpoint.as_deref());
-    assert!(endpoint.url.starts_with("https://"), "{}", endpoint.url);
-    assert_eq!(
-        Some(endpoint.ca.as_str()),
-        described.certificate_authority.and_then(|ca| ca.data).as_deref()
-    );
-    assert!(connector.token().await.unwrap().starts_with(TOKEN_PREFIX));
-
-    // moto's CA is random text, not the base64 PEM EKS returns: refused, not trusted, and the
-    // function answers 503 instead of calling an unverified endpoint.
-    let cluster = Cluster::from_vars(&Vars::from_pairs([("EKS_CLUSTER_NAME", "ndp")])).unwrap();
-    assert!(matches!(cluster.client().await, Err(ClusterError::Unavailable(_))));
-
-    let missing = EksConnector::new("no-such-cluster".into());
-    assert!(matches!(missing.endpoint().await, Err(ClusterError::Unavailable(_))));
 }
 
 #[tokio::test]
