@@ -63,10 +63,11 @@ pub struct Behaviour {
 impl Default for Behaviour {
     fn default() -> Self {
         Self {
-            namespace_termination: Duration::from_millis(500),
+            // Long enough that a test sees each stage even on a loaded machine.
+            namespace_termination: Duration::from_secs(2),
             pod_termination: Duration::from_millis(100),
-            install_time: Duration::from_millis(300),
-            start_time: Duration::from_millis(100),
+            install_time: Duration::from_secs(1),
+            start_time: Duration::from_millis(200),
             pod_outcome: PodOutcome::Ready,
         }
     }

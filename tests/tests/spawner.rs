@@ -243,7 +243,7 @@ async fn creates_refused_by_a_terminating_namespace_are_told_to_retry() {
     s.cluster.inject(
         Some("GET"),
         Some("namespaces"),
-        Fault::Latency(Duration::from_millis(300)),
+        Fault::Latency(Duration::from_secs(1)),
         Some(1),
     );
     let spawner = s.spawner.clone();
