@@ -100,7 +100,11 @@ def test_make_dev_uses_the_identity_service_and_cluster_of_the_environment(ident
         assert not answers(port + 1) and not answers(port + 2), "no helpers of its own"
         running = "\n".join(processes_with(marker))
         assert "identity-service" not in running and "kube-stand-in" not in running, running
-        spawned = spawn(base, identity.token("bob"))
+        # eve: no group policy is set for this stack, and no other test gives eve a server.
+        token = identity.token("eve")
+        spawned = spawn(base, token)
         assert spawned.status_code == 201, spawned.text
         namespace = spawned.json()["server"]["namespace"]
         assert requests.get(f"{cluster['url']}/api/v1/namespaces/{namespace}", timeout=10).status_code == 200
+        terminated = requests.delete(f"{base}/rexec/terminate", data={"token": token}, timeout=120)
+        assert terminated.json()["deleted"] is True
