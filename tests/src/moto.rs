@@ -35,4 +35,18 @@ impl MotoServer {
         }
         Self { url, _child: child }
     }
+
+    /// Points the AWS SDK of this process at moto through the standard environment
+    /// (`AWS_ENDPOINT_URL`, region, credentials), as the functions are configured on AWS.
+    ///
+    /// Only for a test binary of its own: every thread and child process sees the change.
+    pub fn export_environment(&self) {
+        // SAFETY: called by the only test of its binary, before anything reads the environment.
+        unsafe {
+            std::env::set_var("AWS_ENDPOINT_URL", &self.url);
+            std::env::set_var("AWS_REGION", "us-east-1");
+            std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
+        }
+    }
 }

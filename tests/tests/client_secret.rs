@@ -10,13 +10,7 @@ use rexec_tests::oidc::OidcProvider;
 #[tokio::test]
 async fn the_secret_is_fetched_kept_and_fetched_again_after_a_rotation() {
     let moto = MotoServer::start().await;
-    // SAFETY: this test binary holds this one test; nothing else reads the environment.
-    unsafe {
-        std::env::set_var("AWS_ENDPOINT_URL", &moto.url);
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
-    }
+    moto.export_environment();
     let sdk = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .load()

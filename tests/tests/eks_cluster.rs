@@ -28,13 +28,7 @@ fn sdk_config(endpoint: &str) -> SdkConfig {
 #[tokio::test]
 async fn describe_cluster_through_moto_gives_the_endpoint_and_ca() {
     let moto = MotoServer::start().await;
-    // SAFETY: the only test of this binary; nothing else reads the environment concurrently.
-    unsafe {
-        std::env::set_var("AWS_ENDPOINT_URL", &moto.url);
-        std::env::set_var("AWS_REGION", "us-east-1");
-        std::env::set_var("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", "secret");
-    }
+    moto.export_environment();
     let sdk = sdk_config(&moto.url);
     aws_sdk_eks::Client::new(&sdk)
         .create_cluster()

@@ -4,16 +4,12 @@ use http::header;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::config::Vars;
 use rexec_shared::serve::respond;
+use rexec_tests::events::{event, json_body};
 use rexec_tests::identity_service::{IdentityService, dev_users};
 use rexec_tests::logs::CapturedLogs;
 use serde_json::Value;
 
 const REQUEST_ID: &str = "Abc123requestIdEXAMPLE=";
-
-fn event(name: &str) -> Request {
-    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    lambda_http::request::from_str(&std::fs::read_to_string(path).unwrap()).expect("an API Gateway event")
-}
 
 fn with_token(mut req: Request, token: Option<&str>) -> Request {
     req.headers_mut().remove(header::AUTHORIZATION);
@@ -27,11 +23,6 @@ fn with_token(mut req: Request, token: Option<&str>) -> Request {
 fn at_path(mut req: Request, path: &str) -> Request {
     *req.uri_mut() = format!("https://api.example.org{path}").parse().unwrap();
     req
-}
-
-fn json(resp: &Response<Body>) -> Value {
-    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
-    serde_json::from_slice(resp.body().as_ref()).expect("a JSON body")
 }
 
 fn rexec_deps(service: &IdentityService, extra: &[(&str, &str)]) -> get_rexec_status::Deps {
@@ -53,7 +44,7 @@ async fn health_is_healthy_with_a_utc_timestamp() {
     let resp = respond(event("get-health"), get_health::handler).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["x-request-id"], REQUEST_ID);
-    let body = json(&resp);
+    let body = json_body(&resp);
     assert_eq!(body["status"], "healthy");
     let timestamp = body["timestamp"].as_str().unwrap();
     assert!(timestamp.ends_with('Z'), "{timestamp}");
@@ -69,13 +60,13 @@ async fn status_reports_the_crate_version_with_or_without_the_slash() {
         })
         .await;
         assert_eq!(resp.status(), 200);
-        let body = json(&resp);
+        let body = json_body(&resp);
         assert_eq!(body["api_version"], env!("CARGO_PKG_VERSION"));
         assert_eq!(body["rexec_enabled"], true);
     }
     let off = get_status::Deps::from_vars(&Vars::from_pairs([("REXEC_ENABLED", "false")])).unwrap();
     let resp = respond(event("get-status"), |req| get_status::handler(&off, req)).await;
-    assert_eq!(json(&resp)["rexec_enabled"], false);
+    assert_eq!(json_body(&resp)["rexec_enabled"], false);
 }
 
 #[tokio::test]
@@ -85,14 +76,17 @@ async fn rexec_status_names_the_deployment_api() {
     let derived = rexec_deps(&service, &[]);
     let resp = rexec_status(&derived, Some(&token)).await;
     assert_eq!(resp.status(), 200);
-    assert_eq!(json(&resp)["deployment_api_url"], "https://api.example.org/rexec");
+    assert_eq!(json_body(&resp)["deployment_api_url"], "https://api.example.org/rexec");
 
     let configured = rexec_deps(
         &service,
         &[("REXEC_DEPLOYMENT_API_URL", "https://rexec.example.org/rexec/")],
     );
     let resp = rexec_status(&configured, Some(&token)).await;
-    assert_eq!(json(&resp)["deployment_api_url"], "https://rexec.example.org/rexec");
+    assert_eq!(
+        json_body(&resp)["deployment_api_url"],
+        "https://rexec.example.org/rexec"
+    );
 }
 
 #[tokio::test]
@@ -126,7 +120,7 @@ async fn rexec_status_errors_are_json_with_the_right_status_and_headers() {
         let resp = rexec_status(&deps, token).await;
         assert_eq!(resp.status(), status, "{token:?}");
         assert_eq!(resp.headers()["x-request-id"], REQUEST_ID);
-        let body = json(&resp);
+        let body = json_body(&resp);
         if status != 200 {
             assert_eq!(body["error"], code);
             assert_eq!(body["request_id"], REQUEST_ID);
@@ -141,7 +135,7 @@ async fn rexec_status_errors_are_json_with_the_right_status_and_headers() {
     let resp = rexec_status(&fresh, Some(&alice)).await;
     assert_eq!(resp.status(), 503);
     assert!(resp.headers().contains_key(header::RETRY_AFTER));
-    assert_eq!(json(&resp)["error"], "identity_unavailable");
+    assert_eq!(json_body(&resp)["error"], "identity_unavailable");
 }
 
 #[tokio::test]
@@ -150,7 +144,7 @@ async fn rexec_status_is_404_when_rexec_is_off() {
     let deps = rexec_deps(&service, &[("REXEC_ENABLED", "false")]);
     let resp = rexec_status(&deps, Some(&service.issue("alice", None))).await;
     assert_eq!(resp.status(), 404);
-    assert_eq!(json(&resp)["error"], "not_found");
+    assert_eq!(json_body(&resp)["error"], "not_found");
 }
 
 #[test]
@@ -170,7 +164,7 @@ fn a_function_without_its_settings_fails_naming_the_variable() {
 async fn docs_pages_and_the_openapi_document() {
     let resp = respond(event("serve-ndp-docs"), serve_ndp_docs::handler).await;
     assert_eq!(resp.status(), 200);
-    let doc = json(&resp);
+    let doc = json_body(&resp);
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
     for path in ["/health", "/status/", "/status", "/status/rexec"] {
@@ -205,7 +199,7 @@ async fn docs_pages_and_the_openapi_document() {
     )
     .await;
     assert_eq!(resp.status(), 404);
-    assert_eq!(json(&resp)["error"], "not_found");
+    assert_eq!(json_body(&resp)["error"], "not_found");
 }
 
 #[tokio::test(flavor = "current_thread")]

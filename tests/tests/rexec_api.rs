@@ -4,15 +4,10 @@
 use http::header;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::serve::respond;
+use rexec_tests::events::{event, json_body};
 use rexec_tests::kube_stand_in::Fault;
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;
-use serde_json::Value;
-
-fn event(name: &str) -> Request {
-    let path = format!("{}/../events/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    lambda_http::request::from_str(&std::fs::read_to_string(path).unwrap()).expect("an API Gateway event")
-}
 
 /// The event with its token placeholder replaced.
 fn with_token(name: &str, token: &str) -> Request {
@@ -32,11 +27,6 @@ fn form(name: &str, body: &str) -> Request {
     let mut req = event(name);
     *req.body_mut() = Body::Text(body.to_owned());
     req
-}
-
-fn json_body(resp: &Response<Body>) -> Value {
-    assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
-    serde_json::from_slice(resp.body().as_ref()).expect("a JSON body")
 }
 
 struct Api {
