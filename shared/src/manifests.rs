@@ -350,6 +350,7 @@ mod tests {
             username: "alice".into(),
             roles: vec![],
             groups: vec![],
+            client: None,
             expires_at: None,
         };
         Owner::new(&settings().naming, &identity)

@@ -11,6 +11,9 @@ use crate::error::ApiError;
 /// The largest form body read, in bytes (the published client's spawn form is far below it).
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
 
+/// The longest token accepted, in bytes (Keycloak access tokens are a few kilobytes).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
 /// API Gateway's request id, or a new UUID when there is none (local runs, direct invokes).
 pub fn request_id(req: &Request) -> String {
     let from_gateway = match req.request_context_ref() {
@@ -70,36 +73,51 @@ pub fn has_content_type(req: &Request, expected: &str) -> bool {
 }
 
 /// The caller's token: `Authorization: Bearer <token>` first, else the form field `token`
-/// (the published clients send it that way on `POST /spawn` and `DELETE /terminate`).
+/// (the published clients send it that way on `POST /spawn` and `DELETE /terminate`). A token
+/// must be an RFC 6750 `b64token` of at most [`MAX_TOKEN_BYTES`]: anything else is refused
+/// with 401 before any identity provider is asked.
 pub fn token(req: &Request) -> Result<String, ApiError> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let value = value.to_str().unwrap_or_default().trim();
-        let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(ApiError::unauthorized(
-                "invalid_token",
-                "Use the Bearer authorization scheme.",
-            ));
-        }
-        let credentials = credentials.trim();
-        if credentials.is_empty() {
-            return Err(ApiError::unauthorized("missing_token", "The Bearer token is empty."));
-        }
-        return Ok(credentials.to_owned());
-    }
-    if has_content_type(req, "application/x-www-form-urlencoded") {
-        let fields = form_fields(req)?;
-        if let Some((_, token)) = fields.into_iter().find(|(name, _)| name == "token") {
-            let token = token.trim();
-            if !token.is_empty() {
-                return Ok(token.to_owned());
+    let token = match req.headers().get(header::AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().unwrap_or_default().trim();
+            let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(ApiError::unauthorized(
+                    "invalid_token",
+                    "Use the Bearer authorization scheme.",
+                ));
             }
+            Some(credentials.trim_ascii().to_owned())
         }
+        None if has_content_type(req, "application/x-www-form-urlencoded") => form_fields(req)?
+            .into_iter()
+            .find(|(name, _)| name == "token")
+            .map(|(_, token)| token.trim_ascii().to_owned()),
+        None => None,
+    };
+    match token {
+        Some(token) if token.is_empty() => Err(ApiError::unauthorized("missing_token", "The token is empty.")),
+        Some(token) if !is_bearer_token(&token) => Err(ApiError::unauthorized(
+            "invalid_token",
+            "The token was refused: it is not a bearer token.",
+        )),
+        Some(token) => Ok(token),
+        None => Err(ApiError::unauthorized(
+            "missing_token",
+            "No token was sent. Send `Authorization: Bearer <token>` or a form field `token`.",
+        )),
     }
-    Err(ApiError::unauthorized(
-        "missing_token",
-        "No token was sent. Send `Authorization: Bearer <token>` or a form field `token`.",
-    ))
+}
+
+/// Whether `s` can be a bearer token: RFC 6750's `b64token`, `1*( ALPHA / DIGIT / "-" / "." /
+/// "_" / "~" / "+" / "/" ) *"="`, at most [`MAX_TOKEN_BYTES`] long.
+pub fn is_bearer_token(s: &str) -> bool {
+    let body = s.trim_end_matches('=');
+    !body.is_empty()
+        && s.len() <= MAX_TOKEN_BYTES
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
 }
 
 #[cfg(test)]
@@ -144,6 +162,30 @@ mod tests {
         ] {
             let err = token(&request(&headers, body)).unwrap_err();
             assert_eq!(err.status, 401, "{headers:?} {body}");
+        }
+    }
+
+    #[test]
+    fn characters_no_bearer_token_holds_are_401() {
+        let long = "a".repeat(MAX_TOKEN_BYTES + 1);
+        for bad in [
+            "a b%20c",
+            "t%0Aoken",
+            "%E2%80%A8",
+            "to%24ken",
+            "tok%22en",
+            "%3D%3D",
+            long.as_str(),
+        ] {
+            let req = request(&[FORM], &format!("token={bad}"));
+            let err = token(&req).unwrap_err();
+            assert_eq!((err.status.as_u16(), err.code), (401, "invalid_token"), "{bad}");
+        }
+        let req = request(&[("authorization", "Bearer a\"b")], "");
+        assert_eq!(token(&req).unwrap_err().status, 401);
+        for good in ["eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln", "abc-._~+/==", "T0K3N"] {
+            let req = request(&[("authorization", &format!("Bearer {good}"))], "");
+            assert_eq!(token(&req).unwrap(), good);
         }
     }
 

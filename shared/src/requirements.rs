@@ -1,20 +1,26 @@
 //! The pip requirements a caller sends, checked before anything reaches the cluster.
 //!
-//! Each line is a PEP 508 requirement, parsed by a real parser. Exactly one line is
-//! `python==X.Y`, naming an interpreter from `REXEC_PYTHON_VERSIONS`. Refused: pip options
-//! (`-r`, `--index-url`, ...), direct URLs, VCS and local paths (unless
-//! `REXEC_ALLOW_DIRECT_URLS=true` allows URLs), control characters, a package named twice, more
-//! than `REXEC_MAX_REQUIREMENTS` lines or a line longer than `REXEC_MAX_REQUIREMENT_LENGTH`.
+//! Each line is a PEP 508 requirement, parsed by a real parser but treated as hostile. Before
+//! parsing, a line must be printable ASCII without `$`, `\\`, `#` or a pip option (a word
+//! starting with `-`): so nothing is expanded from any environment (ours or pip's), no line
+//! continues onto another, and one accepted line is exactly one requirement to pip. The parser
+//! reads URLs as plain URLs, never expanding variables. Exactly one line is `python==X.Y`,
+//! naming an interpreter from `REXEC_PYTHON_VERSIONS`. Refused besides: direct URLs (unless
+//! `REXEC_ALLOW_DIRECT_URLS=true` allows `https://` ones), a package named twice, more than
+//! `REXEC_MAX_REQUIREMENTS` lines or a line longer than `REXEC_MAX_REQUIREMENT_LENGTH`.
 //!
-//! Accepted lines reach the pod verbatim as a file read by `pip install -r`: never a command
-//! line. Their identity is a digest of the normalised lines, in any order, with the interpreter.
+//! A refusal names the line by its number with a fixed reason in our words: it never quotes
+//! the line or the parser. Accepted lines reach the pod verbatim as a file read by
+//! `pip install -r`: never a command line. Their identity is a digest of the normalised lines,
+//! in any order, with the interpreter.
 
 use std::collections::HashMap;
 use std::str::FromStr;
 
 use pep508_rs::pep440_rs::Operator;
-use pep508_rs::{Requirement, VerbatimUrl, VersionOrUrl};
+use pep508_rs::{Requirement, VersionOrUrl};
 use sha2::{Digest, Sha256};
+use url::Url;
 
 use crate::config::{ConfigError, Vars};
 use crate::error::ApiError;
@@ -70,26 +76,16 @@ impl RequirementsPolicy {
                 )));
             }
             let refuse = |reason: &str| {
-                ApiError::bad_request(
-                    "invalid_requirement",
-                    format!("Requirement line {number} ({}): {reason}", shown(line)),
-                )
+                ApiError::bad_request("invalid_requirement", format!("Requirement line {number}: {reason}."))
             };
-            if line.chars().count() > self.max_line_length {
+            if line.len() > self.max_line_length {
                 return Err(refuse(&format!("longer than {} characters", self.max_line_length)));
             }
-            if raw.chars().any(char::is_control) {
-                return Err(refuse("contains a control character"));
+            if let Some(reason) = unsafe_text(raw) {
+                return Err(refuse(reason));
             }
-            if line.starts_with('-') {
-                return Err(refuse("pip options such as -r or --index-url are not accepted"));
-            }
-            let requirement = Requirement::<VerbatimUrl>::from_str(line).map_err(|e| {
-                refuse(&format!(
-                    "not a valid PEP 508 requirement: {}",
-                    first_line(&e.to_string())
-                ))
-            })?;
+            let requirement = Requirement::<Url>::from_str(line)
+                .map_err(|_| refuse("not a valid PEP 508 requirement (name, extras, version, marker)"))?;
             let name = requirement.name.to_string();
             if name == "python" {
                 if python.is_some() {
@@ -98,8 +94,14 @@ impl RequirementsPolicy {
                 python = Some(self.python_pin(&requirement).map_err(|reason| refuse(&reason))?);
                 continue;
             }
-            if matches!(requirement.version_or_url, Some(VersionOrUrl::Url(_))) && !self.allow_direct_urls {
-                return Err(refuse("direct URLs are not accepted; name a package from the index"));
+            if let Some(VersionOrUrl::Url(url)) = &requirement.version_or_url
+                && !(self.allow_direct_urls && url.scheme() == "https")
+            {
+                return Err(refuse(if self.allow_direct_urls {
+                    "only https:// direct URLs are accepted"
+                } else {
+                    "direct URLs are not accepted; name a package from the index"
+                }));
             }
             if let Some(first) = seen.insert(name.clone(), number) {
                 return Err(refuse(&format!("{name} is already required on line {first}")));
@@ -131,7 +133,7 @@ impl RequirementsPolicy {
         })
     }
 
-    fn python_pin(&self, requirement: &Requirement<VerbatimUrl>) -> Result<String, String> {
+    fn python_pin(&self, requirement: &Requirement<Url>) -> Result<String, String> {
         let wanted = || format!("write python==X.Y with X.Y one of {}", self.python_versions.join(", "));
         let specifiers = match &requirement.version_or_url {
             Some(VersionOrUrl::VersionSpecifier(specifiers)) => specifiers,
@@ -182,17 +184,27 @@ fn is_minor_version(v: &str) -> bool {
     numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()
 }
 
-/// A line as quoted in an error: at most 80 characters, control characters escaped.
-fn shown(line: &str) -> String {
-    let escaped: String = line.chars().flat_map(char::escape_debug).collect();
-    match escaped.char_indices().nth(80) {
-        Some((cut, _)) => format!("`{}…`", &escaped[..cut]),
-        None => format!("`{escaped}`"),
+/// Why a line cannot be handed to pip as one requirement, before any parsing: only printable
+/// ASCII; no `$` (pip and some parsers expand `${VAR}`), no `\\` (a line continuation), no `#`
+/// (a comment that could hide the rest of a line), and no word starting with `-` (pip reads
+/// `--hash`, `--config-settings` and the like as options wherever they stand on a line).
+fn unsafe_text(raw: &str) -> Option<&'static str> {
+    if raw.bytes().any(|b| !(b == b' ' || b.is_ascii_graphic())) {
+        return Some("only printable ASCII characters are accepted");
     }
-}
-
-fn first_line(message: &str) -> &str {
-    message.lines().next().unwrap_or(message)
+    if raw.contains(['$', '\\']) {
+        return Some("the characters $ and \\ are not accepted");
+    }
+    if raw.contains('#') {
+        return Some("# is not accepted inside a requirement");
+    }
+    if raw.trim().starts_with('-') {
+        return Some("pip options such as -r or --index-url are not accepted");
+    }
+    if raw.split(' ').any(|word| word.starts_with('-')) {
+        return Some("a word starting with - would be read by pip as an option");
+    }
+    None
 }
 
 #[cfg(test)]
@@ -259,11 +271,88 @@ mod tests {
             err.detail
         );
         let err = policy().check(&["python==3.11", "not a requirement!"]).unwrap_err();
-        assert!(
-            err.detail.starts_with("Requirement line 2 (`not a requirement!`)"),
-            "{}",
-            err.detail
+        assert_eq!(
+            err.detail,
+            "Requirement line 2: not a valid PEP 508 requirement (name, extras, version, marker)."
         );
+    }
+
+    #[test]
+    fn nothing_is_expanded_and_nothing_is_quoted() {
+        // HOME is set in every process the tests run in.
+        let home = std::env::var("HOME").unwrap();
+        let open = RequirementsPolicy {
+            allow_direct_urls: true,
+            ..policy()
+        };
+        for line in [
+            "pkg @ ${HOME}",
+            "pkg @ https://example.org/${HOME}.tar.gz",
+            "pkg @ file://${HOME}/x",
+            "pkg @ $HOME",
+            "${HOME}",
+            "pkg==${HOME}",
+        ] {
+            for p in [policy(), open.clone()] {
+                let err = p.check(&["python==3.11", line]).unwrap_err();
+                assert_eq!(err.status, 400, "{line}");
+                assert!(!err.detail.contains(&home), "{line}: {}", err.detail);
+                assert!(!err.detail.contains(line), "the line is never quoted: {}", err.detail);
+            }
+        }
+    }
+
+    #[test]
+    fn non_ascii_and_separators_are_refused_without_panic() {
+        for line in [
+            "pkg[é]",
+            "pkg[\u{10348}]==1",
+            "numpy\u{2028}scipy",
+            "numpy\u{2029}",
+            "numpy\u{85}",
+            "numpy\u{feff}",
+            "nümpy",
+            "pkg[a,\u{0301}b]",
+        ] {
+            let err = policy().check(&["python==3.11", line]).unwrap_err();
+            assert_eq!(err.code, "invalid_requirement", "{line:?}");
+            assert!(
+                err.detail.ends_with("only printable ASCII characters are accepted."),
+                "{}",
+                err.detail
+            );
+        }
+    }
+
+    #[test]
+    fn one_line_is_one_requirement_to_pip() {
+        for line in [
+            "numpy --hash=sha256:0000",
+            "numpy; platform_release == ' --global-option=x'",
+            "numpy --config-settings=x=y",
+            "numpy \\",
+            "numpy # trailing comment",
+            "numpy#egg=x",
+        ] {
+            let err = policy().check(&["python==3.11", line]).unwrap_err();
+            assert_eq!(err.status, 400, "{line:?}");
+        }
+        let open = RequirementsPolicy {
+            allow_direct_urls: true,
+            ..policy()
+        };
+        for line in [
+            "pkg @ http://example.org/pkg.tar.gz",
+            "pkg @ file:///etc/passwd",
+            "pkg @ git+https://x/y",
+        ] {
+            let err = open.check(&["python==3.11", line]).unwrap_err();
+            assert!(
+                err.detail.ends_with("only https:// direct URLs are accepted."),
+                "{line}: {}",
+                err.detail
+            );
+        }
     }
 
     #[test]

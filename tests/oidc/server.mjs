@@ -7,8 +7,9 @@
 // (expired, wrong audience, ...) that still carry a valid signature.
 //
 // Test-only routes, beside the provider's own:
-//   POST /test/token {"account", "format": "jwt"|"opaque", "alg", "expires_in"} -> {"token"}
-//        mints an access token through the provider's own model, as its token endpoint would.
+//   POST /test/token {"account", "format": "jwt"|"opaque"|"refresh", "alg", "expires_in"} -> {"token"}
+//        mints an access token (or a refresh token) through the provider's own models, as its
+//        token endpoint would.
 //   GET  /test/counters -> {"jwks": <requests to the JWKS endpoint>}
 import * as crypto from 'node:crypto';
 import * as http from 'node:http';
@@ -70,7 +71,9 @@ async function testRoute(req, res) {
     const resourceServer = format === 'jwt'
       ? new provider.ResourceServer(AUDIENCE, { audience: AUDIENCE, accessTokenFormat: 'jwt', jwt: { sign: { alg } } })
       : undefined;
-    const token = new provider.AccessToken({ accountId: account, client, scope: 'openid', resourceServer, expiresIn });
+    const token = format === 'refresh'
+      ? new provider.RefreshToken({ accountId: account, client, scope: 'openid offline_access', expiresIn })
+      : new provider.AccessToken({ accountId: account, client, scope: 'openid', resourceServer, expiresIn });
     answer = { token: await token.save() };
   } else {
     res.writeHead(404).end();

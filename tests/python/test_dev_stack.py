@@ -41,7 +41,8 @@ def make_dev(extra_env: dict[str, str]):
     """Runs `make dev` until it prints its ready line; yields (base URL, env, marker); then
     stops it with Ctrl-C and checks that nothing it started is left."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("AUTH_API_URL", "AUTH_API_METHOD", "KUBECONFIG")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AUTH_API_URL", "AUTH_API_METHOD", "KUBECONFIG", "GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")}
     env.update(extra_env, PORT=str(port), REXEC_DEV_TEST=str(port))
     marker = f"REXEC_DEV_TEST={port}".encode()
     proc = subprocess.Popen(
@@ -94,7 +95,10 @@ def test_make_dev_serves_and_stops_cleanly():
 
 
 def test_make_dev_uses_the_identity_service_and_cluster_of_the_environment(identity, cluster):
-    external = {"AUTH_API_URL": identity.url, "AUTH_API_METHOD": "POST", "KUBECONFIG": cluster["kubeconfig"]}
+    external = {
+        "AUTH_API_URL": identity.url, "AUTH_API_METHOD": "POST", "KUBECONFIG": cluster["kubeconfig"],
+        "GROUP_NAMES": "/ndp_ep/ep-dev",
+    }
     with make_dev(external) as (base, env, marker):
         port = int(env["PORT"])
         assert not answers(port + 1) and not answers(port + 2), "no helpers of its own"

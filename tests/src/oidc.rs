@@ -90,6 +90,16 @@ impl OidcProvider {
             Some(alg) => json!({"account": account, "format": "jwt", "alg": alg, "expires_in": expires_in}),
             None => json!({"account": account, "format": "opaque", "expires_in": expires_in}),
         };
+        self.mint(body).await
+    }
+
+    /// A refresh token for `account` issued by the provider itself (opaque).
+    pub async fn refresh_token(&self, account: &str) -> String {
+        self.mint(json!({"account": account, "format": "refresh", "expires_in": 300}))
+            .await
+    }
+
+    async fn mint(&self, body: Value) -> String {
         let answer: Value = self
             .http
             .post(format!("{}/test/token", self.issuer))

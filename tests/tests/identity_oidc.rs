@@ -55,7 +55,7 @@ fn forge(provider: &OidcProvider, alg: &str, kid: Option<&str>, claims: &Value) 
 fn good_claims(provider: &OidcProvider) -> Value {
     json!({
         "sub": "alice", "preferred_username": "alice", "iss": provider.issuer, "aud": provider.audience,
-        "iat": now(), "exp": now() + 300, "groups": ["/ndp_ep/ep-1"]
+        "iat": now(), "exp": now() + 300, "groups": ["/ndp_ep/ep-1"], "typ": "Bearer", "azp": "notebook"
     })
 }
 
@@ -93,6 +93,57 @@ async fn opaque_tokens_are_introspected() {
         .await
         .unwrap();
     assert_eq!(bob.groups, vec!["/other"], "group objects give their path");
+}
+
+#[tokio::test]
+async fn introspection_accepts_access_tokens_only() {
+    let provider = OidcProvider::start().await;
+    let auth = introspection_authenticator(&provider, &provider.client_secret);
+    let refresh = provider.refresh_token("alice").await;
+    match auth.authenticate(&refresh).await {
+        Err(IdentityError::Invalid(reason)) => assert_eq!(reason, "only access tokens are accepted"),
+        other => panic!("a refresh token: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn allowed_clients_are_checked_in_both_modes() {
+    let provider = OidcProvider::start().await;
+    let url = provider.introspection_url();
+    let introspection = |clients: &str| {
+        IdentitySettings::from_vars(&Vars::from_pairs([
+            ("AUTH_INTROSPECTION_URL", url.as_str()),
+            ("AUTH_CLIENT_ID", provider.client_id.as_str()),
+            ("AUTH_CLIENT_SECRET", provider.client_secret.as_str()),
+            ("AUTH_ALLOWED_CLIENTS", clients),
+        ]))
+        .unwrap()
+        .authenticator()
+        .unwrap()
+    };
+    let opaque = provider.token("alice", None, 300).await;
+    assert!(introspection("rexec-api").authenticate(&opaque).await.is_ok());
+    assert!(matches!(
+        introspection("notebook").authenticate(&opaque).await,
+        Err(IdentityError::Invalid(_))
+    ));
+    let jwt = provider.token("alice", Some("RS256"), 300).await;
+    assert!(
+        jwks_authenticator(&provider, &[("AUTH_ALLOWED_CLIENTS", "rexec-api")])
+            .authenticate(&jwt)
+            .await
+            .is_ok()
+    );
+    let only_notebook = jwks_authenticator(&provider, &[("AUTH_ALLOWED_CLIENTS", "notebook")]);
+    assert!(matches!(
+        only_notebook.authenticate(&jwt).await,
+        Err(IdentityError::Invalid(_))
+    ));
+    let forged = forge(&provider, "RS256", None, &good_claims(&provider));
+    assert_eq!(
+        only_notebook.authenticate(&forged).await.unwrap().client.as_deref(),
+        Some("notebook")
+    );
 }
 
 #[tokio::test]
@@ -191,6 +242,30 @@ async fn unacceptable_jwts_are_invalid() {
         ("garbage", "garbage".into()),
         ("three dots of garbage", "a.b.c".into()),
         ("opaque token", provider.token("alice", None, 300).await),
+        (
+            "Keycloak ID token",
+            forge(&provider, "RS256", None, &with(json!({"typ": "ID", "nonce": "n"}))),
+        ),
+        (
+            "Keycloak refresh token",
+            forge(&provider, "ES256", None, &with(json!({"typ": "Refresh"}))),
+        ),
+        (
+            "Keycloak offline token",
+            forge(&provider, "EdDSA", None, &with(json!({"typ": "Offline"}))),
+        ),
+        (
+            "a JWT that names no type",
+            forge(&provider, "RS256", None, &{
+                let mut c = good.clone();
+                c.as_object_mut().unwrap().remove("typ");
+                c
+            }),
+        ),
+        (
+            "out-of-range expiry",
+            forge(&provider, "RS256", None, &with(json!({"exp": 1e300}))),
+        ),
     ];
     for (case, token) in cases {
         match auth.authenticate(&token).await {
@@ -250,8 +325,11 @@ async fn an_unreachable_issuer_is_unavailable() {
     .unwrap()
     .authenticator()
     .unwrap();
-    assert!(matches!(
-        auth.authenticate(&token).await,
-        Err(IdentityError::Unavailable(_))
-    ));
+    for attempt in 0..3 {
+        assert!(
+            matches!(auth.authenticate(&token).await, Err(IdentityError::Unavailable(_))),
+            "attempt {attempt}: never a 401 while no key was ever fetched"
+        );
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
 }

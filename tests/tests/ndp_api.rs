@@ -27,7 +27,7 @@ fn at_path(mut req: Request, path: &str) -> Request {
 
 fn rexec_deps(service: &IdentityService, extra: &[(&str, &str)]) -> get_rexec_status::Deps {
     let url = service.url();
-    let mut vars = vec![("AUTH_API_URL", url.as_str())];
+    let mut vars = vec![("AUTH_API_URL", url.as_str()), ("ENABLE_GROUP_BASED_ACCESS", "false")];
     vars.extend_from_slice(extra);
     get_rexec_status::Deps::from_vars(&Vars::from_pairs(vars)).unwrap()
 }
@@ -106,7 +106,10 @@ async fn rexec_status_takes_the_token_from_a_form_body_too() {
 #[tokio::test]
 async fn rexec_status_errors_are_json_with_the_right_status_and_headers() {
     let service = IdentityService::start(dev_users()).await;
-    let deps = rexec_deps(&service, &[("GROUP_NAMES", "/ndp_ep/ep-dev")]);
+    let deps = rexec_deps(
+        &service,
+        &[("GROUP_NAMES", "/ndp_ep/ep-dev"), ("ENABLE_GROUP_BASED_ACCESS", "true")],
+    );
     let alice = service.issue("alice", None);
     let eve = service.issue("eve", None);
 
@@ -151,8 +154,13 @@ async fn rexec_status_is_404_when_rexec_is_off() {
 fn a_function_without_its_settings_fails_naming_the_variable() {
     let err = get_rexec_status::Deps::from_vars(&Vars::default()).err().unwrap();
     assert_eq!(err.variable, "AUTH_API_URL");
+    let err = get_rexec_status::Deps::from_vars(&Vars::from_pairs([("AUTH_API_URL", "http://id/user")]))
+        .err()
+        .unwrap();
+    assert_eq!(err.variable, "GROUP_NAMES", "admitting everyone is never a default");
     let err = get_rexec_status::Deps::from_vars(&Vars::from_pairs([
         ("AUTH_API_URL", "http://id/user"),
+        ("GROUP_NAMES", "/ndp_ep/ep-dev"),
         ("REXEC_DEPLOYMENT_API_URL", "rexec"),
     ]))
     .err()

@@ -52,6 +52,7 @@ async fn the_cluster_role_grants_exactly_what_the_functions_use() {
         username: "u".into(),
         roles: vec![],
         groups: vec![],
+        client: None,
         expires_at: None,
     };
 

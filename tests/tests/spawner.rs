@@ -41,6 +41,7 @@ fn caller(sub: &str) -> Identity {
         username: sub.to_lowercase(),
         roles: vec![],
         groups: vec![],
+        client: None,
         expires_at: None,
     }
 }

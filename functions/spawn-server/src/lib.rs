@@ -129,10 +129,10 @@ fn read_body(req: &Request) -> Result<(Vec<String>, bool), ApiError> {
                 "The body is larger than {MAX_FORM_BYTES} bytes."
             )));
         }
-        let body: SpawnJson = serde_json::from_slice(req.body().as_ref()).map_err(|e| {
+        let body: SpawnJson = serde_json::from_slice(req.body().as_ref()).map_err(|_| {
             ApiError::bad_request(
                 "malformed_body",
-                format!("The JSON body is not {{\"requirements\": [...], \"force_reinstall\": bool}}: {e}"),
+                r#"The JSON body is not {"requirements": [...], "force_reinstall": bool}."#,
             )
         })?;
         return Ok((body.requirements, body.force_reinstall));
@@ -149,12 +149,8 @@ fn read_body(req: &Request) -> Result<(Vec<String>, bool), ApiError> {
         match name.as_str() {
             "requirments" | "requirements" => lines.push(value),
             "force_reinstall" => {
-                force = parse_bool(&value).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_field",
-                        format!("force_reinstall must be True or False, not {value:?}."),
-                    )
-                })?;
+                force = parse_bool(&value)
+                    .ok_or_else(|| ApiError::bad_request("invalid_field", "force_reinstall must be True or False."))?;
             }
             _ => {}
         }

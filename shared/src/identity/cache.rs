@@ -101,6 +101,7 @@ mod tests {
             username: "u".into(),
             roles: vec![],
             groups: vec![],
+            client: None,
             expires_at,
         }
     }

@@ -7,7 +7,9 @@ use serde_json::Value;
 use super::{Identity, IdentityError};
 
 /// Reads `sub`; `username`, else `preferred_username`, else the subject; `groups` as strings
-/// or `{path, name}` objects; `roles`, else Keycloak's `realm_access.roles`; `exp`.
+/// or `{path, name}` objects; `roles`, else Keycloak's `realm_access.roles`; `azp`, else
+/// `client_id`; `exp`, which when present must be a time (an expiry that is negative, not a
+/// number or beyond what a clock can hold refuses the token).
 pub fn identity_from_claims(claims: &Value) -> Result<Identity, IdentityError> {
     let sub = claims
         .get("sub")
@@ -26,18 +28,42 @@ pub fn identity_from_claims(claims: &Value) -> Result<Identity, IdentityError> {
         Some(roles @ Value::Array(_)) => strings(Some(roles), |_| None),
         _ => strings(claims.pointer("/realm_access/roles"), |_| None),
     };
-    let expires_at = claims
-        .get("exp")
-        .and_then(Value::as_f64)
-        .filter(|exp| exp.is_finite() && *exp >= 0.0)
-        .map(|exp| UNIX_EPOCH + Duration::from_secs_f64(exp));
+    let expires_at = match claims.get("exp") {
+        None | Some(Value::Null) => None,
+        Some(exp) => Some(
+            exp.as_f64()
+                .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+                .and_then(|after| UNIX_EPOCH.checked_add(after))
+                .ok_or_else(|| IdentityError::Invalid("the token's expiry is not a valid time".into()))?,
+        ),
+    };
+    let client = ["azp", "client_id"]
+        .iter()
+        .find_map(|k| claims.get(*k).and_then(Value::as_str).filter(|s| !s.is_empty()))
+        .map(str::to_owned);
     Ok(Identity {
         sub: sub.to_owned(),
         username: username.to_owned(),
         roles,
         groups,
+        client,
         expires_at,
     })
+}
+
+/// Refuses anything but an access token, by the claims that name a token's type: Keycloak's
+/// `typ` (`Bearer` for access tokens; `Refresh`, `Offline`, `ID` for the others) and RFC 7662's
+/// `token_type`. At least one must be present and every one present must say `Bearer`.
+pub(crate) fn require_access_token(claims: &Value, type_in_header: bool) -> Result<(), IdentityError> {
+    let named: Vec<&Value> = ["typ", "token_type"].iter().filter_map(|k| claims.get(*k)).collect();
+    let all_bearer = named
+        .iter()
+        .all(|v| v.as_str().is_some_and(|t| t.eq_ignore_ascii_case("bearer")));
+    if all_bearer && (type_in_header || !named.is_empty()) {
+        Ok(())
+    } else {
+        Err(IdentityError::Invalid("only access tokens are accepted".into()))
+    }
 }
 
 fn strings(value: Option<&Value>, from_object: impl Fn(&Value) -> Option<&str>) -> Vec<String> {
@@ -90,6 +116,64 @@ mod tests {
         assert_eq!(id.roles, vec!["offline_access", "admin"]);
         assert_eq!(id.groups, vec!["/ndp_ep/ep-2", "plain"]);
         assert_eq!(id.expires_at, Some(UNIX_EPOCH + Duration::from_secs(2_000_000_000)));
+        assert_eq!(id.client, None);
+    }
+
+    #[test]
+    fn out_of_range_expiry_is_refused_without_panic() {
+        for exp in [
+            json!(1e300),
+            json!(-1),
+            json!(f64::MAX),
+            json!(u64::MAX),
+            json!("soon"),
+            json!([1]),
+        ] {
+            assert!(
+                matches!(
+                    identity_from_claims(&json!({"sub": "s", "exp": exp})),
+                    Err(IdentityError::Invalid(_))
+                ),
+                "{exp}"
+            );
+        }
+        let far = identity_from_claims(&json!({"sub": "s", "exp": 253_402_300_799_u64})).unwrap();
+        assert!(far.expires_at.is_some());
+    }
+
+    #[test]
+    fn the_client_is_azp_else_client_id() {
+        let id = identity_from_claims(&json!({"sub": "s", "azp": "notebook", "client_id": "other"})).unwrap();
+        assert_eq!(id.client.as_deref(), Some("notebook"));
+        let id = identity_from_claims(&json!({"sub": "s", "client_id": "cli"})).unwrap();
+        assert_eq!(id.client.as_deref(), Some("cli"));
+    }
+
+    #[test]
+    fn only_access_tokens_pass() {
+        for claims in [
+            json!({"typ": "Bearer"}),
+            json!({"token_type": "Bearer"}),
+            json!({"typ": "bearer", "token_type": "Bearer"}),
+        ] {
+            assert!(require_access_token(&claims, false).is_ok(), "{claims}");
+        }
+        assert!(
+            require_access_token(&json!({}), true).is_ok(),
+            "an at+jwt header names it"
+        );
+        for claims in [
+            json!({"typ": "Refresh"}),
+            json!({"typ": "Offline"}),
+            json!({"typ": "ID"}),
+            json!({"typ": "Bearer", "token_type": "refresh_token"}),
+            json!({"token_type": "DPoP"}),
+            json!({"typ": 1}),
+            json!({}),
+        ] {
+            assert!(require_access_token(&claims, false).is_err(), "{claims}");
+        }
+        assert!(require_access_token(&json!({"typ": "ID"}), true).is_err());
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! RFC 7662 token introspection, as Keycloak offers it.
 //!
 //! The function authenticates as a confidential client (HTTP Basic) and posts the token; an
-//! answer with `active: false` means the token is invalid. A 401 from the endpoint means the
+//! answer with `active: false` means the token is invalid, and so does an answer that does not
+//! name an access token (`token_type` or Keycloak's `typ` of `Bearer`): refresh, offline and ID
+//! tokens are refused. A 401 from the endpoint means the
 //! client credentials are wrong: that is the operator's problem, so it is "unavailable".
 //!
 //! The client secret is given as such (`AUTH_CLIENT_SECRET`, for local runs) or, on AWS, named
@@ -15,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 use url::Url;
 
-use super::claims::is_expired;
+use super::claims::{is_expired, require_access_token};
 use super::{Identity, IdentityError, TokenValidator, identity_from_claims, unavailable};
 
 /// Where the client secret comes from. Its `Debug` never shows the secret.
@@ -108,6 +110,7 @@ impl TokenValidator for IntrospectionValidator {
         if claims.get("active").and_then(Value::as_bool) != Some(true) {
             return Err(IdentityError::Invalid("the token is not active".into()));
         }
+        require_access_token(&claims, false)?;
         let identity = identity_from_claims(&claims)?;
         if is_expired(&identity, SystemTime::now()) {
             return Err(IdentityError::Invalid("the token has expired".into()));

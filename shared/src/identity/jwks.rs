@@ -2,8 +2,11 @@
 //!
 //! The issuer's OIDC discovery document names its `jwks_uri`; keys are fetched on first use and
 //! kept. A token signed with an unknown `kid` makes one refetch (keys rotate), at most once per
-//! `AUTH_JWKS_REFRESH_SECONDS`, so a flood of forged `kid`s cannot flood the issuer. Only the
-//! asymmetric algorithms RS256, ES256 and EdDSA are accepted: `alg: none` and HMAC are refused.
+//! `AUTH_JWKS_REFRESH_SECONDS`, so a flood of forged `kid`s cannot flood the issuer. Until the
+//! keys have been fetched once, a failing issuer answers "unavailable" (503), asked again at most
+//! once a second. Only the asymmetric algorithms RS256, ES256 and EdDSA are accepted: `alg: none`
+//! and HMAC are refused. Only access tokens are: an RFC 9068 `at+jwt` header or Keycloak's
+//! `typ: Bearer` claim; ID and refresh tokens are refused.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,10 +19,17 @@ use serde_json::Value;
 use tokio::sync::Mutex;
 use url::Url;
 
+use super::claims::require_access_token;
 use super::{Identity, IdentityError, TokenValidator, identity_from_claims, unavailable};
 use crate::config::{ConfigError, Vars};
 
 const ACCEPTED: [Algorithm; 3] = [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA];
+
+/// The most clock skew a setting may allow.
+const MAX_LEEWAY: Duration = Duration::from_secs(300);
+
+/// How often an issuer whose keys were never fetched is asked again.
+const FIRST_FETCH_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JwksSettings {
@@ -45,10 +55,14 @@ impl JwksSettings {
                 "is required with AUTH_ISSUER: the audience tokens are issued for",
             ));
         }
+        let leeway = vars.seconds_or("AUTH_LEEWAY_SECONDS", Duration::from_secs(30))?;
+        if leeway > MAX_LEEWAY {
+            return Err(ConfigError::new("AUTH_LEEWAY_SECONDS", "must be at most 300"));
+        }
         Ok(Self {
             issuer,
             audiences,
-            leeway: vars.seconds_or("AUTH_LEEWAY_SECONDS", Duration::from_secs(30))?,
+            leeway,
             refresh_interval: vars.seconds_or("AUTH_JWKS_REFRESH_SECONDS", Duration::from_secs(60))?,
         })
     }
@@ -65,6 +79,8 @@ struct Keys {
     by_kid: HashMap<String, (Algorithm, DecodingKey)>,
     without_kid: Vec<(Algorithm, DecodingKey)>,
     fetched_at: Option<Instant>,
+    /// Whether a key set was ever fetched.
+    loaded: bool,
 }
 
 pub struct JwksValidator {
@@ -132,17 +148,27 @@ impl JwksValidator {
                 None => keys.without_kid.push((alg, key)),
             }
         }
+        keys.loaded = true;
         Ok(())
     }
 
     /// The key for a token's header, refetching once (rate-limited) when the `kid` is unknown.
+    /// Until a key set has been fetched, no token can be judged: that is "unavailable".
     async fn key_for(&self, kid: Option<&str>, alg: Algorithm) -> Result<DecodingKey, IdentityError> {
         let mut keys = self.keys.lock().await;
-        let due = keys
-            .fetched_at
-            .is_none_or(|at| at.elapsed() >= self.settings.refresh_interval);
-        if keys.fetched_at.is_none() || (find(&keys, kid, alg).is_none() && due) {
+        let wait = if keys.loaded {
+            self.settings.refresh_interval
+        } else {
+            FIRST_FETCH_RETRY
+        };
+        let due = keys.fetched_at.is_none_or(|at| at.elapsed() >= wait);
+        if due && (!keys.loaded || find(&keys, kid, alg).is_none()) {
             self.refresh(&mut keys).await?;
+        }
+        if !keys.loaded {
+            return Err(IdentityError::Unavailable(
+                "the issuer's keys could not be fetched yet".into(),
+            ));
         }
         find(&keys, kid, alg).ok_or_else(|| IdentityError::Invalid("the token is signed with an unknown key".into()))
     }
@@ -192,11 +218,13 @@ impl TokenValidator for JwksValidator {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| IdentityError::Invalid("the token is not a well-formed JWT".into()))?;
         if !ACCEPTED.contains(&header.alg) {
-            return Err(IdentityError::Invalid(format!(
-                "the signing algorithm {:?} is not accepted",
-                header.alg
-            )));
+            return Err(IdentityError::Invalid("the signing algorithm is not accepted".into()));
         }
+        let at_jwt = match header.typ.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("at+jwt" | "application/at+jwt") => true,
+            None | Some("jwt") => false,
+            Some(_) => return Err(IdentityError::Invalid("only access tokens are accepted".into())),
+        };
         let key = self.key_for(header.kid.as_deref(), header.alg).await?;
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.settings.leeway.as_secs();
@@ -217,6 +245,7 @@ impl TokenValidator for JwksValidator {
             };
             IdentityError::Invalid(reason.into())
         })?;
+        require_access_token(&data.claims, at_jwt)?;
         identity_from_claims(&data.claims)
     }
 }

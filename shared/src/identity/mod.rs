@@ -40,6 +40,8 @@ pub struct Identity {
     pub roles: Vec<String>,
     /// Group paths such as `/ndp_ep/ep-1`.
     pub groups: Vec<String>,
+    /// The client the token was issued to (`azp`, else `client_id`), when the validator knows.
+    pub client: Option<String>,
     /// When the token stops being valid, when the validator knows.
     pub expires_at: Option<SystemTime>,
 }
@@ -59,15 +61,21 @@ pub trait TokenValidator: Send + Sync {
     async fn validate(&self, token: &str) -> Result<Identity, IdentityError>;
 }
 
-/// A validator behind the per-container cache.
+/// A validator behind the per-container cache, with the clients tokens may be issued to.
 pub struct Authenticator {
     validator: Arc<dyn TokenValidator>,
     cache: IdentityCache,
+    /// `AUTH_ALLOWED_CLIENTS`: when not empty, a token's `azp` (or `client_id`) must be one.
+    allowed_clients: Vec<String>,
 }
 
 impl Authenticator {
-    pub fn new(validator: Arc<dyn TokenValidator>, cache: IdentityCache) -> Self {
-        Self { validator, cache }
+    pub fn new(validator: Arc<dyn TokenValidator>, cache: IdentityCache, allowed_clients: Vec<String>) -> Self {
+        Self {
+            validator,
+            cache,
+            allowed_clients,
+        }
     }
 
     pub async fn authenticate(&self, token: &str) -> Result<Identity, IdentityError> {
@@ -75,7 +83,20 @@ impl Authenticator {
         if let Some(cached) = self.cache.get(&key, SystemTime::now()) {
             return cached;
         }
-        let result = self.validator.validate(token).await;
+        let result = self.validator.validate(token).await.and_then(|identity| {
+            let allowed = self.allowed_clients.is_empty()
+                || identity
+                    .client
+                    .as_ref()
+                    .is_some_and(|c| self.allowed_clients.contains(c));
+            if allowed {
+                Ok(identity)
+            } else {
+                Err(IdentityError::Invalid(
+                    "the token was issued to a client that is not allowed".into(),
+                ))
+            }
+        });
         self.cache.put(key, &result, SystemTime::now());
         result
     }
@@ -107,6 +128,10 @@ pub struct IdentitySettings {
     pub cache_ttl: Duration,
     /// Most identities kept per container (`AUTH_CACHE_MAX_ENTRIES`, default 1024).
     pub cache_capacity: usize,
+    /// `AUTH_ALLOWED_CLIENTS` (comma-separated): the clients (`azp`, else `client_id`) tokens
+    /// must be issued to; empty accepts any. Introspection and JWKS modes only: the identity
+    /// service at `AUTH_API_URL` does not say.
+    pub allowed_clients: Vec<String>,
 }
 
 impl IdentitySettings {
@@ -167,6 +192,13 @@ impl IdentitySettings {
                 ));
             }
         };
+        let allowed_clients = vars.list("AUTH_ALLOWED_CLIENTS");
+        if !allowed_clients.is_empty() && matches!(validator, ValidatorSettings::AuthApi { .. }) {
+            return Err(ConfigError::new(
+                "AUTH_ALLOWED_CLIENTS",
+                "cannot be checked in auth_api mode: the identity service does not name the client",
+            ));
+        }
         let timeout = vars.seconds_or("AUTH_TIMEOUT_SECONDS", Duration::from_secs(3))?;
         if timeout.is_zero() {
             return Err(ConfigError::new("AUTH_TIMEOUT_SECONDS", "must be greater than zero"));
@@ -176,6 +208,7 @@ impl IdentitySettings {
             timeout,
             cache_ttl: vars.seconds_or("AUTH_CACHE_TTL_SECONDS", Duration::from_secs(60))?,
             cache_capacity: vars.parse_or("AUTH_CACHE_MAX_ENTRIES", 1024)?,
+            allowed_clients,
         })
     }
 
@@ -201,6 +234,7 @@ impl IdentitySettings {
         Ok(Authenticator::new(
             validator,
             IdentityCache::new(self.cache_ttl, self.cache_capacity),
+            self.allowed_clients.clone(),
         ))
     }
 }
@@ -303,6 +337,23 @@ mod tests {
         assert_eq!(err.variable, "AUTH_CLIENT_ID");
         let err = IdentitySettings::from_vars(&Vars::from_pairs([("AUTH_MODE", "ldap")])).unwrap_err();
         assert_eq!(err.variable, "AUTH_MODE");
+    }
+
+    #[test]
+    fn allowed_clients_need_a_validator_that_names_the_client() {
+        let err = IdentitySettings::from_vars(&Vars::from_pairs([
+            ("AUTH_API_URL", "http://id/me"),
+            ("AUTH_ALLOWED_CLIENTS", "notebook"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "AUTH_ALLOWED_CLIENTS");
+        let s = IdentitySettings::from_vars(&Vars::from_pairs([
+            ("AUTH_ISSUER", "http://issuer"),
+            ("AUTH_AUDIENCE", "rexec"),
+            ("AUTH_ALLOWED_CLIENTS", "notebook, cli"),
+        ]))
+        .unwrap();
+        assert_eq!(s.allowed_clients, vec!["notebook", "cli"]);
     }
 
     #[test]
