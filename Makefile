@@ -52,3 +52,4 @@ lint: $(TOOLS)/.installed
 	cfn-lint template.yaml
 	$(TOOLS)/bin/python tests/checks/check_routes.py
 	$(TOOLS)/bin/python tests/checks/check_settings.py
+	$(TOOLS)/bin/python tests/checks/check_cluster_roles.py

@@ -4,14 +4,15 @@
 //! otherwise discovered from the broker's Service (`REXEC_BROKER_EXTERNAL_SERVICE_NAME`, default
 //! the in-cluster `REXEC_BROKER_SERVICE_NAME`, in `REXEC_BROKER_NAMESPACE`): the port whose
 //! `port` is `REXEC_BROKER_CLIENT_PORT` (default 5559) or is named `client`, reached through
-//! the LoadBalancer's ingress or, for a NodePort Service, a node's external (else internal)
-//! address. Discovered addresses are kept for a minute per container.
+//! the LoadBalancer's ingress. Discovery reads that one Service in the broker's namespace and
+//! nothing else (a Role there, not a ClusterRole): a NodePort Service names no address, so it
+//! needs `REXEC_BROKER_EXTERNAL_HOST`. Discovered addresses are kept for a minute per container.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Service, ServicePort};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::{Service, ServicePort};
+use kube::api::Api;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -106,29 +107,10 @@ impl BrokerDirectory {
                 })
             }
             Some("NodePort") => {
-                let node_port = port
-                    .node_port
-                    .ok_or_else(|| not_ready("The broker's node port is not assigned yet."))?;
-                let nodes: Api<Node> = Api::all(client);
-                let nodes = nodes
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(ClusterError::from)?
-                    .items;
-                let addresses: Vec<_> = nodes
-                    .into_iter()
-                    .filter_map(|n| n.status?.addresses)
-                    .flatten()
-                    .collect();
-                let host = ["ExternalIP", "ExternalDNS", "InternalIP"]
-                    .iter()
-                    .find_map(|kind| addresses.iter().find(|a| a.type_ == *kind))
-                    .map(|a| a.address.clone())
-                    .ok_or_else(|| not_ready("No node address is known for the broker's node port."))?;
-                Ok(BrokerEndpoint {
-                    host,
-                    port: node_port as u16,
-                })
+                tracing::error!(
+                    "the broker Service is a NodePort: set REXEC_BROKER_EXTERNAL_HOST to an address of its nodes"
+                );
+                Err(not_ready("The broker's address is not configured."))
             }
             other => {
                 tracing::error!(service_type = ?other, "the broker Service is not reachable from outside (use LoadBalancer or NodePort, or set REXEC_BROKER_EXTERNAL_HOST)");

@@ -1,9 +1,12 @@
 //! The Kubernetes objects of a caller's rexec-server.
 //!
-//! In the caller's namespace: a ResourceQuota, a NetworkPolicy (egress to DNS, the broker and
-//! the package index over HTTP(S) only; the cloud metadata addresses blocked; no ingress), a
-//! ConfigMap `rexec-server` holding the requirements (the claim: one per caller), and a Pod
-//! `rexec-server-<generation>`.
+//! The namespace enforces the `restricted` Pod Security Standard. In it: the guard rails, a
+//! ResourceQuota, a LimitRange and a NetworkPolicy (no ingress; egress to DNS, the broker's
+//! server port and HTTP(S) on the public internet only, every private, shared and link-local
+//! range and the cluster's service range excluded; or to the operator's package-index proxy
+//! only), reconciled on every spawn; a ConfigMap `rexec-server` holding the requirements (the
+//! claim: one per caller); and a Pod `rexec-server-<generation>` whose storage is bounded
+//! (`sizeLimit` on every emptyDir, ephemeral-storage requests and limits on every container).
 //!
 //! The pod runs fixed commands only. Its init containers fetch the pinned rexec-server source
 //! and `pip install -r` the requirements file mounted from the ConfigMap; the server container
@@ -11,8 +14,9 @@
 //! expansion. No caller text ever reaches a command line or a shell.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::json;
 
@@ -31,6 +35,17 @@ pub const GENERATION: &str = "rexec.ndp.io/generation";
 pub const SUB: &str = "rexec.ndp.io/sub";
 pub const PYTHON: &str = "rexec.ndp.io/python";
 pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
+
+/// Address ranges a server never reaches: private (RFC 1918), shared (RFC 6598, carrier-grade
+/// NAT), link-local (cloud metadata among them), and their IPv6 counterparts.
+pub const PRIVATE_IPV4: [&str; 5] = [
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+];
+pub const PRIVATE_IPV6: [&str; 2] = ["fc00::/7", "fe80::/10"];
 
 /// The claim: one ConfigMap per caller, holding what the server is built from.
 pub const CLAIM: &str = "rexec-server";
@@ -95,6 +110,65 @@ pub struct ServerSettings {
     pub cpu_limit: String,
     pub memory_request: String,
     pub memory_limit: String,
+    pub storage_request: String,
+    pub storage_limit: String,
+    pub egress: Egress,
+}
+
+/// Where a server may connect besides DNS and the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Egress {
+    /// HTTP(S) on the public internet, every private and link-local range excluded, and the
+    /// cluster's service ranges (`REXEC_CLUSTER_SERVICE_CIDRS`) too.
+    PublicInternet { service_cidrs: Vec<String> },
+    /// Only the package-index proxy (`REXEC_PACKAGE_INDEX_PROXY`), pip's index.
+    Proxy { url: String, address: IpAddr, port: u16 },
+}
+
+impl Egress {
+    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        if let Some(url) = vars.url("REXEC_PACKAGE_INDEX_PROXY")? {
+            let address = match url.host() {
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+                _ => {
+                    return Err(ConfigError::new(
+                        "REXEC_PACKAGE_INDEX_PROXY",
+                        "the host must be an IP address: a NetworkPolicy cannot name a host",
+                    ));
+                }
+            };
+            let port = url.port_or_known_default().expect("http and https have a port");
+            return Ok(Self::Proxy {
+                url: url.to_string(),
+                address,
+                port,
+            });
+        }
+        let service_cidrs = vars.list("REXEC_CLUSTER_SERVICE_CIDRS");
+        if let Some(bad) = service_cidrs.iter().find(|c| !is_cidr(c)) {
+            return Err(ConfigError::new(
+                "REXEC_CLUSTER_SERVICE_CIDRS",
+                format!("{bad:?} is not a CIDR such as 10.100.0.0/16"),
+            ));
+        }
+        Ok(Self::PublicInternet { service_cidrs })
+    }
+}
+
+/// Whether `s` is an IPv4 or IPv6 CIDR block (`address/prefix`).
+fn is_cidr(s: &str) -> bool {
+    let Some((address, prefix)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(prefix) = prefix.parse::<u8>() else {
+        return false;
+    };
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => prefix <= 32,
+        Ok(IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
+    }
 }
 
 impl ServerSettings {
@@ -142,6 +216,15 @@ impl ServerSettings {
             cpu_limit: vars.get("REXEC_SERVER_CPU_LIMIT").unwrap_or("2").to_owned(),
             memory_request: vars.get("REXEC_SERVER_MEMORY_REQUEST").unwrap_or("512Mi").to_owned(),
             memory_limit: vars.get("REXEC_SERVER_MEMORY_LIMIT").unwrap_or("4Gi").to_owned(),
+            storage_request: vars
+                .get("REXEC_SERVER_EPHEMERAL_STORAGE_REQUEST")
+                .unwrap_or("1Gi")
+                .to_owned(),
+            storage_limit: vars
+                .get("REXEC_SERVER_EPHEMERAL_STORAGE_LIMIT")
+                .unwrap_or("8Gi")
+                .to_owned(),
+            egress: Egress::from_vars(vars)?,
         })
     }
 }
@@ -157,12 +240,10 @@ pub struct Owner {
 
 impl Owner {
     pub fn new(naming: &Naming, identity: &Identity) -> Self {
-        let namespace = naming.namespace(&identity.sub);
-        let slug = namespace[naming.prefix().len()..].to_owned();
         Self {
             sub: identity.sub.clone(),
-            namespace,
-            slug,
+            namespace: naming.namespace(&identity.sub),
+            slug: naming.slug(&identity.sub),
         }
     }
 
@@ -180,23 +261,51 @@ fn build<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("manifests match the Kubernetes schema")
 }
 
+/// The caller's namespace: ours, its owner recorded, the `restricted` Pod Security Standard
+/// enforced.
 pub fn namespace(owner: &Owner) -> Namespace {
-    build(json!({"metadata": {"name": owner.namespace, "labels": owner.labels(), "annotations": {SUB: owner.sub}}}))
+    let mut labels = owner.labels();
+    for mode in ["enforce", "audit", "warn"] {
+        labels[format!("pod-security.kubernetes.io/{mode}")] = json!("restricted");
+        labels[format!("pod-security.kubernetes.io/{mode}-version")] = json!("latest");
+    }
+    build(json!({
+        "apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": owner.namespace, "labels": labels, "annotations": {SUB: owner.sub}},
+    }))
 }
 
 pub fn resource_quota(owner: &Owner, settings: &ServerSettings) -> ResourceQuota {
     // Room for two servers: the old one terminating while its replacement starts.
     let twice = |quantity: &str| format!("{}", Quantity2(quantity));
     build(json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": {"name": "rexec-quota", "namespace": owner.namespace, "labels": owner.labels()},
         "spec": {"hard": {
             "pods": "2",
             "configmaps": "4",
             "requests.cpu": twice(&settings.cpu_request),
             "requests.memory": twice(&settings.memory_request),
+            "requests.ephemeral-storage": twice(&settings.storage_request),
             "limits.cpu": twice(&settings.cpu_limit),
             "limits.memory": twice(&settings.memory_limit),
+            "limits.ephemeral-storage": twice(&settings.storage_limit),
         }},
+    }))
+}
+
+/// Bounds and defaults for every container of the namespace, ours or not.
+pub fn limit_range(owner: &Owner, settings: &ServerSettings) -> LimitRange {
+    let limits = json!({"cpu": settings.cpu_limit, "memory": settings.memory_limit, "ephemeral-storage": settings.storage_limit});
+    build(json!({
+        "apiVersion": "v1", "kind": "LimitRange",
+        "metadata": {"name": "rexec-limits", "namespace": owner.namespace, "labels": owner.labels()},
+        "spec": {"limits": [{
+            "type": "Container",
+            "max": limits,
+            "default": limits,
+            "defaultRequest": {"cpu": settings.cpu_request, "memory": settings.memory_request, "ephemeral-storage": settings.storage_request},
+        }]},
     }))
 }
 
@@ -218,7 +327,28 @@ impl std::fmt::Display for Quantity2<'_> {
 }
 
 pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy {
+    let outside = match &settings.egress {
+        Egress::PublicInternet { service_cidrs } => {
+            let except = |private: &[&str], v6: bool| -> Vec<String> {
+                private
+                    .iter()
+                    .map(|c| c.to_string())
+                    .chain(service_cidrs.iter().filter(|c| c.contains(':') == v6).cloned())
+                    .collect()
+            };
+            json!({"to": [
+                    {"ipBlock": {"cidr": "0.0.0.0/0", "except": except(&PRIVATE_IPV4, false)}},
+                    {"ipBlock": {"cidr": "::/0", "except": except(&PRIVATE_IPV6, true)}},
+                ],
+                "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80}]})
+        }
+        Egress::Proxy { address, port, .. } => {
+            let host = if address.is_ipv4() { 32 } else { 128 };
+            json!({"to": [{"ipBlock": {"cidr": format!("{address}/{host}")}}], "ports": [{"protocol": "TCP", "port": port}]})
+        }
+    };
     build(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "rexec-egress", "namespace": owner.namespace, "labels": owner.labels()},
         "spec": {
             "podSelector": {},
@@ -229,8 +359,7 @@ pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy
                  "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
                 {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.broker.namespace}}}],
                  "ports": [{"protocol": "TCP", "port": settings.broker.port}]},
-                {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32", "169.254.170.2/32"]}}],
-                 "ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80}]},
+                outside,
             ],
         },
     }))
@@ -270,8 +399,8 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
         "capabilities": {"drop": ["ALL"]},
     });
     let resources = json!({
-        "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request},
-        "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit},
+        "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request, "ephemeral-storage": settings.storage_request},
+        "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit, "ephemeral-storage": settings.storage_limit},
     });
     let mounts = json!([
         {"name": "rexec", "mountPath": "/opt/rexec"},
@@ -282,6 +411,10 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
         json!({"name": "HOME", "value": "/tmp"}),
         json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
     ];
+    let mut install_env = common_env.clone();
+    if let Egress::Proxy { url, .. } = &settings.egress {
+        install_env.push(json!({"name": "PIP_INDEX_URL", "value": url}));
+    }
     let mut fetch_env = common_env.clone();
     fetch_env.push(json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}));
     if let Some(sha) = &settings.source_sha256 {
@@ -304,8 +437,8 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "volumes": [
-                {"name": "rexec", "emptyDir": {}},
-                {"name": "tmp", "emptyDir": {}},
+                {"name": "rexec", "emptyDir": {"sizeLimit": settings.storage_limit}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": settings.storage_limit}},
                 {"name": "requirements", "configMap": {"name": CLAIM}},
             ],
             "initContainers": [
@@ -316,7 +449,7 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
                  "command": ["python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input",
                              "--target", "/opt/rexec/packages",
                              "-r", format!("/etc/rexec/{SERVER_REQUIREMENTS_FILE}"), "-r", format!("/etc/rexec/{REQUIREMENTS_FILE}")],
-                 "env": common_env, "securityContext": security, "resources": resources, "volumeMounts": mounts},
+                 "env": install_env, "securityContext": security, "resources": resources, "volumeMounts": mounts},
             ],
             "containers": [
                 {"name": "server", "image": image, "workingDir": "/opt/rexec/server",
@@ -427,13 +560,219 @@ mod tests {
         assert_eq!(annotations[PYTHON], "3.11");
     }
 
+    fn egress(settings: &ServerSettings) -> Vec<serde_json::Value> {
+        let policy = serde_json::to_value(network_policy(&owner(), settings)).unwrap();
+        assert_eq!(policy["spec"]["ingress"], json!([]), "no ingress");
+        assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+        policy["spec"]["egress"].as_array().unwrap().clone()
+    }
+
     #[test]
-    fn the_network_policy_blocks_metadata_and_ingress() {
-        let policy = serde_json::to_value(network_policy(&owner(), &settings())).unwrap();
-        assert_eq!(policy["spec"]["ingress"], json!([]));
-        let text = policy.to_string();
-        assert!(text.contains("169.254.169.254/32"));
-        assert!(text.contains("\"port\":5560"));
+    fn egress_is_dns_the_broker_and_the_public_internet_only() {
+        let rules = egress(&settings());
+        assert_eq!(rules.len(), 3);
+        assert_eq!(rules[0]["to"][0]["podSelector"]["matchLabels"]["k8s-app"], "kube-dns");
+        assert_eq!(rules[1]["ports"], json!([{"protocol": "TCP", "port": 5560}]));
+        assert_eq!(
+            rules[1]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "rexec"
+        );
+        let public = &rules[2];
+        assert_eq!(
+            public["ports"],
+            json!([{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 80}])
+        );
+        assert_eq!(public["to"][0]["ipBlock"]["cidr"], "0.0.0.0/0");
+        assert_eq!(public["to"][0]["ipBlock"]["except"], json!(PRIVATE_IPV4));
+        for range in [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "169.254.0.0/16",
+        ] {
+            assert!(PRIVATE_IPV4.contains(&range), "{range}");
+        }
+        assert_eq!(public["to"][1]["ipBlock"]["cidr"], "::/0");
+        assert_eq!(public["to"][1]["ipBlock"]["except"], json!(["fc00::/7", "fe80::/10"]));
+    }
+
+    #[test]
+    fn the_service_range_is_excluded_too() {
+        let s = ServerSettings::from_vars(&Vars::from_pairs([(
+            "REXEC_CLUSTER_SERVICE_CIDRS",
+            "198.18.0.0/16, fd00:10:96::/112",
+        )]))
+        .unwrap();
+        let public = &egress(&s)[2];
+        assert!(
+            public["to"][0]["ipBlock"]["except"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("198.18.0.0/16"))
+        );
+        assert!(
+            public["to"][1]["ipBlock"]["except"]
+                .as_array()
+                .unwrap()
+                .contains(&json!("fd00:10:96::/112"))
+        );
+        for bad in ["10.100.0.0", "10.100.0.0/33", "x/8", "::/129"] {
+            let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_CLUSTER_SERVICE_CIDRS", bad)])).unwrap_err();
+            assert_eq!(err.variable, "REXEC_CLUSTER_SERVICE_CIDRS", "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_package_index_proxy_replaces_the_internet() {
+        let s = ServerSettings::from_vars(&Vars::from_pairs([(
+            "REXEC_PACKAGE_INDEX_PROXY",
+            "http://10.0.3.7:3141/root/pypi/+simple/",
+        )]))
+        .unwrap();
+        let rules = egress(&s);
+        assert_eq!(
+            rules[2],
+            json!({"to": [{"ipBlock": {"cidr": "10.0.3.7/32"}}], "ports": [{"protocol": "TCP", "port": 3141}]})
+        );
+        let pod = serde_json::to_value(pod(&owner(), &s, &reqs(&["python==3.11"]), 1)).unwrap();
+        let install = &pod["spec"]["initContainers"][1];
+        assert_eq!(install["name"], "install");
+        assert!(
+            install["env"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"name": "PIP_INDEX_URL", "value": "http://10.0.3.7:3141/root/pypi/+simple/"}))
+        );
+        let err = ServerSettings::from_vars(&Vars::from_pairs([(
+            "REXEC_PACKAGE_INDEX_PROXY",
+            "https://pypi.internal/simple",
+        )]))
+        .unwrap_err();
+        assert_eq!(err.variable, "REXEC_PACKAGE_INDEX_PROXY");
+    }
+
+    #[test]
+    fn storage_is_bounded_everywhere() {
+        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1)).unwrap();
+        for volume in pod["spec"]["volumes"].as_array().unwrap() {
+            if volume.get("emptyDir").is_some() {
+                assert_eq!(volume["emptyDir"]["sizeLimit"], "8Gi", "{volume}");
+            }
+        }
+        let spec = &pod["spec"];
+        for c in spec["initContainers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(spec["containers"].as_array().unwrap())
+        {
+            assert_eq!(c["resources"]["requests"]["ephemeral-storage"], "1Gi", "{}", c["name"]);
+            assert_eq!(c["resources"]["limits"]["ephemeral-storage"], "8Gi", "{}", c["name"]);
+        }
+        let quota = serde_json::to_value(resource_quota(&owner(), &settings())).unwrap();
+        assert_eq!(quota["spec"]["hard"]["requests.ephemeral-storage"], "2Gi");
+        assert_eq!(quota["spec"]["hard"]["limits.ephemeral-storage"], "16Gi");
+        let limits = serde_json::to_value(limit_range(&owner(), &settings())).unwrap();
+        let container = &limits["spec"]["limits"][0];
+        assert_eq!(container["type"], "Container");
+        assert_eq!(container["max"]["ephemeral-storage"], "8Gi");
+        assert_eq!(container["default"]["memory"], "4Gi");
+        assert_eq!(container["defaultRequest"]["cpu"], "250m");
+    }
+
+    /// The checks of the `restricted` Pod Security Standard (Kubernetes 1.33) on a pod spec.
+    fn restricted_violations(spec: &serde_json::Value) -> Vec<String> {
+        let mut found = Vec::new();
+        for host in ["hostNetwork", "hostPID", "hostIPC"] {
+            if spec[host] == json!(true) {
+                found.push(host.to_owned());
+            }
+        }
+        let allowed_volumes = [
+            "configMap",
+            "csi",
+            "downwardAPI",
+            "emptyDir",
+            "ephemeral",
+            "persistentVolumeClaim",
+            "projected",
+            "secret",
+        ];
+        for volume in spec["volumes"].as_array().into_iter().flatten() {
+            let kinds: Vec<&String> = volume.as_object().unwrap().keys().filter(|k| *k != "name").collect();
+            if kinds.iter().any(|k| !allowed_volumes.contains(&k.as_str())) {
+                found.push(format!("volume {kinds:?}"));
+            }
+        }
+        let pod_non_root = spec["securityContext"]["runAsNonRoot"] == json!(true);
+        let pod_seccomp = spec["securityContext"]["seccompProfile"]["type"].clone();
+        for c in spec["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(spec["containers"].as_array().into_iter().flatten())
+        {
+            let sc = &c["securityContext"];
+            let name = c["name"].as_str().unwrap_or_default();
+            if sc["privileged"] == json!(true) {
+                found.push(format!("{name}: privileged"));
+            }
+            if sc["allowPrivilegeEscalation"] != json!(false) {
+                found.push(format!("{name}: allowPrivilegeEscalation"));
+            }
+            if !sc["capabilities"]["drop"]
+                .as_array()
+                .is_some_and(|d| d.contains(&json!("ALL")))
+            {
+                found.push(format!("{name}: capabilities not dropped"));
+            }
+            if sc["capabilities"]["add"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|cap| cap != "NET_BIND_SERVICE"))
+            {
+                found.push(format!("{name}: capabilities added"));
+            }
+            if !(pod_non_root || sc["runAsNonRoot"] == json!(true)) || sc["runAsUser"] == json!(0) {
+                found.push(format!("{name}: may run as root"));
+            }
+            let seccomp = if sc["seccompProfile"].is_null() {
+                &pod_seccomp
+            } else {
+                &sc["seccompProfile"]["type"]
+            };
+            if !matches!(seccomp.as_str(), Some("RuntimeDefault" | "Localhost")) {
+                found.push(format!("{name}: seccomp"));
+            }
+            if c["ports"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p.get("hostPort").is_some()))
+            {
+                found.push(format!("{name}: hostPort"));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn the_namespace_enforces_restricted_and_the_pod_meets_it() {
+        let ns = serde_json::to_value(namespace(&owner())).unwrap();
+        assert_eq!(
+            ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+            "restricted"
+        );
+        assert_eq!(ns["metadata"]["labels"][MANAGED_BY], MANAGER);
+        assert_eq!(ns["metadata"]["annotations"][SUB], "Alice");
+        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1)).unwrap();
+        assert_eq!(restricted_violations(&pod["spec"]), Vec::<String>::new());
+        let mut bad = pod["spec"].clone();
+        bad["hostNetwork"] = json!(true);
+        bad["containers"][0]["securityContext"]["capabilities"]["add"] = json!(["SYS_ADMIN"]);
+        bad["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "h", "hostPath": {"path": "/"}}));
+        assert_eq!(restricted_violations(&bad).len(), 3, "the checker sees what it checks");
     }
 
     #[test]

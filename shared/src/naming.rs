@@ -1,9 +1,11 @@
 //! Kubernetes names for a caller's objects.
 //!
-//! Every caller gets one namespace, `<REXEC_NAMESPACE_PREFIX><slug(sub)>`. The slug keeps a
-//! `sub` that is already a safe DNS-1123 label as it is (Keycloak subjects are UUIDs); any other
-//! `sub` is lowercased, stripped to `[a-z0-9-]` and suffixed with a hash of the raw value, so
-//! two different subjects never share a namespace (`Alice` and `alice` included).
+//! Every caller gets one namespace, `<REXEC_NAMESPACE_PREFIX><slug(sub)>`, and no two subjects
+//! can share one, by construction. The slug keeps a `sub` that is already a plain DNS-1123
+//! label without `--` as it is (Keycloak subjects are UUIDs). Any other `sub` becomes a readable
+//! part and an 80-bit hash of the raw value joined by `--`: `Alice` gives `alice--<hash>`. A kept
+//! slug never holds `--` and a hashed one always does, so a kept slug cannot equal a hashed one,
+//! and two hashed slugs are equal only if 80-bit hashes collide.
 
 use sha2::{Digest, Sha256};
 
@@ -11,7 +13,9 @@ use crate::config::{ConfigError, Vars};
 
 /// The longest DNS-1123 label (namespace names, label values).
 pub const MAX_LABEL: usize = 63;
-const HASH_LEN: usize = 8;
+/// The hash of a hashed slug: 16 base32 characters, 80 bits.
+const HASH_LEN: usize = 16;
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Naming {
@@ -41,36 +45,37 @@ impl Naming {
 
     /// The caller's namespace.
     pub fn namespace(&self, sub: &str) -> String {
-        format!("{}{}", self.prefix, slug(sub, MAX_LABEL - self.prefix.len()))
+        format!("{}{}", self.prefix, self.slug(sub))
+    }
+
+    /// The caller's slug: the namespace without its prefix, and the owner label's value.
+    pub fn slug(&self, sub: &str) -> String {
+        slug(sub, MAX_LABEL - self.prefix.len())
     }
 }
 
-/// A DNS-1123 label of at most `max` characters naming `raw`, unique per `raw`.
+/// A DNS-1123 label of at most `max` (at least 19) characters naming `raw`, unique per `raw`.
 pub fn slug(raw: &str, max: usize) -> String {
-    if is_label(raw) && raw.len() <= max {
+    if is_label(raw) && raw.len() <= max && !raw.contains("--") {
         return raw.to_owned();
     }
-    let hash: String = Sha256::digest(raw.as_bytes())
-        .iter()
-        .take(HASH_LEN / 2)
-        .map(|b| format!("{b:02x}"))
+    let digest = Sha256::digest(raw.as_bytes());
+    let bits = u128::from_be_bytes(digest[..16].try_into().expect("16 bytes"));
+    let hash: String = (0..HASH_LEN)
+        .map(|i| BASE32[((bits >> (123 - 5 * i)) & 31) as usize] as char)
         .collect();
-    let mut safe = String::new();
+    let mut readable = String::new();
     for c in raw.chars().flat_map(char::to_lowercase) {
         if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            safe.push(c);
-        } else if !safe.ends_with('-') {
-            safe.push('-');
+            readable.push(c);
+        } else if !readable.ends_with('-') {
+            readable.push('-');
         }
     }
-    let room = max - HASH_LEN - 1;
-    let safe: String = safe.trim_matches('-').chars().take(room).collect();
-    let safe = safe.trim_end_matches('-');
-    if safe.is_empty() {
-        format!("u-{hash}")
-    } else {
-        format!("{safe}-{hash}")
-    }
+    let room = max - HASH_LEN - 2;
+    let readable: String = readable.trim_matches('-').chars().take(room).collect();
+    let readable = readable.trim_end_matches('-');
+    format!("{}--{hash}", if readable.is_empty() { "u" } else { readable })
 }
 
 /// Whether `s` is a DNS-1123 label: lowercase alphanumerics and `-`, alphanumeric at both ends.
@@ -95,6 +100,21 @@ mod tests {
     fn safe_subjects_are_kept() {
         let uuid = "f47ac10b-58cc-4372-a567-0e02b2c3d479";
         assert_eq!(naming().namespace(uuid), format!("rexec-{uuid}"));
+    }
+
+    #[test]
+    fn a_kept_slug_never_looks_like_a_hashed_one() {
+        let hashed = naming().slug("Alice");
+        assert!(
+            hashed.starts_with("alice--") && hashed.len() == "alice--".len() + HASH_LEN,
+            "{hashed}"
+        );
+        assert_ne!(
+            naming().slug(&hashed),
+            hashed,
+            "a sub spelled like a hashed slug is hashed too"
+        );
+        assert!(naming().slug("a--b").contains("--") && naming().slug("a--b") != "a--b");
     }
 
     #[test]
@@ -135,5 +155,52 @@ mod tests {
         }
         let n = Naming::from_vars(&Vars::from_pairs([("REXEC_NAMESPACE_PREFIX", "ndp-rexec-")])).unwrap();
         assert_eq!(n.namespace("bob"), "ndp-rexec-bob");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn prefix() -> impl Strategy<Value = Naming> {
+            "[a-z][a-z0-9-]{0,29}"
+                .prop_map(|p| Naming::from_vars(&Vars::from_pairs([("REXEC_NAMESPACE_PREFIX", p.as_str())])).unwrap())
+        }
+
+        /// Subjects as they come: UUIDs, labels, labels with `--`, hashed-looking ones, any text.
+        fn sub() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                "[a-z0-9][a-z0-9-]{0,70}",
+                "[a-z0-9]{1,20}--[a-z2-7]{16}",
+                "[A-Za-z0-9_.@-]{0,80}",
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn every_namespace_is_a_label(naming in prefix(), s in sub()) {
+                let ns = naming.namespace(&s);
+                prop_assert!(is_label(&ns), "{s:?} -> {ns:?}");
+                prop_assert!(ns.starts_with(naming.prefix()));
+                prop_assert_eq!(&ns[naming.prefix().len()..], naming.slug(&s));
+            }
+
+            #[test]
+            fn different_subjects_never_share_a_namespace(naming in prefix(), a in sub(), b in sub()) {
+                prop_assume!(a != b);
+                prop_assert_ne!(naming.namespace(&a), naming.namespace(&b));
+            }
+
+            #[test]
+            fn a_subject_never_takes_the_hashed_slug_of_another(naming in prefix(), a in sub()) {
+                let hashed = naming.slug(&a);
+                prop_assume!(hashed != a);
+                prop_assert_ne!(naming.slug(&hashed), hashed.clone(), "the sub {:?} would take {:?}'s namespace", hashed, a);
+            }
+        }
     }
 }

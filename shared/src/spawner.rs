@@ -11,7 +11,7 @@
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -20,7 +20,7 @@ use crate::cluster::{Cluster, ClusterError};
 use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::manifests::{
-    self, CLAIM, DIGEST, GENERATION, MANAGED_BY, MANAGER, Owner, PYTHON, REQUIREMENTS, ServerSettings,
+    self, CLAIM, DIGEST, GENERATION, MANAGED_BY, MANAGER, Owner, PYTHON, REQUIREMENTS, SUB, ServerSettings,
 };
 use crate::requirements::Requirements;
 use crate::server_status::{self, Phase};
@@ -104,24 +104,35 @@ impl Claim {
     }
 }
 
-/// Creates `object` in `namespace` unless an object of that name is there already.
-async fn create_unless_present<K>(client: &Client, namespace: &str, object: &K) -> Result<(), ClusterError>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + Serialize
-        + serde::de::DeserializeOwned,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    match api
-        .create(&PostParams::default(), object)
-        .await
-        .map_err(ClusterError::from)
-    {
-        Ok(_) | Err(ClusterError::AlreadyExists) => Ok(()),
-        Err(err) => Err(err),
+/// Refuses a namespace that this service does not manage, or that records another owner.
+fn check_owner(namespace: &Namespace, owner: &Owner) -> Result<(), ApiError> {
+    let ours = namespace.labels().get(MANAGED_BY).is_some_and(|m| m == MANAGER);
+    let recorded = namespace.annotations().get(SUB);
+    if ours && recorded == Some(&owner.sub) {
+        return Ok(());
     }
+    tracing::error!(
+        namespace = %owner.namespace,
+        managed = ours,
+        owner_recorded = recorded.is_some(),
+        "the caller's namespace exists but is not managed by rexec-lambda for this caller"
+    );
+    Err(ApiError::conflict(
+        "namespace_taken",
+        "A namespace with your server's name exists and is not yours. Ask an administrator.",
+    ))
+}
+
+/// Makes `object` as we write it, creating it if absent (server-side apply, our fields win).
+async fn apply<K>(api: Api<K>, object: K) -> Result<(), ClusterError>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + Serialize + serde::de::DeserializeOwned,
+{
+    let name = object.meta().name.as_deref().expect("manifests are named");
+    api.patch(name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object))
+        .await
+        .map(|_| ())
+        .map_err(ClusterError::from)
 }
 
 impl Spawner {
@@ -148,14 +159,21 @@ impl Spawner {
         let client = self.cluster.client().await?;
         let owner = self.owner(identity);
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
-        let existing = match self.namespace(&client, &owner).await? {
-            Some(_) => claims.get_opt(CLAIM).await.map_err(ClusterError::from)?,
-            None => None,
-        };
+        if self.namespace(&client, &owner).await?.is_none() {
+            self.create_namespace(&client, &owner).await?;
+        }
+        let (existing, ()) = tokio::try_join!(
+            async {
+                claims
+                    .get_opt(CLAIM)
+                    .await
+                    .map_err(|e| ApiError::from(ClusterError::from(e)))
+            },
+            self.reconcile_guard_rails(&client, &owner),
+        )?;
         let claim = match existing {
             Some(cm) => cm,
             None => {
-                self.prepare_namespace(&client, &owner).await?;
                 match claims
                     .create(
                         &PostParams::default(),
@@ -275,20 +293,14 @@ impl Spawner {
         }
     }
 
-    /// The caller's namespace if it exists and is ours, terminating or not.
+    /// The caller's namespace if it exists, is ours and records the caller as its owner,
+    /// terminating or not. Anything else is a 409, never access.
     async fn namespace_any(&self, client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let Some(namespace) = namespaces.get_opt(&owner.namespace).await.map_err(ClusterError::from)? else {
             return Ok(None);
         };
-        let ours = namespace.labels().get(MANAGED_BY).is_some_and(|m| m == MANAGER);
-        if !ours {
-            tracing::error!(namespace = %owner.namespace, "a namespace of this name exists and is not managed by rexec-lambda");
-            return Err(ApiError::conflict(
-                "namespace_taken",
-                "A namespace with your server's name exists and is not managed by this service. Ask an administrator.",
-            ));
-        }
+        check_owner(&namespace, owner)?;
         Ok(Some(namespace))
     }
 
@@ -300,32 +312,39 @@ impl Spawner {
         }
     }
 
-    /// The namespace and its guard rails, each created unless present.
-    async fn prepare_namespace(&self, client: &Client, owner: &Owner) -> Result<(), ApiError> {
+    /// Creates the caller's namespace; one found instead must be ours and the caller's.
+    async fn create_namespace(&self, client: &Client, owner: &Owner) -> Result<(), ApiError> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         match namespaces
             .create(&PostParams::default(), &manifests::namespace(owner))
             .await
             .map_err(ClusterError::from)
         {
-            Ok(_) => {}
-            Err(ClusterError::AlreadyExists) => {
-                self.namespace(client, owner).await?;
-            }
-            Err(err) => return Err(err.into()),
+            Ok(_) => Ok(()),
+            Err(ClusterError::AlreadyExists) => self.namespace(client, owner).await.map(|_| ()),
+            Err(err) => Err(err.into()),
         }
-        create_unless_present(
-            client,
-            &owner.namespace,
-            &manifests::resource_quota(owner, &self.settings),
-        )
-        .await?;
-        create_unless_present(
-            client,
-            &owner.namespace,
-            &manifests::network_policy(owner, &self.settings),
-        )
-        .await?;
+    }
+
+    /// Brings the namespace's labels and its guard rails (quota, limits, network policy) to what
+    /// this release writes, on every spawn: a hardened release reaches existing namespaces.
+    async fn reconcile_guard_rails(&self, client: &Client, owner: &Owner) -> Result<(), ApiError> {
+        let ns = &owner.namespace;
+        tokio::try_join!(
+            apply(Api::all(client.clone()), manifests::namespace(owner)),
+            apply(
+                Api::namespaced(client.clone(), ns),
+                manifests::resource_quota(owner, &self.settings)
+            ),
+            apply(
+                Api::namespaced(client.clone(), ns),
+                manifests::limit_range(owner, &self.settings)
+            ),
+            apply(
+                Api::namespaced(client.clone(), ns),
+                manifests::network_policy(owner, &self.settings)
+            ),
+        )?;
         Ok(())
     }
 

@@ -8,12 +8,15 @@
 //!   every error: 404 NotFound, 409 AlreadyExists, 409 Conflict on a stale `resourceVersion`,
 //!   422 Invalid for a bad name, 403 Forbidden for content created in a terminating namespace;
 //! - list with equality-based label selectors and field selectors;
-//! - `PUT` (optimistic concurrency) and JSON merge `PATCH`;
+//! - `PUT` (optimistic concurrency), JSON merge `PATCH` and server-side apply (a field manager
+//!   required; created when absent; unchanged objects keep their `resourceVersion`);
 //! - namespace deletion: the namespace turns `Terminating`, a second delete answers 409, and
 //!   after a delay it is removed with everything in it;
 //! - pods whose status advances with time (init containers, then Running and Ready) or fails
 //!   (image pull error, pip install failure, crash loop, out of memory), with Events;
 //! - an optional bearer-token check (a fixed token, or a well-formed EKS token);
+//! - RBAC, once enforced: grants per bearer token, cluster-wide or in one namespace, and 403
+//!   Forbidden for anything else; the permissions each token used are recorded;
 //! - injected faults (latency, 5xx, dropped connections, RBAC refusals) and a request counter
 //!   per method and resource.
 
@@ -108,6 +111,16 @@ pub enum TokenCheck {
     },
 }
 
+/// (API group, resource, RBAC verb).
+pub type Permission = (String, String, String);
+
+/// An RBAC rule as a ClusterRole (any namespace) or a Role (`namespace`) grants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub permission: Permission,
+    pub namespace: Option<String>,
+}
+
 struct Pod {
     created: Instant,
     outcome: PodOutcome,
@@ -129,7 +142,10 @@ struct Shared {
     behaviour: Mutex<Behaviour>,
     faults: Mutex<Vec<FaultRule>>,
     counters: Mutex<BTreeMap<String, usize>>,
-    permissions: Mutex<BTreeSet<(String, String, String)>>,
+    /// The permissions each bearer token used.
+    permissions: Mutex<BTreeMap<String, BTreeSet<Permission>>>,
+    /// RBAC: what each bearer token may do, once enforced.
+    grants: Mutex<Option<HashMap<String, Vec<Grant>>>>,
     token: Mutex<TokenCheck>,
 }
 
@@ -150,7 +166,8 @@ impl KubeStandIn {
             behaviour: Mutex::new(Behaviour::default()),
             faults: Mutex::new(Vec::new()),
             counters: Mutex::new(BTreeMap::new()),
-            permissions: Mutex::new(BTreeSet::new()),
+            permissions: Mutex::new(BTreeMap::new()),
+            grants: Mutex::new(None),
             token: Mutex::new(TokenCheck::Any),
         });
         let app = Router::new().fallback(serve).with_state(shared.clone());
@@ -229,8 +246,32 @@ impl KubeStandIn {
     }
 
     /// Every (API group, resource, RBAC verb) served so far: the permissions the callers used.
-    pub fn permissions_used(&self) -> BTreeSet<(String, String, String)> {
-        self.shared.permissions.lock().unwrap().clone()
+    pub fn permissions_used(&self) -> BTreeSet<Permission> {
+        self.shared
+            .permissions
+            .lock()
+            .unwrap()
+            .values()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
+    /// The permissions the caller with bearer `token` used.
+    pub fn permissions_used_by(&self, token: &str) -> BTreeSet<Permission> {
+        self.shared
+            .permissions
+            .lock()
+            .unwrap()
+            .get(token)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Enforces RBAC from now on: a request is served only when its bearer token holds a grant
+    /// for its (API group, resource, verb) in its namespace; anything else is 403 Forbidden.
+    pub fn enforce_rbac(&self, grants: HashMap<String, Vec<Grant>>) {
+        *self.shared.grants.lock().unwrap() = Some(grants);
     }
 
     /// Stores an object as is (for what the cluster holds already: nodes, the broker Service).
@@ -298,6 +339,7 @@ fn kind_of(resource: &str) -> Option<(&'static str, &'static str, bool)> {
         "services" => ("v1", "Service", true),
         "events" => ("v1", "Event", true),
         "resourcequotas" => ("v1", "ResourceQuota", true),
+        "limitranges" => ("v1", "LimitRange", true),
         "networkpolicies" => ("networking.k8s.io/v1", "NetworkPolicy", true),
         _ => return None,
     })
@@ -386,14 +428,32 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
         .unwrap()
         .entry(format!("{method} {}", target.resource))
         .or_default() += 1;
-    shared.permissions.lock().unwrap().insert((
+    let token = bearer(&headers).to_owned();
+    let permission = (
         target.group.clone(),
         target.resource.clone(),
         verb_of(&method, target.name.is_some()).to_owned(),
-    ));
+    );
+    shared
+        .permissions
+        .lock()
+        .unwrap()
+        .entry(token.clone())
+        .or_default()
+        .insert(permission.clone());
 
-    if let Err(reason) = check_token(&shared, &headers) {
+    if let Err(reason) = check_token(&shared, &token) {
         return status(401, "Unauthorized", format!("Unauthorized: {reason}"), json!({}));
+    }
+    let granted = shared.grants.lock().unwrap().as_ref().is_none_or(|grants| {
+        grants.get(&token).is_some_and(|rules| {
+            rules
+                .iter()
+                .any(|g| g.permission == permission && g.namespace.as_ref().is_none_or(|ns| *ns == target.namespace))
+        })
+    });
+    if !granted {
+        return forbidden(&target, &permission.2);
     }
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
@@ -420,26 +480,7 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             );
         }
         Some(Fault::Drop) => return dropped_connection(),
-        Some(Fault::Forbidden) => {
-            let verb = verb_of(&method, target.name.is_some());
-            let message = format!(
-                "{} is forbidden: User \"rexec-lambda\" cannot {verb} resource \"{}\" in API group \"{}\"{}",
-                target.resource,
-                target.resource,
-                target.group,
-                if target.namespace.is_empty() {
-                    String::new()
-                } else {
-                    format!(" in the namespace \"{}\"", target.namespace)
-                }
-            );
-            return status(
-                403,
-                "Forbidden",
-                message,
-                json!({"kind": target.resource, "group": target.group}),
-            );
-        }
+        Some(Fault::Forbidden) => return forbidden(&target, &permission.2),
         None => {}
     }
 
@@ -469,109 +510,24 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             json!({}),
         );
     }
-    let key = |name: &str| (target.resource.clone(), target.namespace.clone(), name.to_owned());
 
     match (method.clone(), target.name.clone()) {
         (Method::GET, None) => list(&store, &target, &query, api_version, kind),
-        (Method::GET, Some(name)) => match store.objects.get(&key(&name)) {
+        (Method::GET, Some(name)) => match store.objects.get(&key(&target, &name)) {
             Some(object) => object_response(StatusCode::OK, object),
             None => not_found(&target.resource, &name),
         },
         (Method::POST, None) => {
-            let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
+            let Ok(object) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "the body is not a JSON object".into(), json!({}));
             };
-            let name = object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            let valid = if target.resource == "namespaces" {
-                is_dns_label(&name)
-            } else {
-                is_dns_subdomain(&name)
-            };
-            if !valid {
-                return status(
-                    422,
-                    "Invalid",
-                    format!(
-                        "{kind} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.'"
-                    ),
-                    json!({"name": name, "kind": kind, "causes": [{"reason": "FieldValueInvalid", "field": "metadata.name"}]}),
-                );
-            }
-            if namespaced {
-                match store
-                    .objects
-                    .get(&("namespaces".into(), String::new(), target.namespace.clone()))
-                {
-                    None => return not_found("namespaces", &target.namespace),
-                    Some(_) if store.terminating.contains_key(&target.namespace) => {
-                        return status(
-                            403,
-                            "Forbidden",
-                            format!(
-                                "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
-                                target.resource, target.namespace
-                            ),
-                            json!({"name": name, "kind": target.resource, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {} is being terminated", target.namespace), "field": "metadata.namespace"}]}),
-                        );
-                    }
-                    Some(_) => {}
-                }
-            }
-            if store.objects.contains_key(&key(&name)) {
-                return status(
-                    409,
-                    "AlreadyExists",
-                    format!("{} \"{name}\" already exists", target.resource),
-                    json!({"name": name, "kind": target.resource}),
-                );
-            }
-            store.version += 1;
-            let meta = &mut object["metadata"];
-            meta["resourceVersion"] = json!(store.version.to_string());
-            meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
-            meta["creationTimestamp"] = json!(timestamp(SystemTime::now()));
-            if namespaced {
-                meta["namespace"] = json!(target.namespace);
-            }
-            object["apiVersion"] = json!(api_version);
-            object["kind"] = json!(kind);
-            match target.resource.as_str() {
-                "namespaces" => object["status"] = json!({"phase": "Active"}),
-                "pods" => {
-                    object["status"] =
-                        json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]});
-                    store.pods.insert(
-                        (target.namespace.clone(), name.clone()),
-                        Pod {
-                            created: Instant::now(),
-                            outcome: behaviour.pod_outcome,
-                            deleted: None,
-                            shown: "Pending",
-                        },
-                    );
-                    add_event(
-                        &mut store,
-                        &target.namespace,
-                        &name,
-                        "Normal",
-                        "Scheduled",
-                        format!("Successfully assigned {}/{name} to node-1", target.namespace),
-                    );
-                }
-                _ => {}
-            }
-            store.objects.insert(key(&name), object.clone());
-            object_response(StatusCode::CREATED, &object)
+            create(&mut store, &target, &behaviour, object)
         }
         (Method::PUT, Some(name)) => {
             let Ok(mut object) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "the body is not a JSON object".into(), json!({}));
             };
-            let Some(current) = store.objects.get(&key(&name)).cloned() else {
+            let Some(current) = store.objects.get(&key(&target, &name)).cloned() else {
                 return not_found(&target.resource, &name);
             };
             if let Some(sent) = object.pointer("/metadata/resourceVersion").and_then(Value::as_str)
@@ -589,7 +545,7 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             if target.resource == "pods" || target.resource == "namespaces" {
                 object["status"] = current["status"].clone();
             }
-            store.objects.insert(key(&name), object.clone());
+            store.objects.insert(key(&target, &name), object.clone());
             object_response(StatusCode::OK, &object)
         }
         (Method::PATCH, Some(name)) => {
@@ -597,12 +553,13 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            if !content_type.starts_with("application/merge-patch+json") {
+            let apply = content_type.starts_with("application/apply-patch+yaml");
+            if !apply && !content_type.starts_with("application/merge-patch+json") {
                 return status(
                     415,
                     "UnsupportedMediaType",
                     format!(
-                        "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json (got {content_type})"
+                        "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/apply-patch+yaml (got {content_type})"
                     ),
                     json!({}),
                 );
@@ -610,7 +567,10 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             let Ok(patch) = serde_json::from_slice::<Value>(&body) else {
                 return status(400, "BadRequest", "the body is not JSON".into(), json!({}));
             };
-            let Some(mut object) = store.objects.get(&key(&name)).cloned() else {
+            if apply {
+                return server_side_apply(&mut store, &target, &behaviour, &query, &name, patch);
+            }
+            let Some(mut object) = store.objects.get(&key(&target, &name)).cloned() else {
                 return not_found(&target.resource, &name);
             };
             if let Some(sent) = patch.pointer("/metadata/resourceVersion").and_then(Value::as_str)
@@ -621,11 +581,11 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             merge(&mut object, &patch);
             store.version += 1;
             object["metadata"]["resourceVersion"] = json!(store.version.to_string());
-            store.objects.insert(key(&name), object.clone());
+            store.objects.insert(key(&target, &name), object.clone());
             object_response(StatusCode::OK, &object)
         }
         (Method::DELETE, Some(name)) => {
-            let Some(mut object) = store.objects.get(&key(&name)).cloned() else {
+            let Some(mut object) = store.objects.get(&key(&target, &name)).cloned() else {
                 return not_found(&target.resource, &name);
             };
             match target.resource.as_str() {
@@ -645,7 +605,7 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                     object["metadata"]["deletionTimestamp"] = json!(timestamp(SystemTime::now()));
                     object["metadata"]["resourceVersion"] = json!(store.version.to_string());
                     object["status"] = json!({"phase": "Terminating"});
-                    store.objects.insert(key(&name), object.clone());
+                    store.objects.insert(key(&target, &name), object.clone());
                     object_response(StatusCode::OK, &object)
                 }
                 "pods" => {
@@ -659,7 +619,7 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                         object["metadata"]["deletionTimestamp"] = json!(timestamp(SystemTime::now()));
                     }
                     object["metadata"]["resourceVersion"] = json!(store.version.to_string());
-                    store.objects.insert(key(&name), object.clone());
+                    store.objects.insert(key(&target, &name), object.clone());
                     add_event(
                         &mut store,
                         &target.namespace,
@@ -671,7 +631,7 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
                     object_response(StatusCode::OK, &object)
                 }
                 _ => {
-                    store.objects.remove(&key(&name));
+                    store.objects.remove(&key(&target, &name));
                     status_success(&target.resource, &name)
                 }
             }
@@ -683,6 +643,146 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             json!({}),
         ),
     }
+}
+
+/// Server-side apply (`application/apply-patch+yaml`): a `fieldManager` is required, the body
+/// names the object of the URL; an absent object is created (201), a present one takes the
+/// applied fields (maps merge, lists replace) and keeps its `resourceVersion` when nothing
+/// changed.
+fn server_side_apply(
+    store: &mut Store,
+    target: &Target,
+    behaviour: &Behaviour,
+    query: &HashMap<String, String>,
+    name: &str,
+    applied: Value,
+) -> Response {
+    if query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+        return status(
+            422,
+            "Invalid",
+            "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"
+                .into(),
+            json!({"group": "meta.k8s.io", "kind": "PatchOptions", "causes": [{"reason": "FieldValueRequired", "field": "fieldManager"}]}),
+        );
+    }
+    let named = applied.pointer("/metadata/name").and_then(Value::as_str);
+    if named != Some(name) {
+        return status(
+            400,
+            "BadRequest",
+            format!(
+                "the name of the object ({}) does not match the name on the URL ({name})",
+                named.unwrap_or_default()
+            ),
+            json!({}),
+        );
+    }
+    let Some(current) = store.objects.get(&key(target, name)).cloned() else {
+        return create(store, target, behaviour, applied);
+    };
+    let mut object = current.clone();
+    merge(&mut object, &applied);
+    if object != current {
+        store.version += 1;
+        object["metadata"]["resourceVersion"] = json!(store.version.to_string());
+        store.objects.insert(key(target, name), object.clone());
+    }
+    object_response(StatusCode::OK, &object)
+}
+
+/// Creates `object` as `POST` does (and an apply of an absent object): the name checked, the
+/// namespace present and not terminating, no object of that name yet.
+fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, mut object: Value) -> Response {
+    let (api_version, kind, namespaced) = kind_of(&target.resource).expect("served resources only");
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let valid = if target.resource == "namespaces" {
+        is_dns_label(&name)
+    } else {
+        is_dns_subdomain(&name)
+    };
+    if !valid {
+        return status(
+            422,
+            "Invalid",
+            format!(
+                "{kind} \"{name}\" is invalid: metadata.name: Invalid value: \"{name}\": a lowercase RFC 1123 name must consist of lower case alphanumeric characters, '-' or '.'"
+            ),
+            json!({"name": name, "kind": kind, "causes": [{"reason": "FieldValueInvalid", "field": "metadata.name"}]}),
+        );
+    }
+    if namespaced {
+        match store
+            .objects
+            .get(&("namespaces".into(), String::new(), target.namespace.clone()))
+        {
+            None => return not_found("namespaces", &target.namespace),
+            Some(_) if store.terminating.contains_key(&target.namespace) => {
+                return status(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                        target.resource, target.namespace
+                    ),
+                    json!({"name": name, "kind": target.resource, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {} is being terminated", target.namespace), "field": "metadata.namespace"}]}),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    if store.objects.contains_key(&key(target, &name)) {
+        return status(
+            409,
+            "AlreadyExists",
+            format!("{} \"{name}\" already exists", target.resource),
+            json!({"name": name, "kind": target.resource}),
+        );
+    }
+    store.version += 1;
+    let meta = &mut object["metadata"];
+    meta["resourceVersion"] = json!(store.version.to_string());
+    meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
+    meta["creationTimestamp"] = json!(timestamp(SystemTime::now()));
+    if namespaced {
+        meta["namespace"] = json!(target.namespace);
+    }
+    object["apiVersion"] = json!(api_version);
+    object["kind"] = json!(kind);
+    match target.resource.as_str() {
+        "namespaces" => object["status"] = json!({"phase": "Active"}),
+        "pods" => {
+            object["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]});
+            store.pods.insert(
+                (target.namespace.clone(), name.clone()),
+                Pod {
+                    created: Instant::now(),
+                    outcome: behaviour.pod_outcome,
+                    deleted: None,
+                    shown: "Pending",
+                },
+            );
+            add_event(
+                store,
+                &target.namespace,
+                &name,
+                "Normal",
+                "Scheduled",
+                format!("Successfully assigned {}/{name} to node-1", target.namespace),
+            );
+        }
+        _ => {}
+    }
+    store.objects.insert(key(target, &name), object.clone());
+    object_response(StatusCode::CREATED, &object)
+}
+
+fn key(target: &Target, name: &str) -> (String, String, String) {
+    (target.resource.clone(), target.namespace.clone(), name.to_owned())
 }
 
 fn status_success(resource: &str, name: &str) -> Response {
@@ -720,12 +820,36 @@ fn dropped_connection() -> Response {
     Response::builder().status(200).body(Body::from_stream(stream)).unwrap()
 }
 
-fn check_token(shared: &Shared, headers: &HeaderMap) -> Result<(), String> {
-    let token = headers
+/// 403 as RBAC answers it: the caller may not use `verb` on the target.
+fn forbidden(target: &Target, verb: &str) -> Response {
+    let message = format!(
+        "{} is forbidden: User \"rexec-lambda\" cannot {verb} resource \"{}\" in API group \"{}\"{}",
+        target.resource,
+        target.resource,
+        target.group,
+        if target.namespace.is_empty() {
+            String::new()
+        } else {
+            format!(" in the namespace \"{}\"", target.namespace)
+        }
+    );
+    status(
+        403,
+        "Forbidden",
+        message,
+        json!({"kind": target.resource, "group": target.group}),
+    )
+}
+
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+fn check_token(shared: &Shared, token: &str) -> Result<(), String> {
     match &*shared.token.lock().unwrap() {
         TokenCheck::Any => Ok(()),
         TokenCheck::Exact(expected) if token == expected => Ok(()),

@@ -1,89 +1,185 @@
-//! The ClusterRole of deploy/k8s grants exactly what the code uses: every operation of the
-//! functions runs against the Kubernetes stand-in, which records each (group, resource, verb).
+//! Each function's Kubernetes role in deploy/k8s/rbac.yaml grants exactly what its code uses,
+//! and nothing another function needs: every function runs against the Kubernetes stand-in with
+//! those rules enforced, under the bearer token of its own group.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rexec_shared::broker::BrokerDirectory;
 use rexec_shared::cluster::Cluster;
+use rexec_shared::config::Vars;
 use rexec_shared::identity::Identity;
 use rexec_shared::requirements::RequirementsPolicy;
-use rexec_shared::spawner::Spawner;
+use rexec_shared::spawner::{Spawner, Terminated};
+use rexec_tests::kube_stand_in::{Grant, Permission};
 use rexec_tests::stack::Stack;
 use serde_norway::Value;
 
-fn cluster_role_rules() -> BTreeSet<(String, String, String)> {
+/// The grants of each Kubernetes group, from the roles and bindings of deploy/k8s/rbac.yaml.
+fn grants_by_group() -> BTreeMap<String, Vec<Grant>> {
     let path = format!("{}/../deploy/k8s/rbac.yaml", env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(path).unwrap();
-    let mut granted = BTreeSet::new();
-    for document in serde_norway::Deserializer::from_str(&text) {
-        let doc: Value = serde::Deserialize::deserialize(document).unwrap();
-        if doc["kind"].as_str() != Some("ClusterRole") {
-            continue;
-        }
+    let docs: Vec<Value> = serde_norway::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .collect();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_sequence()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut roles: HashMap<(String, String), Vec<Permission>> = HashMap::new();
+    for doc in docs
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRole" | "Role")))
+    {
+        let mut permissions = Vec::new();
         for rule in doc["rules"].as_sequence().unwrap() {
-            let list = |key: &str| -> Vec<String> {
-                rule[key]
-                    .as_sequence()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap().to_owned())
-                    .collect()
-            };
-            for group in list("apiGroups") {
-                for resource in list("resources") {
-                    for verb in list("verbs") {
-                        granted.insert((group.clone(), resource.clone(), verb));
+            for group in strings(&rule["apiGroups"]) {
+                for resource in strings(&rule["resources"]) {
+                    for verb in strings(&rule["verbs"]) {
+                        permissions.push((group.clone(), resource.clone(), verb));
                     }
                 }
             }
         }
+        let key = (
+            doc["kind"].as_str().unwrap().to_owned(),
+            doc["metadata"]["name"].as_str().unwrap().to_owned(),
+        );
+        roles.insert(key, permissions);
     }
-    granted
+    let mut grants: BTreeMap<String, Vec<Grant>> = BTreeMap::new();
+    for binding in docs
+        .iter()
+        .filter(|d| matches!(d["kind"].as_str(), Some("ClusterRoleBinding" | "RoleBinding")))
+    {
+        let role = (
+            binding["roleRef"]["kind"].as_str().unwrap().to_owned(),
+            binding["roleRef"]["name"].as_str().unwrap().to_owned(),
+        );
+        let namespace = binding["metadata"]["namespace"].as_str().map(str::to_owned);
+        for subject in binding["subjects"].as_sequence().unwrap() {
+            assert_eq!(
+                subject["kind"].as_str(),
+                Some("Group"),
+                "roles are bound to groups only"
+            );
+            grants
+                .entry(subject["name"].as_str().unwrap().to_owned())
+                .or_default()
+                .extend(roles[&role].iter().map(|permission| Grant {
+                    permission: permission.clone(),
+                    namespace: namespace.clone(),
+                }));
+        }
+    }
+    grants
 }
 
-#[tokio::test]
-async fn the_cluster_role_grants_exactly_what_the_functions_use() {
-    let stack = Stack::start().await;
-    let vars = stack.vars(&[]);
-    let spawner = Spawner::from_vars(&vars).unwrap();
-    let policy = RequirementsPolicy::from_vars(&vars).unwrap();
-    let who = Identity {
-        sub: "u-1".into(),
-        username: "u".into(),
+fn token(group: &str) -> String {
+    format!("{group}-token")
+}
+
+fn caller(sub: &str) -> Identity {
+    Identity {
+        sub: sub.into(),
+        username: sub.into(),
         roles: vec![],
         groups: vec![],
         client: None,
         expires_at: None,
-    };
+    }
+}
 
-    spawner
-        .spawn(&who, &policy.check(&["python==3.11"]).unwrap(), false)
-        .await
-        .unwrap();
-    spawner
-        .spawn(&who, &policy.check(&["python==3.11"]).unwrap(), false)
-        .await
-        .unwrap();
-    spawner
-        .spawn(&who, &policy.check(&["python==3.11", "numpy"]).unwrap(), true)
-        .await
-        .unwrap();
-    spawner.describe(&who).await.unwrap().unwrap();
-    spawner.terminate(&who).await.unwrap();
-    stack.add_broker_service("NodePort");
-    BrokerDirectory::from_vars(&vars)
-        .unwrap()
-        .endpoint(&Cluster::from_vars(&vars).unwrap())
-        .await
-        .unwrap();
-
-    let used = stack.cluster.permissions_used();
-    let granted = cluster_role_rules();
+#[tokio::test]
+async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
+    let stack = Stack::start().await;
+    let grants = grants_by_group();
     assert_eq!(
-        used,
-        granted,
-        "used but not granted: {:?}; granted but unused: {:?}",
-        used.difference(&granted).collect::<Vec<_>>(),
-        granted.difference(&used).collect::<Vec<_>>()
+        grants.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "rexec-lambda-broker",
+            "rexec-lambda-delete",
+            "rexec-lambda-read",
+            "rexec-lambda-spawn"
+        ]
+    );
+    stack.cluster.enforce_rbac(
+        grants
+            .iter()
+            .map(|(group, rules)| (token(group), rules.clone()))
+            .collect(),
+    );
+    let kubeconfigs: BTreeMap<&str, String> = grants
+        .keys()
+        .map(|group| {
+            let path = stack.cluster.write_kubeconfig(&token(group));
+            (group.as_str(), path.to_str().unwrap().to_owned())
+        })
+        .collect();
+    let vars = |group: &str| -> Vars { stack.vars(&[("KUBECONFIG", kubeconfigs[group].as_str())]) };
+    let policy = RequirementsPolicy::from_vars(&vars("rexec-lambda-spawn")).unwrap();
+    let who = caller("u-1");
+
+    // spawn-server: create, reuse, replace.
+    let spawn = Spawner::from_vars(&vars("rexec-lambda-spawn")).unwrap();
+    for (lines, force) in [
+        (&["python==3.11"][..], false),
+        (&["python==3.11"], false),
+        (&["python==3.11", "numpy"], true),
+    ] {
+        spawn.spawn(&who, &policy.check(lines).unwrap(), force).await.unwrap();
+    }
+    // get-server
+    let read = Spawner::from_vars(&vars("rexec-lambda-read")).unwrap();
+    read.describe(&who).await.unwrap().expect("a server");
+    // get-broker-config
+    stack.add_broker_service("LoadBalancer");
+    let broker_vars = vars("rexec-lambda-broker");
+    BrokerDirectory::from_vars(&broker_vars)
+        .unwrap()
+        .endpoint(&Cluster::from_vars(&broker_vars).unwrap())
+        .await
+        .unwrap();
+    // delete-server
+    let delete = Spawner::from_vars(&vars("rexec-lambda-delete")).unwrap();
+    assert_eq!(delete.terminate(&who).await.unwrap(), Terminated::Deleted);
+
+    for (group, rules) in &grants {
+        let used = stack.cluster.permissions_used_by(&token(group));
+        let granted: BTreeSet<Permission> = rules.iter().map(|g| g.permission.clone()).collect();
+        assert_eq!(
+            used,
+            granted,
+            "{group}: used but not granted: {:?}; granted but unused: {:?}",
+            used.difference(&granted).collect::<Vec<_>>(),
+            granted.difference(&used).collect::<Vec<_>>()
+        );
+    }
+
+    // The read-only functions cannot write; deleting cannot create; none reads another's Services.
+    let other = caller("u-2");
+    let reqs = policy.check(&["python==3.11"]).unwrap();
+    for group in ["rexec-lambda-read", "rexec-lambda-broker", "rexec-lambda-delete"] {
+        let err = Spawner::from_vars(&vars(group))
+            .unwrap()
+            .spawn(&other, &reqs, false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status.as_u16(), 500, "{group} cannot spawn");
+    }
+    spawn.spawn(&other, &reqs, false).await.unwrap();
+    for group in ["rexec-lambda-read", "rexec-lambda-spawn", "rexec-lambda-broker"] {
+        let err = Spawner::from_vars(&vars(group)).unwrap().terminate(&other).await;
+        assert!(err.is_err(), "{group} cannot terminate");
+    }
+    assert!(
+        stack
+            .cluster
+            .get("namespaces", "", &spawn.owner(&other).namespace)
+            .unwrap()["metadata"]
+            .get("deletionTimestamp")
+            .is_none()
     );
 }

@@ -280,7 +280,7 @@ async fn an_rbac_refusal_is_500_and_the_log_names_the_missing_permission() {
     let api = Api::new(&stack);
     stack
         .cluster
-        .inject(Some("POST"), Some("networkpolicies"), Fault::Forbidden, None);
+        .inject(Some("PATCH"), Some("networkpolicies"), Fault::Forbidden, None);
     let (logs, _guard) = CapturedLogs::start();
     let resp = api
         .spawn(with_token("spawn-server", &stack.identity.issue("alice", None)))
@@ -299,7 +299,7 @@ async fn an_rbac_refusal_is_500_and_the_log_names_the_missing_permission() {
         .expect("an error line");
     let permission = line["permission"].as_str().unwrap();
     assert!(
-        permission.contains("cannot create resource \"networkpolicies\" in API group \"networking.k8s.io\""),
+        permission.contains("cannot patch resource \"networkpolicies\" in API group \"networking.k8s.io\""),
         "{permission}"
     );
 }
@@ -341,8 +341,13 @@ async fn broker_config_from_settings_or_the_service() {
     assert_eq!(body["broker_external_url"], "broker-123.elb.example.com:5559");
 
     stack.add_broker_service("NodePort");
-    let body = json_body(&broker_config(&stack, &[], Some(&token)).await);
-    assert_eq!(body["broker_external_url"], "203.0.113.11:30559");
+    let resp = broker_config(&stack, &[], Some(&token)).await;
+    assert_eq!(
+        resp.status(),
+        503,
+        "a node port names no address: REXEC_BROKER_EXTERNAL_HOST is needed"
+    );
+    assert_eq!(stack.cluster.count("GET", "nodes"), 0, "nodes are never read");
 }
 
 #[tokio::test]

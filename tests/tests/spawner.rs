@@ -74,7 +74,12 @@ async fn a_first_spawn_creates_the_namespace_its_guard_rails_the_claim_and_the_p
     let ns = s.cluster.get("namespaces", "", NS).unwrap();
     assert_eq!(ns["metadata"]["labels"]["app.kubernetes.io/managed-by"], "rexec-lambda");
     assert_eq!(ns["metadata"]["annotations"]["rexec.ndp.io/sub"], "u-1");
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
     assert!(s.cluster.get("resourcequotas", NS, "rexec-quota").is_some());
+    assert!(s.cluster.get("limitranges", NS, "rexec-limits").is_some());
     assert!(s.cluster.get("networkpolicies", NS, "rexec-egress").is_some());
     let claim = s.cluster.get("configmaps", NS, "rexec-server").unwrap();
     assert_eq!(claim["data"]["requirements.txt"], "numpy>=1.26\n");
@@ -395,5 +400,81 @@ async fn a_namespace_not_ours_is_never_touched() {
         s.cluster.get("namespaces", "", NS).unwrap()["metadata"]
             .get("deletionTimestamp")
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_recorded_for_another_owner_is_never_touched() {
+    let s = setup().await;
+    s.cluster.put(
+        "namespaces",
+        json!({"metadata": {"name": NS, "labels": {"app.kubernetes.io/managed-by": "rexec-lambda"},
+            "annotations": {"rexec.ndp.io/sub": "someone-else"}}, "status": {"phase": "Active"}}),
+    );
+    let who = caller("u-1");
+    let err = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap_err();
+    assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
+    assert_eq!(s.spawner.describe(&who).await.unwrap_err().code, "namespace_taken");
+    assert_eq!(s.spawner.terminate(&who).await.unwrap_err().code, "namespace_taken");
+    assert_eq!(
+        s.cluster.count("POST", "configmaps") + s.cluster.count("GET", "configmaps"),
+        0
+    );
+    assert!(
+        s.cluster.get("namespaces", "", NS).unwrap()["metadata"]
+            .get("deletionTimestamp")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn every_spawn_brings_the_guard_rails_of_an_older_release_up_to_date() {
+    let s = setup().await;
+    let who = caller("u-1");
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    // What an older release left: a namespace without Pod Security labels, an open policy, a
+    // quota without storage, no LimitRange.
+    s.cluster.put(
+        "namespaces",
+        json!({"metadata": {"name": NS, "labels": {"app.kubernetes.io/managed-by": "rexec-lambda"},
+            "annotations": {"rexec.ndp.io/sub": "u-1"}}, "status": {"phase": "Active"}}),
+    );
+    s.cluster.put(
+        "networkpolicies",
+        json!({"metadata": {"name": "rexec-egress", "namespace": NS}, "spec": {"podSelector": {}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}}]}]}}),
+    );
+    s.cluster.put(
+        "resourcequotas",
+        json!({"metadata": {"name": "rexec-quota", "namespace": NS}, "spec": {"hard": {"pods": "2"}}}),
+    );
+    let (outcome, _) = s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    assert_eq!(outcome, Spawned::Reused);
+    let ns = s.cluster.get("namespaces", "", NS).unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let policy = s.cluster.get("networkpolicies", NS, "rexec-egress").unwrap();
+    let except = &policy["spec"]["egress"][2]["to"][0]["ipBlock"]["except"];
+    assert!(except.as_array().unwrap().contains(&json!("10.0.0.0/8")), "{policy}");
+    let quota = s.cluster.get("resourcequotas", NS, "rexec-quota").unwrap();
+    assert_eq!(quota["spec"]["hard"]["limits.ephemeral-storage"], "16Gi");
+    assert!(s.cluster.get("limitranges", NS, "rexec-limits").is_some());
+
+    let version = |resource: &str, name: &str| {
+        let ns = if resource == "namespaces" { "" } else { NS };
+        s.cluster.get(resource, ns, name).unwrap()["metadata"]["resourceVersion"].clone()
+    };
+    let before = version("networkpolicies", "rexec-egress");
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    assert_eq!(
+        version("networkpolicies", "rexec-egress"),
+        before,
+        "an unchanged object is not rewritten"
     );
 }
