@@ -1,0 +1,146 @@
+"""The admission policies of deploy/k8s/admission-policy.yaml, evaluated with a CEL
+implementation nobody here wrote (cel-python) as the API server evaluates them: against the
+objects the functions really write (a spawn through the local stack, read back from the
+Kubernetes stand-in) they admit, against hostile variants they deny, and requests from other
+groups are not theirs to judge."""
+
+import copy
+from pathlib import Path
+
+import celpy
+import pytest
+import requests
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICIES = {
+    doc["metadata"]["name"]: doc["spec"]
+    for doc in yaml.safe_load_all((ROOT / "deploy/k8s/admission-policy.yaml").read_text())
+    if doc["kind"] == "ValidatingAdmissionPolicy"
+}
+OURS = {"username": "arn:aws:sts::1:assumed-role/spawn", "groups": ["rexec-lambda-spawn", "system:authenticated"]}
+SOMEONE_ELSE = {"username": "admin", "groups": ["system:masters"]}
+
+env = celpy.Environment()
+
+
+def evaluate(expression: str, activation: dict):
+    return env.program(env.compile(expression)).evaluate(activation)
+
+
+def admitted(policy: str, operation: str, obj=None, old=None, namespace=None, user=OURS) -> bool:
+    """Whether the policy admits the request, as the API server decides: a matchCondition that is
+    false skips the policy; a validation that is false or fails to evaluate denies."""
+    spec = POLICIES[policy]
+    rules = spec["matchConstraints"]["resourceRules"]
+    assert any(operation in r["operations"] for r in rules), f"{policy} does not see {operation}"
+    activation = {
+        "request": celpy.json_to_cel({"operation": operation, "userInfo": user}),
+        "object": celpy.json_to_cel(obj),
+        "oldObject": celpy.json_to_cel(old),
+        "namespaceObject": celpy.json_to_cel(namespace),
+    }
+    for condition in spec.get("matchConditions", []):
+        if not evaluate(condition["expression"], activation):
+            return True
+    variables = {}
+    for variable in spec.get("variables", []):
+        activation["variables"] = celpy.json_to_cel(variables)
+        value = evaluate(variable["expression"], activation)
+        variables[variable["name"]] = value
+    activation["variables"] = celpy.celtypes.MapType({celpy.celtypes.StringType(k): v for k, v in variables.items()})
+    for validation in spec["validations"]:
+        try:
+            if not evaluate(validation["expression"], activation):
+                return False
+        except celpy.CELEvalError:
+            return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def written(api, identity, cluster):
+    """The namespace, pod and guard rails the functions wrote for a spawn of bob's."""
+    token = identity.token("bob")
+    resp = requests.post(
+        f"{api.rexec}/spawn",
+        data={"requirments": ["python==3.11", "six"], "token": token},
+        timeout=60,
+    )
+    assert resp.status_code in (200, 201), resp.text
+    ns = resp.json()["server"]["namespace"]
+    pod = resp.json()["server"]["name"]
+    get = lambda path: requests.get(f"{cluster['url']}{path}", timeout=10).json()  # noqa: E731
+    objects = {
+        "namespace": get(f"/api/v1/namespaces/{ns}"),
+        "pod": get(f"/api/v1/namespaces/{ns}/pods/{pod}"),
+        "configmap": get(f"/api/v1/namespaces/{ns}/configmaps/rexec-server"),
+        "networkpolicy": get(f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/rexec-egress"),
+    }
+    yield objects
+    requests.delete(f"{api.rexec}/terminate", data={"token": token}, timeout=60)
+
+
+def test_what_the_functions_write_is_admitted(written):
+    ns, pod = written["namespace"], written["pod"]
+    assert admitted("rexec-lambda-namespaces", "CREATE", obj=ns)
+    assert admitted("rexec-lambda-namespaces", "UPDATE", obj=ns, old=ns)
+    assert admitted("rexec-lambda-namespaces", "DELETE", old=ns)
+    assert admitted("rexec-lambda-pods", "CREATE", obj=pod)
+    for kind in ("pod", "configmap", "networkpolicy"):
+        assert admitted("rexec-lambda-namespaced-writes", "CREATE", obj=written[kind], namespace=ns), kind
+    assert admitted("rexec-lambda-namespaced-writes", "DELETE", old=pod, namespace=ns)
+
+
+def test_namespaces_not_ours_are_never_touched(written):
+    ns = written["namespace"]
+    foreign = {"metadata": {"name": "team-a", "labels": {"team": "a"}}}
+    unlabelled = copy.deepcopy(ns)
+    del unlabelled["metadata"]["labels"]["app.kubernetes.io/managed-by"]
+    no_owner = copy.deepcopy(ns)
+    del no_owner["metadata"]["annotations"]
+    new_owner = copy.deepcopy(ns)
+    new_owner["metadata"]["annotations"]["rexec.ndp.io/sub"] = "mallory"
+    assert not admitted("rexec-lambda-namespaces", "CREATE", obj=unlabelled)
+    assert not admitted("rexec-lambda-namespaces", "CREATE", obj=no_owner)
+    assert not admitted("rexec-lambda-namespaces", "DELETE", old=foreign)
+    hijacked = copy.deepcopy(foreign)
+    hijacked["metadata"]["labels"] = ns["metadata"]["labels"]
+    hijacked["metadata"]["annotations"] = ns["metadata"]["annotations"]
+    assert not admitted("rexec-lambda-namespaces", "UPDATE", obj=hijacked, old=foreign), "no labelling a foreign one"
+    assert not admitted("rexec-lambda-namespaces", "UPDATE", obj=unlabelled, old=ns), "the label cannot be removed"
+    assert not admitted("rexec-lambda-namespaces", "UPDATE", obj=new_owner, old=ns), "the owner cannot change"
+    for kind in ("pod", "configmap", "networkpolicy"):
+        assert not admitted("rexec-lambda-namespaced-writes", "CREATE", obj=written[kind], namespace=foreign), kind
+    assert not admitted("rexec-lambda-namespaced-writes", "DELETE", old=written["pod"], namespace=foreign)
+    assert admitted("rexec-lambda-namespaces", "DELETE", old=foreign, user=SOMEONE_ELSE), "other users are not judged"
+
+
+def hostile(pod: dict, change) -> dict:
+    pod = copy.deepcopy(pod)
+    change(pod["spec"])
+    return pod
+
+
+HOSTILE_PODS = {
+    "host network": lambda s: s.update(hostNetwork=True),
+    "host PID": lambda s: s.update(hostPID=True),
+    "host IPC": lambda s: s.update(hostIPC=True),
+    "host path": lambda s: s["volumes"].append({"name": "root", "hostPath": {"path": "/"}}),
+    "privileged": lambda s: s["containers"][0]["securityContext"].update(privileged=True),
+    "privilege escalation": lambda s: s["initContainers"][0]["securityContext"].update(allowPrivilegeEscalation=True),
+    "capabilities kept": lambda s: s["containers"][0]["securityContext"]["capabilities"].update(drop=[]),
+    "capability added": lambda s: s["containers"][0]["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
+    "no security context": lambda s: s["containers"][0].pop("securityContext"),
+    "service-account token": lambda s: s.update(automountServiceAccountToken=True),
+    "token by default": lambda s: s.pop("automountServiceAccountToken"),
+    "ephemeral container": lambda s: s.update(ephemeralContainers=[{"name": "debug", "image": "python:3.11-slim"}]),
+    "host port": lambda s: s["containers"][0].update(ports=[{"containerPort": 22, "hostPort": 22}]),
+    "image outside the allow-list": lambda s: s["containers"][0].update(image="evil.example/miner:latest"),
+    "init image outside the allow-list": lambda s: s["initContainers"][1].update(image="ghcr.io/x/python:3.11"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_PODS))
+def test_pods_not_of_our_shape_are_denied(written, case):
+    assert not admitted("rexec-lambda-pods", "CREATE", obj=hostile(written["pod"], HOSTILE_PODS[case]))
