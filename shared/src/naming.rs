@@ -198,8 +198,9 @@ mod tests {
             #[test]
             fn a_subject_never_takes_the_hashed_slug_of_another(naming in prefix(), a in sub()) {
                 let hashed = naming.slug(&a);
-                prop_assume!(hashed != a);
-                prop_assert_ne!(naming.slug(&hashed), hashed.clone(), "the sub {:?} would take {:?}'s namespace", hashed, a);
+                if hashed != a {
+                    prop_assert_ne!(naming.slug(&hashed), hashed.clone(), "the sub {:?} would take {:?}'s namespace", hashed, a);
+                }
             }
         }
     }

@@ -215,3 +215,54 @@ mod tests {
         assert_eq!(route(&req), "POST /rexec/spawn");
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn request(headers: Vec<(String, Vec<u8>)>, body: Vec<u8>) -> Request {
+        let mut builder = http::Request::builder().method("POST").uri("https://h/rexec/spawn");
+        for (name, value) in headers {
+            if let Ok(value) = HeaderValue::from_bytes(&value) {
+                builder = builder.header(name, value);
+            }
+        }
+        builder.body(Body::Binary(body)).unwrap()
+    }
+
+    fn header() -> impl Strategy<Value = (String, Vec<u8>)> {
+        (
+            prop_oneof![Just("authorization".to_owned()), Just("content-type".to_owned())],
+            prop_oneof![
+                any::<Vec<u8>>(),
+                "(?i)bearer [ -~]{0,40}".prop_map(String::into_bytes),
+                Just(b"application/x-www-form-urlencoded".to_vec()),
+            ],
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_request_gives_a_bearer_token_or_a_401(
+            headers in proptest::collection::vec(header(), 0..3),
+            body in prop_oneof![any::<Vec<u8>>(), "(token=[%A-Za-z0-9+/=._~ -]{0,30}&?){0,3}".prop_map(String::into_bytes)],
+        ) {
+            match token(&request(headers, body)) {
+                Ok(token) => prop_assert!(is_bearer_token(&token), "{:?}", token),
+                Err(err) => prop_assert!(matches!(err.status.as_u16(), 401 | 413 | 400), "{}", err.status),
+            }
+        }
+
+        #[test]
+        fn any_form_body_decodes_or_is_a_400(body in any::<Vec<u8>>()) {
+            let req = request(vec![("content-type".into(), b"application/x-www-form-urlencoded".to_vec())], body);
+            if let Err(err) = form_fields(&req) {
+                prop_assert_eq!(err.status.as_u16(), 400);
+            }
+        }
+    }
+}

@@ -84,8 +84,11 @@ impl RequirementsPolicy {
             if let Some(reason) = unsafe_text(raw) {
                 return Err(refuse(reason));
             }
-            let requirement = Requirement::<Url>::from_str(line)
-                .map_err(|_| refuse("not a valid PEP 508 requirement (name, extras, version, marker)"))?;
+            let invalid = || refuse("not a valid PEP 508 requirement (name, extras, version, marker)");
+            if !starts_with_a_name(line) {
+                return Err(invalid());
+            }
+            let requirement = Requirement::<Url>::from_str(line).map_err(|_| invalid())?;
             let name = requirement.name.to_string();
             if name == "python" {
                 if python.is_some() {
@@ -205,6 +208,17 @@ fn unsafe_text(raw: &str) -> Option<&'static str> {
         return Some("a word starting with - would be read by pip as an option");
     }
     None
+}
+
+/// Whether `line` starts with a PEP 508 distribution name: ASCII letters and digits, with `.`,
+/// `-` and `_` only between them. Checked before the parser sees the line, whose name reader
+/// panics on a name that ends in one of those three followed by more text (`a- ==1`).
+fn starts_with_a_name(line: &str) -> bool {
+    let name = line
+        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        .next()
+        .unwrap_or_default();
+    name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
 #[cfg(test)]
@@ -333,6 +347,10 @@ mod tests {
             "numpy \\",
             "numpy # trailing comment",
             "numpy#egg=x",
+            "I__u_. ",
+            "numpy- >=1",
+            "pkg_[x]",
+            "pkg.;python_version>'3'",
         ] {
             let err = policy().check(&["python==3.11", line]).unwrap_err();
             assert_eq!(err.status, 400, "{line:?}");
@@ -449,5 +467,70 @@ mod tests {
         let p = RequirementsPolicy::from_vars(&Vars::from_pairs([("REXEC_PYTHON_VERSIONS", "3.12")])).unwrap();
         assert!(p.check(&["python==3.11"]).is_err());
         assert!(p.check(&["python==3.12"]).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Lines as a hostile caller writes them: any Unicode, requirement-shaped text with odd
+    /// characters, and the characters the checks single out.
+    fn line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-zA-Z0-9._-]{1,12}(\\[[^\\]]{0,8}\\])?( ?(==|>=|<|~=|@) ?[^\\n]{0,30})?(;[^\\n]{0,30})?",
+            "[ -~]{0,60}",
+            proptest::collection::vec(
+                prop_oneof![
+                    Just("$"),
+                    Just("\\"),
+                    Just("#"),
+                    Just(" -"),
+                    Just("\u{2028}"),
+                    Just("é"),
+                    Just("pkg"),
+                    Just("[x]"),
+                    Just("${HOME}")
+                ],
+                0..8
+            )
+            .prop_map(|parts| parts.concat()),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn any_lines_are_accepted_safely_or_refused_plainly(lines in proptest::collection::vec(line(), 0..6)) {
+            let mut all = vec!["python==3.11".to_owned()];
+            all.extend(lines);
+            for policy in [policy(), RequirementsPolicy { allow_direct_urls: true, ..policy() }] {
+                match policy.check(&all) {
+                    Ok(reqs) => {
+                        prop_assert_eq!(reqs.digest.len(), 64);
+                        for line in reqs.file().lines() {
+                            prop_assert!(line.bytes().all(|b| b == b' ' || b.is_ascii_graphic()), "{:?}", line);
+                            prop_assert!(!line.contains(['$', '\\', '#']), "{:?}", line);
+                            prop_assert!(!line.split(' ').any(|w| w.starts_with('-')), "{:?}", line);
+                        }
+                    }
+                    Err(err) => {
+                        prop_assert!(matches!(err.status.as_u16(), 400 | 413));
+                        prop_assert!(err.detail.is_ascii(), "{}", err.detail);
+                        for line in &all[1..] {
+                            prop_assert!(line.len() < 4 || !err.detail.contains(line.as_str()), "quoted {:?}", line);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn policy() -> RequirementsPolicy {
+        RequirementsPolicy::from_vars(&Vars::default()).unwrap()
     }
 }
