@@ -306,6 +306,13 @@ impl KubeStandIn {
             .cloned()
     }
 
+    /// Every object the cluster holds now.
+    pub fn objects(&self) -> Vec<Value> {
+        let mut store = self.shared.store.lock().unwrap();
+        advance(&mut store, &self.behaviour());
+        store.objects.values().cloned().collect()
+    }
+
     /// Names of the objects of `resource` in `namespace`.
     pub fn names(&self, resource: &str, namespace: &str) -> Vec<String> {
         let mut store = self.shared.store.lock().unwrap();
