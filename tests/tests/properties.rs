@@ -1,0 +1,185 @@
+//! No input breaks a handler: arbitrary Unicode requirement lines, forms, JSON bodies, raw bytes
+//! and headers, with a valid token or without, always get a JSON answer below 500 (a 4xx for
+//! everything that is not a valid request), against the real stand-ins.
+
+use http::header;
+use lambda_http::{Body, Request, Response};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+use rexec_shared::serve::respond;
+use rexec_tests::events::event;
+use rexec_tests::stack::Stack;
+use serde_json::Value;
+
+/// A JSON value of any shape, strings of any Unicode.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<String>().prop_map(Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+            proptest::collection::btree_map(
+                prop_oneof![
+                    Just("requirements".to_owned()),
+                    Just("force_reinstall".to_owned()),
+                    any::<String>()
+                ],
+                inner,
+                0..4
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// A body and its content type: a form of any fields, JSON of any shape, or raw bytes.
+fn body() -> impl Strategy<Value = (Option<&'static str>, Vec<u8>)> {
+    let field = prop_oneof![
+        Just("requirments".to_owned()),
+        Just("requirements".to_owned()),
+        Just("force_reinstall".to_owned()),
+        Just("token".to_owned()),
+        any::<String>(),
+    ];
+    let line = prop_oneof![
+        any::<String>(),
+        Just("python==3.11".to_owned()),
+        "[a-z]{1,8}([<>=!~]=?[0-9.]{1,5})?".prop_map(|s| s),
+        "[ -~]{0,40}",
+    ];
+    let content_type = prop_oneof![
+        Just(Some("application/x-www-form-urlencoded")),
+        Just(Some("application/json")),
+        Just(Some("text/plain")),
+        Just(None),
+    ];
+    prop_oneof![
+        (content_type.clone(), proptest::collection::vec((field, line), 0..8))
+            .prop_map(|(ct, pairs)| (ct, serde_urlencoded::to_string(pairs).unwrap().into_bytes())),
+        (content_type.clone(), json_value()).prop_map(|(ct, v)| (ct, v.to_string().into_bytes())),
+        (content_type.clone(), proptest::collection::vec(any::<String>(), 0..5)).prop_map(|(ct, lines)| {
+            (
+                ct,
+                serde_json::json!({"requirements": lines, "force_reinstall": false})
+                    .to_string()
+                    .into_bytes(),
+            )
+        }),
+        (content_type, any::<Vec<u8>>()),
+    ]
+}
+
+fn request(
+    name: &str,
+    token: Option<&str>,
+    authorization: Option<Vec<u8>>,
+    (content_type, body): (Option<&str>, Vec<u8>),
+) -> Request {
+    let mut req = event(name);
+    req.headers_mut().remove(header::AUTHORIZATION);
+    req.headers_mut().remove(header::CONTENT_TYPE);
+    if let Some(value) = authorization.and_then(|v| http::HeaderValue::from_bytes(&v).ok()) {
+        req.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    let mut body = body;
+    if let Some(token) = token {
+        // The valid token as the published clients send it: a form field after the others.
+        body.extend_from_slice(format!("&token={token}").as_bytes());
+    }
+    if let Some(ct) = content_type {
+        req.headers_mut().insert(header::CONTENT_TYPE, ct.parse().unwrap());
+    }
+    *req.body_mut() = Body::Binary(body);
+    req
+}
+
+fn check(resp: &Response<Body>) -> Result<(), TestCaseError> {
+    prop_assert!(resp.status().as_u16() < 500, "{} {:?}", resp.status(), resp.body());
+    prop_assert_eq!(&resp.headers()[header::CONTENT_TYPE], "application/json");
+    let body: Value = serde_json::from_slice(resp.body().as_ref()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    if resp.status().is_client_error() {
+        prop_assert!(body["detail"].is_string() && body["error"].is_string(), "{}", body);
+    }
+    Ok(())
+}
+
+#[test]
+fn any_request_to_any_handler_gets_a_json_answer_below_500() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stack, (spawn, delete, server, broker, rexec_status)) = runtime.block_on(async {
+        let stack = Stack::start().await;
+        stack.add_broker_service("LoadBalancer");
+        let vars = stack.vars(&[]);
+        let deps = (
+            spawn_server::Deps::from_vars(&vars).unwrap(),
+            delete_server::Deps::from_vars(&vars).unwrap(),
+            get_server::Deps::from_vars(&vars).unwrap(),
+            get_broker_config::Deps::from_vars(&vars).unwrap(),
+            get_rexec_status::Deps::from_vars(&vars).unwrap(),
+        );
+        (stack, deps)
+    });
+    let alice = stack.identity.issue("alice", None);
+    let strategy = (
+        0..6usize,
+        proptest::option::of(Just(())),
+        proptest::option::of(prop_oneof![
+            any::<Vec<u8>>(),
+            "(?i)bearer [ -~]{0,30}".prop_map(String::into_bytes)
+        ]),
+        body(),
+    );
+    let statuses = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let mut runner = TestRunner::new(Config::with_cases(600));
+    runner
+        .run(&strategy, |(route, with_token, authorization, body)| {
+            let token = with_token.map(|()| alice.as_str());
+            let resp = runtime.block_on(async {
+                match route {
+                    0 => {
+                        respond(request("spawn-server", token, authorization, body), |r| {
+                            spawn_server::handler(&spawn, r)
+                        })
+                        .await
+                    }
+                    1 => {
+                        respond(request("delete-server", token, authorization, body), |r| {
+                            delete_server::handler(&delete, r)
+                        })
+                        .await
+                    }
+                    2 => {
+                        respond(request("get-server", token, authorization, body), |r| {
+                            get_server::handler(&server, r)
+                        })
+                        .await
+                    }
+                    3 => {
+                        respond(request("get-broker-config", token, authorization, body), |r| {
+                            get_broker_config::handler(&broker, r)
+                        })
+                        .await
+                    }
+                    4 => {
+                        respond(request("get-rexec-status", token, authorization, body), |r| {
+                            get_rexec_status::handler(&rexec_status, r)
+                        })
+                        .await
+                    }
+                    _ => respond(request("get-health", token, authorization, body), get_health::handler).await,
+                }
+            });
+            statuses.borrow_mut().insert(resp.status().as_u16());
+            check(&resp)
+        })
+        .unwrap();
+    let seen = statuses.into_inner();
+    for status in [200, 400, 401, 415] {
+        assert!(seen.contains(&status), "the inputs reach {status} too: {seen:?}");
+    }
+}
