@@ -8,7 +8,7 @@ OIDC := tests/oidc
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev token test deps lint build
+.PHONY: dev token test deps lint build fuzz
 
 deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(OIDC)/node_modules/.installed
 
@@ -52,4 +52,18 @@ lint: $(TOOLS)/.installed
 	cfn-lint template.yaml
 	$(TOOLS)/bin/python tests/checks/check_routes.py
 	$(TOOLS)/bin/python tests/checks/check_settings.py
-	$(TOOLS)/bin/python tests/checks/check_cluster_roles.py
+	$(TOOLS)/bin/python tests/checks/check_template_security.py
+
+## Fuzz requirement lines, form decoding and token extraction: make fuzz FUZZ_SECONDS=600
+## (default 20 seconds per target). Findings are kept in a temporary directory; a crash leaves
+## its input in fuzz/artifacts/.
+FUZZ_TARGETS := requirement_lines form_decoding token_extraction
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install --quiet --locked cargo-fuzz@0.13.2
+	for target in $(FUZZ_TARGETS); do \
+		found=$$(mktemp -d) && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run --fuzz-dir fuzz --target-dir $(CURDIR)/target/fuzz $$target \
+			$$found fuzz/corpus/$$target -- -max_total_time=$(or $(FUZZ_SECONDS),20) -print_final_stats=1 \
+			|| exit 1; \
+		rm -rf $$found; \
+	done
