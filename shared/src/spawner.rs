@@ -7,6 +7,11 @@
 //! is made. A replacement updates the claim with its `resourceVersion`, so of concurrent
 //! replacements one wins and the others get 409. Spawn answers once the objects are written and
 //! never waits for the pod (API Gateway cuts requests at 30 s).
+//!
+//! Every operation first checks that the caller's namespace is managed by this service and
+//! records the caller as its owner (409 otherwise, never access). Every spawn brings the
+//! namespace's labels and its guard rails to what this release writes (server-side apply), in
+//! parallel with reading the claim.
 
 use std::time::SystemTime;
 
@@ -173,28 +178,26 @@ impl Spawner {
         )?;
         let claim = match existing {
             Some(cm) => cm,
-            None => {
-                match claims
-                    .create(
-                        &PostParams::default(),
-                        &manifests::claim(&owner, &self.settings, reqs, 1),
-                    )
-                    .await
-                {
-                    Ok(cm) => {
-                        let pod = self.create_pod(&client, &owner, reqs, 1).await?;
-                        return Ok((
-                            Spawned::Created,
-                            self.view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[]),
-                        ));
-                    }
-                    Err(err) => match ClusterError::from(err) {
-                        // Another spawn of this caller won the race: decide against what it made.
-                        ClusterError::AlreadyExists => claims.get(CLAIM).await.map_err(ClusterError::from)?,
-                        other => return Err(other.into()),
-                    },
+            None => match claims
+                .create(
+                    &PostParams::default(),
+                    &manifests::claim(&owner, &self.settings, reqs, 1),
+                )
+                .await
+            {
+                Ok(cm) => {
+                    let pod = self.create_pod(&client, &owner, reqs, 1).await?;
+                    return Ok((
+                        Spawned::Created,
+                        self.view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[]),
+                    ));
                 }
-            }
+                Err(err) => match ClusterError::from(err) {
+                    // Another spawn of this caller won the race: decide against what it made.
+                    ClusterError::AlreadyExists => claims.get(CLAIM).await.map_err(ClusterError::from)?,
+                    other => return Err(other.into()),
+                },
+            },
         };
         let current = Claim::read(&claim)?;
         if current.digest == reqs.digest && !force {
