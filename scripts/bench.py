@@ -76,6 +76,7 @@ def main():
         base = f"http://127.0.0.1:{port}"
         env = {
             "AUTH_API_URL": identity["url"],
+            "GROUP_NAMES": "/ndp_ep/ep-dev",
             "KUBECONFIG": cluster["kubeconfig"],
             "REXEC_DEPLOYMENT_API_URL": f"{base}/rexec",
         }
