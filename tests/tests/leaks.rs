@@ -107,6 +107,10 @@ fn request(name: &str, token: Option<&str>, body: Option<(&str, String)>) -> Req
     req
 }
 
+fn form_request(name: &str, pairs: &[(&str, &str)]) -> Request {
+    request(name, None, Some(("application/x-www-form-urlencoded", form(pairs))))
+}
+
 fn text(resp: &Response<Body>) -> String {
     format!(
         "{} {:?} {}",
@@ -153,81 +157,58 @@ fn no_secret_and_no_token_leaves_through_any_route() {
         let mut objects = String::new();
 
         for name in FUNCTIONS {
-            // A good first spawn: the objects written carry no token.
-            let good = form(&[
-                ("requirments", "python==3.11"),
-                ("requirments", "six"),
-                ("token", &alice),
-            ]);
-            answers.extend(
-                functions
-                    .call(
-                        name,
-                        request(name, None, Some(("application/x-www-form-urlencoded", good))),
-                    )
-                    .await,
-            );
-            for token in [alice.as_str(), forged.as_str()] {
-                answers.extend(functions.call(name, request(name, Some(token), None)).await);
-            }
+            // A good first spawn (the objects written carry no token), then the hostile inputs.
+            let mut requests = vec![
+                form_request(
+                    name,
+                    &[
+                        ("requirments", "python==3.11"),
+                        ("requirments", "six"),
+                        ("token", &alice),
+                    ],
+                ),
+                request(name, Some(&alice), None),
+                request(name, Some(&forged), None),
+            ];
             for x in expansions() {
-                answers.extend(functions.call(name, request(name, Some(&x), None)).await);
-                let mut pairs: Vec<(&str, &str)> = vec![
+                requests.push(request(name, Some(&x), None));
+                let lines = hostile_lines(&x);
+                let mut pairs = vec![
                     ("requirments", "python==3.11"),
-                    ("force_reinstall", &x),
+                    ("force_reinstall", x.as_str()),
                     ("token", &alice),
                 ];
-                let lines = hostile_lines(&x);
+                pairs.extend(lines.iter().map(|line| ("requirments", line.as_str())));
+                requests.push(form_request(name, &pairs));
                 for line in &lines {
-                    pairs.push(("requirments", line));
+                    requests.push(form_request(
+                        name,
+                        &[
+                            ("requirments", "python==3.11"),
+                            ("requirments", line),
+                            ("token", &alice),
+                        ],
+                    ));
+                    let json = serde_json::json!({"requirements": ["python==3.11", line], "force_reinstall": x});
+                    requests.push(request(
+                        name,
+                        Some(&alice),
+                        Some(("application/json", json.to_string())),
+                    ));
                 }
-                let body = form(&pairs);
-                answers.extend(
-                    functions
-                        .call(
-                            name,
-                            request(name, None, Some(("application/x-www-form-urlencoded", body))),
-                        )
-                        .await,
-                );
-                for line in &lines {
-                    let body = form(&[
-                        ("requirments", "python==3.11"),
-                        ("requirments", line),
-                        ("token", &alice),
-                    ]);
-                    answers.extend(
-                        functions
-                            .call(
-                                name,
-                                request(name, None, Some(("application/x-www-form-urlencoded", body))),
-                            )
-                            .await,
-                    );
-                    let json =
-                        serde_json::json!({"requirements": ["python==3.11", line], "force_reinstall": x}).to_string();
-                    answers.extend(
-                        functions
-                            .call(name, request(name, Some(&alice), Some(("application/json", json))))
-                            .await,
-                    );
-                }
-                let json = serde_json::json!({"requirements": [x], "token": x, x.clone(): x}).to_string();
-                answers.extend(
-                    functions
-                        .call(name, request(name, Some(&alice), Some(("application/json", json))))
-                        .await,
-                );
+                let json = serde_json::json!({"requirements": [x], "token": x, x.clone(): x});
+                requests.push(request(
+                    name,
+                    Some(&alice),
+                    Some(("application/json", json.to_string())),
+                ));
                 let mut req = request(name, Some(&alice), None);
-                for (h, v) in [
-                    ("host", x.as_str()),
-                    ("x-forwarded-proto", x.as_str()),
-                    ("x-request-id", x.as_str()),
-                ] {
-                    if let Ok(v) = v.parse() {
-                        req.headers_mut().insert(h, v);
-                    }
+                for h in ["host", "x-forwarded-proto", "x-request-id"] {
+                    req.headers_mut().insert(h, x.parse().unwrap());
                 }
+                requests.push(req);
+            }
+            for req in requests {
                 answers.extend(functions.call(name, req).await);
             }
             objects.push_str(&serde_json::to_string(&stack.cluster.objects()).unwrap());
