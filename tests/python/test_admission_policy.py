@@ -70,7 +70,9 @@ def written(api, identity, cluster):
     assert resp.status_code in (200, 201), resp.text
     ns = resp.json()["server"]["namespace"]
     pod = resp.json()["server"]["name"]
-    get = lambda path: requests.get(f"{cluster['url']}{path}", timeout=10).json()  # noqa: E731
+    get = lambda path: requests.get(  # noqa: E731
+        f"{cluster['url']}{path}", headers={"Authorization": "Bearer local"}, timeout=10
+    ).json()
     objects = {
         "namespace": get(f"/api/v1/namespaces/{ns}"),
         "pod": get(f"/api/v1/namespaces/{ns}/pods/{pod}"),

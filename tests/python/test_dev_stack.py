@@ -97,18 +97,21 @@ def test_make_dev_serves_and_stops_cleanly():
 def test_make_dev_uses_the_identity_service_and_cluster_of_the_environment(identity, cluster):
     external = {
         "AUTH_API_URL": identity.url, "AUTH_API_METHOD": "POST", "KUBECONFIG": cluster["kubeconfig"],
-        "GROUP_NAMES": "/ndp_ep/ep-dev",
+        "ENABLE_GROUP_BASED_ACCESS": "false",
     }
     with make_dev(external) as (base, env, marker):
         port = int(env["PORT"])
         assert not answers(port + 1) and not answers(port + 2), "no helpers of its own"
         running = "\n".join(processes_with(marker))
         assert "identity-service" not in running and "kube-stand-in" not in running, running
-        # eve: no group policy is set for this stack, and no other test gives eve a server.
+        # eve: this stack admits every user (ENABLE_GROUP_BASED_ACCESS=false), and no other test
+        # gives eve a server.
         token = identity.token("eve")
         spawned = spawn(base, token)
         assert spawned.status_code == 201, spawned.text
         namespace = spawned.json()["server"]["namespace"]
-        assert requests.get(f"{cluster['url']}/api/v1/namespaces/{namespace}", timeout=10).status_code == 200
+        assert requests.get(
+            f"{cluster['url']}/api/v1/namespaces/{namespace}", headers={"Authorization": "Bearer local"}, timeout=10
+        ).status_code == 200
         terminated = requests.delete(f"{base}/rexec/terminate", data={"token": token}, timeout=120)
         assert terminated.json()["deleted"] is True

@@ -31,6 +31,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -124,6 +125,8 @@ pub struct Grant {
 struct Pod {
     created: Instant,
     outcome: PodOutcome,
+    /// The image of each container, by name, as container statuses report it.
+    images: HashMap<String, String>,
     deleted: Option<Instant>,
     /// The last status written, so each change is written (and announced by an Event) once.
     shown: &'static str,
@@ -595,6 +598,26 @@ async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response 
             let Some(mut object) = store.objects.get(&key(&target, &name)).cloned() else {
                 return not_found(&target.resource, &name);
             };
+            let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            for (field, meta) in [("uid", "UID"), ("resourceVersion", "ResourceVersion")] {
+                let wanted = options
+                    .pointer(&format!("/preconditions/{field}"))
+                    .and_then(Value::as_str);
+                let actual = object["metadata"][field].as_str().unwrap_or_default();
+                if let Some(wanted) = wanted
+                    && wanted != actual
+                {
+                    return status(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: {meta} in precondition: {wanted}, {meta} in object meta: {actual}",
+                            target.resource
+                        ),
+                        json!({"name": name, "kind": target.resource}),
+                    );
+                }
+            }
             match target.resource.as_str() {
                 "namespaces" => {
                     if store.terminating.contains_key(&name) {
@@ -769,6 +792,16 @@ fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, mut object:
                 Pod {
                     created: Instant::now(),
                     outcome: behaviour.pod_outcome,
+                    images: ["initContainers", "containers"]
+                        .iter()
+                        .flat_map(|list| object["spec"][list].as_array().cloned().unwrap_or_default())
+                        .map(|c| {
+                            (
+                                c["name"].as_str().unwrap_or_default().to_owned(),
+                                c["image"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect(),
                     deleted: None,
                     shown: "Pending",
                 },
@@ -1082,7 +1115,8 @@ fn advance(store: &mut Store, behaviour: &Behaviour) {
     let keys: Vec<(String, String)> = store.pods.keys().cloned().collect();
     for (namespace, name) in keys {
         let pod = &store.pods[&(namespace.clone(), name.clone())];
-        let (stage, status, event) = pod_status(pod, now, behaviour);
+        let (stage, mut status, event) = pod_status(pod, now, behaviour);
+        with_images(&mut status, &pod.images);
         if stage == pod.shown {
             continue;
         }
@@ -1095,6 +1129,32 @@ fn advance(store: &mut Store, behaviour: &Behaviour) {
         if let Some(object) = store.objects.get_mut(&("pods".into(), namespace.clone(), name.clone())) {
             object["status"] = status;
             object["metadata"]["resourceVersion"] = json!(version);
+        }
+    }
+}
+
+/// Completes container statuses as a kubelet writes them: each names its `image`, and its
+/// `imageID` once the image was pulled (empty before).
+fn with_images(status: &mut Value, images: &HashMap<String, String>) {
+    for list in ["initContainerStatuses", "containerStatuses"] {
+        for entry in status[list].as_array_mut().into_iter().flatten() {
+            let image = images
+                .get(entry["name"].as_str().unwrap_or_default())
+                .cloned()
+                .unwrap_or_default();
+            let pulled = entry["state"].get("running").is_some()
+                || entry["state"].get("terminated").is_some()
+                || entry.get("lastState").is_some();
+            entry["imageID"] = json!(if pulled {
+                let digest: String = Sha256::digest(image.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("docker.io/library/{image}@sha256:{digest}")
+            } else {
+                String::new()
+            });
+            entry["image"] = json!(image);
         }
     }
 }

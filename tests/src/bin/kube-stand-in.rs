@@ -1,13 +1,14 @@
 //! The Kubernetes stand-in for local runs: `kube-stand-in [PORT] [KUBECONFIG_PATH]`.
 //!
-//! Writes a kubeconfig pointing at it (default: a new file in the temp directory), seeds a
+//! Writes a kubeconfig pointing at it with the bearer token `local`, which every request must
+//! carry (default: a new file in the temp directory), seeds a
 //! broker Service of type LoadBalancer at 127.0.0.1, prints one JSON line
 //! `{"url": ..., "kubeconfig": ...}` once it listens, and serves until stopped. Pods take a
 //! couple of seconds to install and become Ready.
 
 use std::time::Duration;
 
-use rexec_tests::kube_stand_in::{Behaviour, KubeStandIn};
+use rexec_tests::kube_stand_in::{Behaviour, KubeStandIn, TokenCheck};
 use serde_json::json;
 
 #[tokio::main]
@@ -25,6 +26,7 @@ async fn main() {
         }
         None => cluster.write_kubeconfig("local"),
     };
+    cluster.require_token(TokenCheck::Exact("local".into()));
     cluster.set_behaviour(Behaviour {
         install_time: Duration::from_secs(3),
         start_time: Duration::from_secs(1),

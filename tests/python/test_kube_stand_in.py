@@ -1,0 +1,152 @@
+"""The Kubernetes stand-in judged by a client nobody here wrote: the official Python client
+(`kubernetes`) drives every kind and verb the project uses, and the stand-in answers as the API
+conventions say: objects the client can read at every stage, selectors, optimistic concurrency,
+delete preconditions, server-side apply, terminating namespaces, and no access without a token."""
+
+import json
+import time
+import uuid
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+
+@pytest.fixture(scope="module")
+def api(cluster):
+    return config.new_client_from_config(config_file=cluster["kubeconfig"])
+
+
+@pytest.fixture
+def namespace(api):
+    core = client.CoreV1Api(api)
+    name = f"conformance-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "rexec-lambda"}}})
+    yield name
+    try:
+        core.delete_namespace(name)
+    except ApiException:
+        pass
+
+
+def refused(call, *args, **kwargs) -> tuple[int, str]:
+    with pytest.raises(ApiException) as caught:
+        call(*args, **kwargs)
+    return caught.value.status, json.loads(caught.value.body).get("reason", "")
+
+
+def test_requests_without_a_token_are_refused(cluster):
+    anonymous = client.Configuration(host=cluster["url"])
+    assert refused(client.CoreV1Api(client.ApiClient(anonymous)).list_namespace)[0] == 401
+
+
+def test_namespaces_terminate_refuse_content_and_go(api):
+    core = client.CoreV1Api(api)
+    name = f"conformance-{uuid.uuid4().hex[:8]}"
+    created = core.create_namespace({"metadata": {"name": name}})
+    assert created.status.phase == "Active" and created.metadata.uid
+    assert refused(core.create_namespace, {"metadata": {"name": name}}) == (409, "AlreadyExists")
+    assert refused(core.create_namespace, {"metadata": {"name": "Not_A_Label"}}) == (422, "Invalid")
+    applied = core.patch_namespace(
+        name,
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {"a": "b"}}},
+        field_manager="conformance",
+        _content_type="application/apply-patch+yaml",
+    )
+    assert applied.metadata.labels["a"] == "b"
+    wrong = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=str(uuid.uuid4())))
+    assert refused(core.delete_namespace, name, body=wrong) == (409, "Conflict")
+    right = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=created.metadata.uid))
+    core.delete_namespace(name, body=right)
+    assert core.read_namespace(name).status.phase == "Terminating"
+    assert refused(core.create_namespaced_config_map, name, {"metadata": {"name": "x"}})[0] == 403
+    assert refused(core.delete_namespace, name)[0] == 409
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            core.read_namespace(name)
+            time.sleep(0.2)
+        except ApiException as gone:
+            assert gone.status == 404
+            return
+    pytest.fail("the namespace never went")
+
+
+def test_writes_with_a_stale_resource_version_conflict(api, namespace):
+    core = client.CoreV1Api(api)
+    cm = core.create_namespaced_config_map(namespace, {"metadata": {"name": "claim"}, "data": {"a": "1"}})
+    fresh = core.read_namespaced_config_map("claim", namespace)
+    fresh.data = {"a": "2"}
+    replaced = core.replace_namespaced_config_map("claim", namespace, fresh)
+    assert replaced.metadata.resource_version != cm.metadata.resource_version
+    cm.data = {"a": "3"}
+    assert refused(core.replace_namespaced_config_map, "claim", namespace, cm) == (409, "Conflict")
+    assert core.read_namespaced_config_map("claim", namespace).data == {"a": "2"}
+    assert refused(core.read_namespaced_config_map, "missing", namespace) == (404, "NotFound")
+
+
+def test_pods_read_at_every_stage_listed_by_selectors_and_deleted_with_preconditions(api, namespace):
+    core = client.CoreV1Api(api)
+    container = {"name": "server", "image": "python:3.11-slim", "command": ["python", "-c", "pass"]}
+    pod = core.create_namespaced_pod(
+        namespace,
+        {"metadata": {"name": "rexec-server-1", "labels": {"app": "rexec"}},
+         "spec": {"initContainers": [dict(container, name="install")], "containers": [container]}},
+    )
+    phases = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        read = core.read_namespaced_pod("rexec-server-1", namespace)
+        phases.add(read.status.phase)
+        statuses = (read.status.init_container_statuses or []) + (read.status.container_statuses or [])
+        for status in statuses:
+            assert status.image == "python:3.11-slim"
+        if any(c.type == "Ready" and c.status == "True" for c in read.status.conditions or []):
+            break
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"the pod never became Ready: {phases}")
+    assert {"Pending", "Running"} <= phases
+    assert all(s.image_id for s in read.status.container_statuses)
+    assert [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=rexec").items] == ["rexec-server-1"]
+    assert core.list_namespaced_pod(namespace, label_selector="app=other").items == []
+    events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=rexec-server-1").items
+    assert events and all(e.involved_object.name == "rexec-server-1" for e in events)
+    wrong = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=str(uuid.uuid4())))
+    assert refused(core.delete_namespaced_pod, "rexec-server-1", namespace, body=wrong) == (409, "Conflict")
+    assert core.read_namespaced_pod("rexec-server-1", namespace).metadata.deletion_timestamp is None
+    right = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=pod.metadata.uid))
+    core.delete_namespaced_pod("rexec-server-1", namespace, body=right)
+    assert core.read_namespaced_pod("rexec-server-1", namespace).metadata.deletion_timestamp is not None
+
+
+def test_guard_rails_by_server_side_apply(api, namespace):
+    core = client.CoreV1Api(api)
+    networking = client.NetworkingV1Api(api)
+    quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "rexec-quota", "namespace": namespace},
+             "spec": {"hard": {"pods": "2"}}}
+    apply = {"field_manager": "conformance", "_content_type": "application/apply-patch+yaml"}
+    created = core.patch_namespaced_resource_quota("rexec-quota", namespace, quota, **apply)
+    again = core.patch_namespaced_resource_quota("rexec-quota", namespace, quota, **apply)
+    assert again.metadata.resource_version == created.metadata.resource_version, "an unchanged apply writes nothing"
+    quota["spec"]["hard"]["pods"] = "3"
+    assert core.patch_namespaced_resource_quota("rexec-quota", namespace, quota, **apply).spec.hard["pods"] == "3"
+    assert refused(core.patch_namespaced_resource_quota, "rexec-quota", namespace, quota,
+                   _content_type="application/apply-patch+yaml") == (422, "Invalid"), "apply needs a field manager"
+    limits = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "rexec-limits", "namespace": namespace},
+              "spec": {"limits": [{"type": "Container", "max": {"memory": "4Gi"}}]}}
+    core.patch_namespaced_limit_range("rexec-limits", namespace, limits, **apply)
+    assert core.read_namespaced_limit_range("rexec-limits", namespace).spec.limits[0].max["memory"] == "4Gi"
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+              "metadata": {"name": "rexec-egress", "namespace": namespace},
+              "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"], "ingress": [],
+                       "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8"]}}]}]}}
+    networking.patch_namespaced_network_policy("rexec-egress", namespace, policy, **apply)
+    read = networking.read_namespaced_network_policy("rexec-egress", namespace)
+    assert read.spec.egress[0].to[0].ip_block._except == ["10.0.0.0/8"]
+
+
+def test_the_broker_service_is_read(api):
+    service = client.CoreV1Api(api).read_namespaced_service("rexec-broker", "rexec")
+    assert {p.port for p in service.spec.ports} == {5559, 5560}
+    assert service.status.load_balancer.ingress[0].ip == "127.0.0.1"
