@@ -116,6 +116,9 @@ pub enum ClusterError {
     /// The namespace is being deleted: nothing can be created in it until it is gone.
     #[error("namespace terminating")]
     Terminating,
+    /// A ResourceQuota of the namespace refused a creation: its room is taken.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// RBAC refused a call: the function's role lacks a permission.
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -128,26 +131,32 @@ pub enum ClusterError {
 }
 
 impl From<kube::Error> for ClusterError {
+    /// Reads an API server's answer by meaning, with kube's own predicates and the reason text.
     fn from(err: kube::Error) -> Self {
-        match err {
-            kube::Error::Api(status) => {
-                let terminating = status.message.contains("being terminated")
-                    || status
-                        .details
-                        .as_ref()
-                        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
-                match (status.code, status.reason.as_str()) {
-                    (404, _) => Self::NotFound,
-                    (409, "AlreadyExists") => Self::AlreadyExists,
-                    (409, _) => Self::Conflict(status.message),
-                    (403, _) if terminating => Self::Terminating,
-                    (403, _) => Self::Forbidden(status.message),
-                    (401, _) => Self::Unavailable("the cluster refused our credentials".into()),
-                    (429, _) | (500..=599, _) => Self::Unavailable(format!("the API server answered {}", status.code)),
-                    _ => Self::Refused(status.message),
-                }
-            }
-            other => Self::Unavailable(other.to_string()),
+        let kube::Error::Api(status) = err else {
+            return Self::Unavailable(err.to_string());
+        };
+        let terminating = status.message.contains("being terminated")
+            || status
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
+        if status.is_not_found() {
+            Self::NotFound
+        } else if status.is_already_exists() {
+            Self::AlreadyExists
+        } else if status.is_conflict() {
+            Self::Conflict(status.message)
+        } else if status.is_forbidden() && terminating {
+            Self::Terminating
+        } else if status.is_forbidden() && status.message.contains("exceeded quota") {
+            Self::QuotaExceeded(status.message)
+        } else if status.is_forbidden() {
+            Self::Forbidden(status.message)
+        } else if matches!(status.code, 401 | 429 | 500..=599) {
+            Self::Unavailable(format!("the API server answered {}", status.code))
+        } else {
+            Self::Refused(status.message)
         }
     }
 }
@@ -170,6 +179,16 @@ impl From<ClusterError> for ApiError {
                     "Your previous server is still being removed. Try again in a few seconds.",
                 )
             },
+            ClusterError::QuotaExceeded(message) => {
+                tracing::warn!(%message, "the caller's namespace is at its quota");
+                ApiError {
+                    retry_after: Some(Duration::from_secs(10)),
+                    ..ApiError::conflict(
+                        "quota_exceeded",
+                        "Your server's namespace is at its resource quota (a previous server may still be stopping). Try again shortly.",
+                    )
+                }
+            }
             ClusterError::Conflict(_) => ApiError::conflict(
                 "concurrent_change",
                 "Your server was changed by another request at the same time. Try again.",

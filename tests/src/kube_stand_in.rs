@@ -10,6 +10,8 @@
 //! - list with equality-based label selectors and field selectors;
 //! - `PUT` (optimistic concurrency), JSON merge `PATCH` and server-side apply (a field manager
 //!   required; created when absent; unchanged objects keep their `resourceVersion`);
+//! - ResourceQuota object counts (`pods`, `configmaps`, `count/<kind>`): a creation beyond them is
+//!   403 "exceeded quota";
 //! - namespace deletion: the namespace turns `Terminating`, a second delete answers 409, and
 //!   after a delay it is removed with everything in it;
 //! - pods whose status advances with time (init containers, then Running and Ready) or fails
@@ -773,6 +775,9 @@ fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, mut object:
             json!({"name": name, "kind": target.resource}),
         );
     }
+    if let Some(refusal) = quota_refusal(store, target, &name) {
+        return refusal;
+    }
     store.version += 1;
     let meta = &mut object["metadata"];
     meta["resourceVersion"] = json!(store.version.to_string());
@@ -819,6 +824,37 @@ fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, mut object:
     }
     store.objects.insert(key(target, &name), object.clone());
     object_response(StatusCode::CREATED, &object)
+}
+
+/// 403 as the quota admission answers it when a ResourceQuota of the namespace has no room for
+/// one more object of the target's kind (object counts: `pods`, `configmaps`, `count/<kind>`).
+fn quota_refusal(store: &Store, target: &Target, name: &str) -> Option<Response> {
+    let used = store
+        .objects
+        .keys()
+        .filter(|(r, ns, _)| *r == target.resource && *ns == target.namespace)
+        .count();
+    store
+        .objects
+        .iter()
+        .filter(|((r, ns, _), _)| r == "resourcequotas" && *ns == target.namespace)
+        .find_map(|((_, _, quota), object)| {
+            let hard = &object["spec"]["hard"];
+            let (resource, limit) = [target.resource.clone(), format!("count/{}", target.resource)]
+                .into_iter()
+                .find_map(|r| Some((r.clone(), hard[r.as_str()].as_str()?.parse::<usize>().ok()?)))?;
+            (used + 1 > limit).then(|| {
+                status(
+                    403,
+                    "Forbidden",
+                    format!(
+                        "{} \"{name}\" is forbidden: exceeded quota: {quota}, requested: {resource}=1, used: {resource}={used}, limited: {resource}={limit}",
+                        target.resource
+                    ),
+                    json!({"name": name, "kind": target.resource}),
+                )
+            })
+        })
 }
 
 fn key(target: &Target, name: &str) -> (String, String, String) {

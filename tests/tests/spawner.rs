@@ -148,6 +148,14 @@ async fn different_requirements_are_a_conflict_until_forced() {
         "pandas\n"
     );
 
+    // The quota holds two servers: while the first is still stopping, a third waits.
+    let err = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
+        .await
+        .unwrap_err();
+    assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
+    tokio::time::sleep(s.cluster.behaviour().pod_termination * 2).await;
     let (outcome, view) = s
         .spawner
         .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
@@ -155,7 +163,7 @@ async fn different_requirements_are_a_conflict_until_forced() {
         .unwrap();
     assert_eq!(
         (outcome, view.generation),
-        (Spawned::Replaced, 3),
+        (Spawned::Replaced, 4),
         "force replaces even the same requirements"
     );
 }
@@ -477,4 +485,20 @@ async fn every_spawn_brings_the_guard_rails_of_an_older_release_up_to_date() {
         before,
         "an unchanged object is not rewritten"
     );
+}
+
+#[tokio::test]
+async fn a_full_quota_is_a_409_not_a_missing_permission() {
+    let s = setup().await;
+    let who = caller("u-1");
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    s.cluster
+        .put("pods", json!({"metadata": {"name": "stray", "namespace": NS}}));
+    let err = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11", "six"]), true)
+        .await
+        .unwrap_err();
+    assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
+    assert!(err.retry_after.is_some());
 }
