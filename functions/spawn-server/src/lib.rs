@@ -88,7 +88,7 @@ pub struct SpawnAnswer {
         (status = 400, description = "A bad requirement (the line and the reason), no python==X.Y pin, a bad field.", body = ErrorBody),
         (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
         (status = 403, description = "The caller is in no allowed group.", body = ErrorBody),
-        (status = 409, description = "A server with other requirements runs (send force_reinstall=True), or the previous one is still being removed (Retry-After).", body = ErrorBody),
+        (status = 409, description = "A server with other requirements runs (send force_reinstall=True); the previous one is still being removed or the quota has no room yet (Retry-After); a namespace of that name is not yours.", body = ErrorBody),
         (status = 413, description = "Too many requirements, or a body too large.", body = ErrorBody),
         (status = 415, description = "Neither a form nor JSON.", body = ErrorBody),
         (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
