@@ -85,7 +85,7 @@ impl RequirementsPolicy {
                 return Err(refuse(reason));
             }
             let invalid = || refuse("not a valid PEP 508 requirement (name, extras, version, marker)");
-            if !starts_with_a_name(line) {
+            if !names_are_well_formed(line) {
                 return Err(invalid());
             }
             let requirement = Requirement::<Url>::from_str(line).map_err(|_| invalid())?;
@@ -210,15 +210,24 @@ fn unsafe_text(raw: &str) -> Option<&'static str> {
     None
 }
 
-/// Whether `line` starts with a PEP 508 distribution name: ASCII letters and digits, with `.`,
-/// `-` and `_` only between them. Checked before the parser sees the line, whose name reader
-/// panics on a name that ends in one of those three followed by more text (`a- ==1`).
-fn starts_with_a_name(line: &str) -> bool {
-    let name = line
-        .split(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
-        .next()
-        .unwrap_or_default();
-    name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+/// Whether the distribution name that starts `line`, and the extras in brackets after it, are
+/// PEP 508 names: ASCII letters and digits, with `.`, `-` and `_` only between them. Checked
+/// before the parser sees the line, whose name and extra readers panic on a name that ends in
+/// one of those three (`a- ==1`, `pkg[extra-`).
+fn names_are_well_formed(line: &str) -> bool {
+    let is_name_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+    let well_formed = |name: &str| {
+        name.starts_with(|c: char| c.is_ascii_alphanumeric()) && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+    };
+    let name_end = line.find(|c: char| !is_name_char(c)).unwrap_or(line.len());
+    if !well_formed(&line[..name_end]) {
+        return false;
+    }
+    let Some(extras) = line[name_end..].trim_start().strip_prefix('[') else {
+        return true;
+    };
+    let extras = extras.split(']').next().unwrap_or_default();
+    extras.split(|c: char| !is_name_char(c)).filter(|name| !name.is_empty()).all(well_formed)
 }
 
 #[cfg(test)]
@@ -351,6 +360,9 @@ mod tests {
             "numpy- >=1",
             "pkg_[x]",
             "pkg.;python_version>'3'",
+            "pandas[exce2222K-",
+            "pandas[a-, b]",
+            "pandas[ok, b_ ]==1",
         ] {
             let err = policy().check(&["python==3.11", line]).unwrap_err();
             assert_eq!(err.status, 400, "{line:?}");
