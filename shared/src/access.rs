@@ -34,11 +34,15 @@ impl Access {
         &self.policy
     }
 
-    /// The caller, authenticated (401/503) and allowed by the group policy (403). The caller's
-    /// `sub` is recorded on the request's log span.
+    /// The caller of `req`, authenticated (401/503) and allowed by the group policy (403).
     pub async fn caller(&self, req: &Request) -> Result<Identity, ApiError> {
-        let token = request::token(req)?;
-        let identity = self.authenticator.authenticate(&token).await.map_err(|err| match err {
+        self.authenticate(&request::token(req)?).await
+    }
+
+    /// The caller holding `token`, authenticated (401/503) and allowed by the group policy
+    /// (403). The caller's `sub` is recorded on the request's log span.
+    pub async fn authenticate(&self, token: &str) -> Result<Identity, ApiError> {
+        let identity = self.authenticator.authenticate(token).await.map_err(|err| match err {
             IdentityError::Invalid(reason) => {
                 tracing::info!(%reason, "caller refused: invalid credentials");
                 ApiError::unauthorized("invalid_token", format!("The token was refused: {reason}."))

@@ -77,6 +77,22 @@ pub fn has_content_type(req: &Request, expected: &str) -> bool {
 /// must be an RFC 6750 `b64token` of at most [`MAX_TOKEN_BYTES`]: anything else is refused
 /// with 401 before any identity provider is asked.
 pub fn token(req: &Request) -> Result<String, ApiError> {
+    let field = if req.headers().contains_key(header::AUTHORIZATION)
+        || !has_content_type(req, "application/x-www-form-urlencoded")
+    {
+        None
+    } else {
+        form_fields(req)?
+            .into_iter()
+            .find(|(name, _)| name == "token")
+            .map(|(_, token)| token)
+    };
+    bearer_or(req, field)
+}
+
+/// The caller's token from `Authorization: Bearer`, else `field` (the form field `token` of a
+/// body already read), checked as [`token`] checks it.
+pub fn bearer_or(req: &Request, field: Option<String>) -> Result<String, ApiError> {
     let token = match req.headers().get(header::AUTHORIZATION) {
         Some(value) => {
             let value = value.to_str().unwrap_or_default().trim();
@@ -89,11 +105,7 @@ pub fn token(req: &Request) -> Result<String, ApiError> {
             }
             Some(credentials.trim_ascii().to_owned())
         }
-        None if has_content_type(req, "application/x-www-form-urlencoded") => form_fields(req)?
-            .into_iter()
-            .find(|(name, _)| name == "token")
-            .map(|(_, token)| token.trim_ascii().to_owned()),
-        None => None,
+        None => field.map(|token| token.trim_ascii().to_owned()),
     };
     match token {
         Some(token) if token.is_empty() => Err(ApiError::unauthorized("missing_token", "The token is empty.")),

@@ -227,7 +227,10 @@ fn names_are_well_formed(line: &str) -> bool {
         return true;
     };
     let extras = extras.split(']').next().unwrap_or_default();
-    extras.split(|c: char| !is_name_char(c)).filter(|name| !name.is_empty()).all(well_formed)
+    extras
+        .split(|c: char| !is_name_char(c))
+        .filter(|name| !name.is_empty())
+        .all(well_formed)
 }
 
 #[cfg(test)]

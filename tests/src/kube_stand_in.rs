@@ -408,8 +408,15 @@ fn parse_path(path: &str) -> Option<Target> {
     })
 }
 
+/// RFC 1123 label, as the API server checks names: at most 63 lowercase alphanumerics or `-`,
+/// alphanumeric at both ends (its own rule, not the code under test's).
 fn is_dns_label(s: &str) -> bool {
-    rexec_shared::naming::is_label(s)
+    let alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = s.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes.iter().all(|b| alphanumeric(b) || *b == b'-')
+        && bytes.first().is_some_and(alphanumeric)
+        && bytes.last().is_some_and(alphanumeric)
 }
 
 fn is_dns_subdomain(s: &str) -> bool {

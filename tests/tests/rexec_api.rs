@@ -203,6 +203,27 @@ async fn bad_spawn_requests_are_clear_4xx() {
 }
 
 #[tokio::test]
+async fn an_anonymous_caller_learns_nothing_about_the_fields() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    for (body, content_type) in [
+        ("requirments=python%3D%3D3.11&force_reinstall=maybe", None),
+        ("requirments=numpy%3B%20rm&requirments=%24%7BHOME%7D", None),
+        ("requirments=python%3D%3D3.11&force_reinstall=maybe&token=forged", None),
+        (r#"{"requirements": "not a list"}"#, Some("application/json")),
+        ("{not json", Some("application/json")),
+    ] {
+        let mut req = form("spawn-server", body);
+        if let Some(ct) = content_type {
+            req.headers_mut().insert(header::CONTENT_TYPE, ct.parse().unwrap());
+        }
+        let resp = api.spawn(req).await;
+        assert_eq!(resp.status(), 401, "{body}");
+    }
+    assert_eq!(stack.identity.calls(), 1, "only the forged token was asked about");
+}
+
+#[tokio::test]
 async fn terminate_and_the_server_route() {
     let stack = Stack::start().await;
     let api = Api::new(&stack);

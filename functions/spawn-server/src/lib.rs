@@ -5,6 +5,7 @@
 //! Two bodies are accepted. The published clients send a form: `requirments` (spelled so)
 //! repeated per line, `force_reinstall` (`True`/`False`, any case, or 1/0) and `token`. Others
 //! may send JSON `{"requirements": [...], "force_reinstall": false}` with the Bearer header.
+//! The body is read once; its fields are judged only after the caller is authenticated.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -95,8 +96,10 @@ pub struct SpawnAnswer {
     )
 )]
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
-    let (lines, force) = read_body(&req)?;
-    let caller = deps.access.caller(&req).await?;
+    let body = SpawnBody::read(&req)?;
+    let token = request::bearer_or(&req, body.token())?;
+    let caller = deps.access.authenticate(&token).await?;
+    let (lines, force) = body.fields()?;
     let requirements = deps.policy.check(&lines)?;
     let (outcome, server) = deps.spawner.spawn(&caller, &requirements, force).await?;
     tracing::info!(outcome = ?outcome, namespace = %server.namespace, generation = server.generation, "spawn");
@@ -121,39 +124,70 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
     Ok(json(status, &answer))
 }
 
-/// The requirement lines and `force_reinstall`, from a form or a JSON body.
-fn read_body(req: &Request) -> Result<(Vec<String>, bool), ApiError> {
-    if has_content_type(req, "application/json") {
-        if req.body().len() > MAX_FORM_BYTES {
-            return Err(ApiError::payload_too_large(format!(
-                "The body is larger than {MAX_FORM_BYTES} bytes."
-            )));
-        }
-        let body: SpawnJson = serde_json::from_slice(req.body().as_ref()).map_err(|_| {
-            ApiError::bad_request(
-                "malformed_body",
-                r#"The JSON body is not {"requirements": [...], "force_reinstall": bool}."#,
-            )
-        })?;
-        return Ok((body.requirements, body.force_reinstall));
-    }
-    let fields = request::form_fields(req).map_err(|err| match err.status {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::unsupported_media_type(
-            "Send a form (application/x-www-form-urlencoded) or JSON (application/json).",
-        ),
-        _ => err,
-    })?;
-    let mut lines = Vec::new();
-    let mut force = false;
-    for (name, value) in fields {
-        match name.as_str() {
-            "requirments" | "requirements" => lines.push(value),
-            "force_reinstall" => {
-                force = parse_bool(&value)
-                    .ok_or_else(|| ApiError::bad_request("invalid_field", "force_reinstall must be True or False."))?;
+/// A spawn body read once: a form (with the token as a field, when the clients send it so) or
+/// JSON. Its fields are judged only once the caller is known ([`SpawnBody::fields`]), so an
+/// anonymous caller learns nothing about how they are read.
+enum SpawnBody<'a> {
+    Form { fields: Vec<(String, String)> },
+    Json { bytes: &'a [u8] },
+}
+
+impl<'a> SpawnBody<'a> {
+    fn read(req: &'a Request) -> Result<Self, ApiError> {
+        if has_content_type(req, "application/json") {
+            if req.body().len() > MAX_FORM_BYTES {
+                return Err(ApiError::payload_too_large(format!(
+                    "The body is larger than {MAX_FORM_BYTES} bytes."
+                )));
             }
-            _ => {}
+            return Ok(Self::Json {
+                bytes: req.body().as_ref(),
+            });
+        }
+        let fields = request::form_fields(req).map_err(|err| match err.status {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::unsupported_media_type(
+                "Send a form (application/x-www-form-urlencoded) or JSON (application/json).",
+            ),
+            _ => err,
+        })?;
+        Ok(Self::Form { fields })
+    }
+
+    /// The form field `token`, for callers without an Authorization header.
+    fn token(&self) -> Option<String> {
+        match self {
+            Self::Form { fields } => fields.iter().find(|(name, _)| name == "token").map(|(_, v)| v.clone()),
+            Self::Json { .. } => None,
         }
     }
-    Ok((lines, force))
+
+    /// The requirement lines and `force_reinstall`.
+    fn fields(self) -> Result<(Vec<String>, bool), ApiError> {
+        let fields = match self {
+            Self::Json { bytes } => {
+                let body: SpawnJson = serde_json::from_slice(bytes).map_err(|_| {
+                    ApiError::bad_request(
+                        "malformed_body",
+                        r#"The JSON body is not {"requirements": [...], "force_reinstall": bool}."#,
+                    )
+                })?;
+                return Ok((body.requirements, body.force_reinstall));
+            }
+            Self::Form { fields } => fields,
+        };
+        let mut lines = Vec::new();
+        let mut force = false;
+        for (name, value) in fields {
+            match name.as_str() {
+                "requirments" | "requirements" => lines.push(value),
+                "force_reinstall" => {
+                    force = parse_bool(&value).ok_or_else(|| {
+                        ApiError::bad_request("invalid_field", "force_reinstall must be True or False.")
+                    })?;
+                }
+                _ => {}
+            }
+        }
+        Ok((lines, force))
+    }
 }
