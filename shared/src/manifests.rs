@@ -97,7 +97,6 @@ impl BrokerService {
 /// What every caller's server is built with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
-    pub naming: Naming,
     /// Image with `{python}` standing for the interpreter version (`REXEC_SERVER_IMAGE`).
     pub image: String,
     /// Pinned rexec-server source archive (`REXEC_SERVER_SOURCE`).
@@ -206,7 +205,6 @@ impl ServerSettings {
                 .to_vec();
         }
         Ok(Self {
-            naming: Naming::from_vars(vars)?,
             image,
             source,
             source_sha256,
@@ -486,7 +484,7 @@ mod tests {
             client: None,
             expires_at: None,
         };
-        Owner::new(&settings().naming, &identity)
+        Owner::new(&Naming::from_vars(&Vars::default()).unwrap(), &identity)
     }
 
     fn reqs(lines: &[&str]) -> Requirements {

@@ -22,11 +22,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::cluster::{Cluster, ClusterError};
+use crate::config::{ConfigError, Vars};
 use crate::error::ApiError;
 use crate::identity::Identity;
 use crate::manifests::{
     self, CLAIM, DIGEST, GENERATION, MANAGED_BY, MANAGER, Owner, PYTHON, REQUIREMENTS, SUB, ServerSettings,
 };
+use crate::naming::Naming;
 use crate::requirements::Requirements;
 use crate::server_status::{self, Phase};
 
@@ -74,8 +76,15 @@ pub enum Terminated {
     NothingThere,
 }
 
-pub struct Spawner {
+/// Reading and removing callers' servers: what get-server and delete-server need.
+pub struct Servers {
     cluster: Cluster,
+    naming: Naming,
+}
+
+/// Creating, reusing and replacing callers' servers: [`Servers`] and what a server is built with.
+pub struct Spawner {
+    servers: Servers,
     settings: ServerSettings,
 }
 
@@ -140,17 +149,92 @@ where
         .map_err(ClusterError::from)
 }
 
-impl Spawner {
-    pub fn new(cluster: Cluster, settings: ServerSettings) -> Self {
-        Self { cluster, settings }
+impl Servers {
+    pub fn new(cluster: Cluster, naming: Naming) -> Self {
+        Self { cluster, naming }
     }
 
-    pub fn from_vars(vars: &crate::config::Vars) -> Result<Self, crate::config::ConfigError> {
-        Ok(Self::new(Cluster::from_vars(vars)?, ServerSettings::from_vars(vars)?))
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self::new(Cluster::from_vars(vars)?, Naming::from_vars(vars)?))
     }
 
     pub fn owner(&self, identity: &Identity) -> Owner {
-        Owner::new(&self.settings.naming, identity)
+        Owner::new(&self.naming, identity)
+    }
+
+    /// The caller's server, if there is one.
+    pub async fn describe(&self, identity: &Identity) -> Result<Option<ServerView>, ApiError> {
+        let client = self.cluster.client().await?;
+        let owner = self.owner(identity);
+        let Some(namespace) = namespace_any(&client, &owner).await? else {
+            return Ok(None);
+        };
+        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+        let Some(cm) = claims.get_opt(CLAIM).await.map_err(ClusterError::from)? else {
+            return Ok(None);
+        };
+        let claim = Claim::read(&cm)?;
+        let name = manifests::pod_name(claim.generation);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        let pod = pods.get_opt(&name).await.map_err(ClusterError::from)?;
+        let events: Api<Event> = Api::namespaced(client, &owner.namespace);
+        let events = events
+            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+            .await
+            .map_err(ClusterError::from)?
+            .items;
+        let mut view = view(&owner, &claim, pod.as_ref(), &events);
+        if namespace.metadata.deletion_timestamp.is_some() {
+            view.phase = Phase::Terminating;
+            view.ready = false;
+            view.reason = Some("The server is being removed.".into());
+        }
+        Ok(Some(view))
+    }
+
+    /// Removes the caller's server with its namespace.
+    pub async fn terminate(&self, identity: &Identity) -> Result<Terminated, ApiError> {
+        let client = self.cluster.client().await?;
+        let owner = self.owner(identity);
+        let Some(namespace) = namespace_any(&client, &owner).await? else {
+            return Ok(Terminated::NothingThere);
+        };
+        if namespace.metadata.deletion_timestamp.is_some() {
+            return Ok(Terminated::AlreadyTerminating);
+        }
+        let namespaces: Api<Namespace> = Api::all(client);
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: namespace.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        match namespaces
+            .delete(&owner.namespace, &params)
+            .await
+            .map_err(ClusterError::from)
+        {
+            Ok(_) => Ok(Terminated::Deleted),
+            Err(ClusterError::NotFound) => Ok(Terminated::NothingThere),
+            Err(ClusterError::Conflict(_)) => Ok(Terminated::AlreadyTerminating),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
+impl Spawner {
+    pub fn new(servers: Servers, settings: ServerSettings) -> Self {
+        Self { servers, settings }
+    }
+
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self::new(Servers::from_vars(vars)?, ServerSettings::from_vars(vars)?))
+    }
+
+    /// Reading and removing, with the same cluster and names.
+    pub fn servers(&self) -> &Servers {
+        &self.servers
     }
 
     /// Creates the caller's server, reuses it when it runs the same requirements, or replaces
@@ -161,10 +245,10 @@ impl Spawner {
         reqs: &Requirements,
         force: bool,
     ) -> Result<(Spawned, ServerView), ApiError> {
-        let client = self.cluster.client().await?;
-        let owner = self.owner(identity);
+        let client = self.servers.cluster.client().await?;
+        let owner = self.servers.owner(identity);
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
-        if self.namespace(&client, &owner).await?.is_none() {
+        if namespace(&client, &owner).await?.is_none() {
             self.create_namespace(&client, &owner).await?;
         }
         let (existing, ()) = tokio::try_join!(
@@ -187,10 +271,7 @@ impl Spawner {
             {
                 Ok(cm) => {
                     let pod = self.create_pod(&client, &owner, reqs, 1).await?;
-                    return Ok((
-                        Spawned::Created,
-                        self.view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[]),
-                    ));
+                    return Ok((Spawned::Created, view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[])));
                 }
                 Err(err) => match ClusterError::from(err) {
                     // Another spawn of this caller won the race: decide against what it made.
@@ -202,7 +283,7 @@ impl Spawner {
         let current = Claim::read(&claim)?;
         if current.digest == reqs.digest && !force {
             let pod = self.ensure_pod(&client, &owner, reqs, current.generation).await?;
-            return Ok((Spawned::Reused, self.view(&owner, &current, pod.as_ref(), &[])));
+            return Ok((Spawned::Reused, view(&owner, &current, pod.as_ref(), &[])));
         }
         if !force {
             return Err(ApiError::conflict(
@@ -230,89 +311,7 @@ impl Spawner {
             Err(err) => return Err(err.into()),
         }
         let pod = self.create_pod(&client, &owner, reqs, generation).await?;
-        Ok((
-            Spawned::Replaced,
-            self.view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[]),
-        ))
-    }
-
-    /// The caller's server, if there is one.
-    pub async fn describe(&self, identity: &Identity) -> Result<Option<ServerView>, ApiError> {
-        let client = self.cluster.client().await?;
-        let owner = self.owner(identity);
-        let Some(namespace) = self.namespace_any(&client, &owner).await? else {
-            return Ok(None);
-        };
-        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
-        let Some(cm) = claims.get_opt(CLAIM).await.map_err(ClusterError::from)? else {
-            return Ok(None);
-        };
-        let claim = Claim::read(&cm)?;
-        let name = manifests::pod_name(claim.generation);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
-        let pod = pods.get_opt(&name).await.map_err(ClusterError::from)?;
-        let events: Api<Event> = Api::namespaced(client, &owner.namespace);
-        let events = events
-            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-            .await
-            .map_err(ClusterError::from)?
-            .items;
-        let mut view = self.view(&owner, &claim, pod.as_ref(), &events);
-        if namespace.metadata.deletion_timestamp.is_some() {
-            view.phase = Phase::Terminating;
-            view.ready = false;
-            view.reason = Some("The server is being removed.".into());
-        }
-        Ok(Some(view))
-    }
-
-    /// Removes the caller's server with its namespace.
-    pub async fn terminate(&self, identity: &Identity) -> Result<Terminated, ApiError> {
-        let client = self.cluster.client().await?;
-        let owner = self.owner(identity);
-        let Some(namespace) = self.namespace_any(&client, &owner).await? else {
-            return Ok(Terminated::NothingThere);
-        };
-        if namespace.metadata.deletion_timestamp.is_some() {
-            return Ok(Terminated::AlreadyTerminating);
-        }
-        let namespaces: Api<Namespace> = Api::all(client);
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: namespace.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
-        };
-        match namespaces
-            .delete(&owner.namespace, &params)
-            .await
-            .map_err(ClusterError::from)
-        {
-            Ok(_) => Ok(Terminated::Deleted),
-            Err(ClusterError::NotFound) => Ok(Terminated::NothingThere),
-            Err(ClusterError::Conflict(_)) => Ok(Terminated::AlreadyTerminating),
-            Err(err) => Err(err.into()),
-        }
-    }
-
-    /// The caller's namespace if it exists, is ours and records the caller as its owner,
-    /// terminating or not. Anything else is a 409, never access.
-    async fn namespace_any(&self, client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        let Some(namespace) = namespaces.get_opt(&owner.namespace).await.map_err(ClusterError::from)? else {
-            return Ok(None);
-        };
-        check_owner(&namespace, owner)?;
-        Ok(Some(namespace))
-    }
-
-    /// The caller's namespace if it exists, is ours and is not terminating.
-    async fn namespace(&self, client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
-        match self.namespace_any(client, owner).await? {
-            Some(ns) if ns.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
-            other => Ok(other),
-        }
+        Ok((Spawned::Replaced, view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[])))
     }
 
     /// Creates the caller's namespace; one found instead must be ours and the caller's.
@@ -324,7 +323,7 @@ impl Spawner {
             .map_err(ClusterError::from)
         {
             Ok(_) => Ok(()),
-            Err(ClusterError::AlreadyExists) => self.namespace(client, owner).await.map(|_| ()),
+            Err(ClusterError::AlreadyExists) => namespace(client, owner).await.map(|_| ()),
             Err(err) => Err(err.into()),
         }
     }
@@ -396,24 +395,43 @@ impl Spawner {
             None => self.create_pod(client, owner, reqs, generation).await,
         }
     }
+}
 
-    fn view(&self, owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> ServerView {
-        let assessment = server_status::assess(pod, events);
-        ServerView {
-            namespace: owner.namespace.clone(),
-            name: manifests::pod_name(claim.generation),
-            phase: assessment.phase,
-            ready: assessment.ready,
-            reason: assessment.reason,
-            python_version: claim.python.clone(),
-            requirements: claim.requirements.clone(),
-            digest: claim.digest.clone(),
-            generation: claim.generation,
-            created: claim.created.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-            age_seconds: claim
-                .created
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|d| d.as_secs()),
-        }
+/// The caller's namespace if it exists, is ours and records the caller as its owner,
+/// terminating or not. Anything else is a 409, never access.
+async fn namespace_any(client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let Some(namespace) = namespaces.get_opt(&owner.namespace).await.map_err(ClusterError::from)? else {
+        return Ok(None);
+    };
+    check_owner(&namespace, owner)?;
+    Ok(Some(namespace))
+}
+
+/// The caller's namespace if it exists, is ours and is not terminating.
+async fn namespace(client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
+    match namespace_any(client, owner).await? {
+        Some(ns) if ns.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
+        other => Ok(other),
+    }
+}
+
+fn view(owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> ServerView {
+    let assessment = server_status::assess(pod, events);
+    ServerView {
+        namespace: owner.namespace.clone(),
+        name: manifests::pod_name(claim.generation),
+        phase: assessment.phase,
+        ready: assessment.ready,
+        reason: assessment.reason,
+        python_version: claim.python.clone(),
+        requirements: claim.requirements.clone(),
+        digest: claim.digest.clone(),
+        generation: claim.generation,
+        created: claim.created.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+        age_seconds: claim
+            .created
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .map(|d| d.as_secs()),
     }
 }

@@ -9,7 +9,7 @@ use rexec_shared::cluster::Cluster;
 use rexec_shared::config::Vars;
 use rexec_shared::identity::Identity;
 use rexec_shared::requirements::RequirementsPolicy;
-use rexec_shared::spawner::{Spawner, Terminated};
+use rexec_shared::spawner::{Servers, Spawner, Terminated};
 use rexec_tests::kube_stand_in::{Grant, Permission};
 use rexec_tests::stack::Stack;
 use serde_norway::Value;
@@ -132,7 +132,7 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
         spawn.spawn(&who, &policy.check(lines).unwrap(), force).await.unwrap();
     }
     // get-server
-    let read = Spawner::from_vars(&vars("rexec-lambda-read")).unwrap();
+    let read = Servers::from_vars(&vars("rexec-lambda-read")).unwrap();
     read.describe(&who).await.unwrap().expect("a server");
     // get-broker-config
     stack.add_broker_service("LoadBalancer");
@@ -143,7 +143,7 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
         .await
         .unwrap();
     // delete-server
-    let delete = Spawner::from_vars(&vars("rexec-lambda-delete")).unwrap();
+    let delete = Servers::from_vars(&vars("rexec-lambda-delete")).unwrap();
     assert_eq!(delete.terminate(&who).await.unwrap(), Terminated::Deleted);
 
     for (group, rules) in &grants {
@@ -171,13 +171,13 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
     }
     spawn.spawn(&other, &reqs, false).await.unwrap();
     for group in ["rexec-lambda-read", "rexec-lambda-spawn", "rexec-lambda-broker"] {
-        let err = Spawner::from_vars(&vars(group)).unwrap().terminate(&other).await;
+        let err = Servers::from_vars(&vars(group)).unwrap().terminate(&other).await;
         assert!(err.is_err(), "{group} cannot terminate");
     }
     assert!(
         stack
             .cluster
-            .get("namespaces", "", &spawn.owner(&other).namespace)
+            .get("namespaces", "", &spawn.servers().owner(&other).namespace)
             .unwrap()["metadata"]
             .get("deletionTimestamp")
             .is_none()

@@ -409,3 +409,17 @@ async fn the_rexec_openapi_document_describes_every_route() {
         }
     }
 }
+
+#[test]
+fn only_spawn_reads_the_settings_servers_are_built_with() {
+    let vars = rexec_shared::config::Vars::from_pairs([
+        ("AUTH_API_URL", "http://id.example/user"),
+        ("GROUP_NAMES", "/ndp_ep/ep-dev"),
+        ("REXEC_SERVER_IMAGE", "python:3.11"),
+        ("REXEC_SERVER_SOURCE_SHA256", "not-a-digest"),
+    ]);
+    assert!(get_server::Deps::from_vars(&vars).is_ok(), "get-server starts");
+    assert!(delete_server::Deps::from_vars(&vars).is_ok(), "delete-server starts");
+    let err = spawn_server::Deps::from_vars(&vars).err().unwrap();
+    assert!(err.variable.starts_with("REXEC_SERVER_"), "{err}");
+}

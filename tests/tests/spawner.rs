@@ -3,10 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rexec_shared::cluster::Cluster;
 use rexec_shared::config::Vars;
 use rexec_shared::identity::Identity;
-use rexec_shared::manifests::ServerSettings;
 use rexec_shared::requirements::{Requirements, RequirementsPolicy};
 use rexec_shared::server_status::Phase;
 use rexec_shared::spawner::{Spawned, Spawner, Terminated};
@@ -25,10 +23,7 @@ async fn setup() -> Setup {
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("KUBE_TIMEOUT_SECONDS", "2"),
     ]);
-    let spawner = Spawner::new(
-        Cluster::from_vars(&vars).unwrap(),
-        ServerSettings::from_vars(&vars).unwrap(),
-    );
+    let spawner = Spawner::from_vars(&vars).unwrap();
     Setup {
         cluster,
         spawner: Arc::new(spawner),
@@ -172,12 +167,12 @@ async fn different_requirements_are_a_conflict_until_forced() {
 async fn describe_follows_the_pod_to_ready() {
     let s = setup().await;
     let who = caller("u-1");
-    assert!(s.spawner.describe(&who).await.unwrap().is_none());
+    assert!(s.spawner.servers().describe(&who).await.unwrap().is_none());
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
-    let view = s.spawner.describe(&who).await.unwrap().unwrap();
+    let view = s.spawner.servers().describe(&who).await.unwrap().unwrap();
     assert_eq!(view.phase, Phase::Installing, "{view:?}");
     tokio::time::sleep(s.cluster.behaviour().install_time + s.cluster.behaviour().start_time).await;
-    let view = s.spawner.describe(&who).await.unwrap().unwrap();
+    let view = s.spawner.servers().describe(&who).await.unwrap().unwrap();
     assert_eq!((view.phase, view.ready, view.reason), (Phase::Ready, true, None));
     assert!(view.age_seconds.is_some() && view.created.is_some());
 }
@@ -201,7 +196,7 @@ async fn failures_are_explained() {
             .await
             .unwrap();
         tokio::time::sleep(s.cluster.behaviour().install_time + Duration::from_millis(50)).await;
-        let view = s.spawner.describe(&caller("u-1")).await.unwrap().unwrap();
+        let view = s.spawner.servers().describe(&caller("u-1")).await.unwrap().unwrap();
         assert_eq!(view.phase, Phase::Failed, "{outcome:?}: {view:?}");
         let reason = view.reason.unwrap();
         assert!(
@@ -215,19 +210,28 @@ async fn failures_are_explained() {
 async fn terminate_removes_everything_once() {
     let s = setup().await;
     let who = caller("u-1");
-    assert_eq!(s.spawner.terminate(&who).await.unwrap(), Terminated::NothingThere);
-    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
-    assert_eq!(s.spawner.terminate(&who).await.unwrap(), Terminated::Deleted);
     assert_eq!(
-        s.spawner.describe(&who).await.unwrap().unwrap().phase,
+        s.spawner.servers().terminate(&who).await.unwrap(),
+        Terminated::NothingThere
+    );
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    assert_eq!(s.spawner.servers().terminate(&who).await.unwrap(), Terminated::Deleted);
+    assert_eq!(
+        s.spawner.servers().describe(&who).await.unwrap().unwrap().phase,
         Phase::Terminating
     );
-    assert_eq!(s.spawner.terminate(&who).await.unwrap(), Terminated::AlreadyTerminating);
+    assert_eq!(
+        s.spawner.servers().terminate(&who).await.unwrap(),
+        Terminated::AlreadyTerminating
+    );
     tokio::time::sleep(s.cluster.behaviour().namespace_termination + Duration::from_millis(50)).await;
     assert!(s.cluster.get("namespaces", "", NS).is_none());
     assert!(s.cluster.names("pods", NS).is_empty() && s.cluster.names("configmaps", NS).is_empty());
-    assert_eq!(s.spawner.terminate(&who).await.unwrap(), Terminated::NothingThere);
-    assert!(s.spawner.describe(&who).await.unwrap().is_none());
+    assert_eq!(
+        s.spawner.servers().terminate(&who).await.unwrap(),
+        Terminated::NothingThere
+    );
+    assert!(s.spawner.servers().describe(&who).await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -235,7 +239,7 @@ async fn a_spawn_while_the_namespace_terminates_is_told_to_retry_then_succeeds()
     let s = setup().await;
     let who = caller("u-1");
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
-    s.spawner.terminate(&who).await.unwrap();
+    s.spawner.servers().terminate(&who).await.unwrap();
     let err = s
         .spawner
         .spawn(&who, &reqs(&["python==3.11"]), false)
@@ -263,7 +267,7 @@ async fn creates_refused_by_a_terminating_namespace_are_told_to_retry() {
     let spawner = s.spawner.clone();
     let spawn = tokio::spawn(async move { spawner.spawn(&caller("u-1"), &reqs(&["python==3.11", "x"]), true).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    s.spawner.terminate(&who).await.unwrap();
+    s.spawner.servers().terminate(&who).await.unwrap();
     let err = spawn.await.unwrap().unwrap_err();
     assert_eq!(err.status.as_u16(), 409, "{err:?}");
     assert!(err.retry_after.is_some() || err.code == "concurrent_change", "{err:?}");
@@ -402,7 +406,7 @@ async fn a_namespace_not_ours_is_never_touched() {
         .await
         .unwrap_err();
     assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
-    let err = s.spawner.terminate(&caller("u-1")).await.unwrap_err();
+    let err = s.spawner.servers().terminate(&caller("u-1")).await.unwrap_err();
     assert_eq!(err.code, "namespace_taken");
     assert!(
         s.cluster.get("namespaces", "", NS).unwrap()["metadata"]
@@ -426,8 +430,14 @@ async fn a_namespace_recorded_for_another_owner_is_never_touched() {
         .await
         .unwrap_err();
     assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
-    assert_eq!(s.spawner.describe(&who).await.unwrap_err().code, "namespace_taken");
-    assert_eq!(s.spawner.terminate(&who).await.unwrap_err().code, "namespace_taken");
+    assert_eq!(
+        s.spawner.servers().describe(&who).await.unwrap_err().code,
+        "namespace_taken"
+    );
+    assert_eq!(
+        s.spawner.servers().terminate(&who).await.unwrap_err().code,
+        "namespace_taken"
+    );
     assert_eq!(
         s.cluster.count("POST", "configmaps") + s.cluster.count("GET", "configmaps"),
         0

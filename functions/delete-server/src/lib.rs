@@ -8,20 +8,20 @@ use rexec_shared::access::Access;
 use rexec_shared::config::{ConfigError, Vars};
 use rexec_shared::error::{ApiError, ErrorBody};
 use rexec_shared::request::json;
-use rexec_shared::spawner::{Spawner, Terminated};
+use rexec_shared::spawner::{Servers, Terminated};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 pub struct Deps {
     pub access: Access,
-    pub spawner: Spawner,
+    pub servers: Servers,
 }
 
 impl Deps {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             access: Access::from_vars(vars)?,
-            spawner: Spawner::from_vars(vars)?,
+            servers: Servers::from_vars(vars)?,
         })
     }
 }
@@ -80,7 +80,7 @@ pub async fn terminate(deps: &Deps, req: Request) -> Result<Response<Body>, ApiE
 )]
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     let caller = deps.access.caller(&req).await?;
-    let outcome = deps.spawner.terminate(&caller).await?;
+    let outcome = deps.servers.terminate(&caller).await?;
     tracing::info!(outcome = ?outcome, "terminate");
     let status = match outcome {
         Terminated::Deleted => "Your rexec server is being removed.",
@@ -94,7 +94,7 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
             username: caller.username.clone(),
             deleted: outcome != Terminated::NothingThere,
             outcome,
-            namespace: deps.spawner.owner(&caller).namespace,
+            namespace: deps.servers.owner(&caller).namespace,
         },
     ))
 }

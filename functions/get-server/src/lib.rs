@@ -7,18 +7,18 @@ use rexec_shared::access::Access;
 use rexec_shared::config::{ConfigError, Vars};
 use rexec_shared::error::{ApiError, ErrorBody};
 use rexec_shared::request::json;
-use rexec_shared::spawner::{ServerView, Spawner};
+use rexec_shared::spawner::{ServerView, Servers};
 
 pub struct Deps {
     pub access: Access,
-    pub spawner: Spawner,
+    pub servers: Servers,
 }
 
 impl Deps {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             access: Access::from_vars(vars)?,
-            spawner: Spawner::from_vars(vars)?,
+            servers: Servers::from_vars(vars)?,
         })
     }
 }
@@ -39,7 +39,7 @@ impl Deps {
 )]
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     let caller = deps.access.caller(&req).await?;
-    match deps.spawner.describe(&caller).await? {
+    match deps.servers.describe(&caller).await? {
         Some(server) => Ok(json(StatusCode::OK, &server)),
         None => Err(ApiError::not_found(
             "You have no rexec server. Create one with POST /spawn.",
