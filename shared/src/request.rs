@@ -82,12 +82,17 @@ pub fn token(req: &Request) -> Result<String, ApiError> {
     {
         None
     } else {
-        form_fields(req)?
-            .into_iter()
-            .find(|(name, _)| name == "token")
-            .map(|(_, token)| token)
+        token_field(&form_fields(req)?)
     };
     bearer_or(req, field)
+}
+
+/// The form field `token` of a form already read.
+pub fn token_field(fields: &[(String, String)]) -> Option<String> {
+    fields
+        .iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, token)| token.clone())
 }
 
 /// The caller's token from `Authorization: Bearer`, else `field` (the form field `token` of a

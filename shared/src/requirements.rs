@@ -1,7 +1,7 @@
 //! The pip requirements a caller sends, checked before anything reaches the cluster.
 //!
 //! Each line is a PEP 508 requirement, parsed by a real parser but treated as hostile. Before
-//! parsing, a line must be printable ASCII without `$`, `\\`, `#` or a pip option (a word
+//! parsing, a line must be printable ASCII without `$`, `\`, `#` or a pip option (a word
 //! starting with `-`): so nothing is expanded from any environment (ours or pip's), no line
 //! continues onto another, and one accepted line is exactly one requirement to pip. The parser
 //! reads URLs as plain URLs, never expanding variables. Exactly one line is `python==X.Y`,
@@ -188,7 +188,7 @@ fn is_minor_version(v: &str) -> bool {
 }
 
 /// Why a line cannot be handed to pip as one requirement, before any parsing: only printable
-/// ASCII; no `$` (pip and some parsers expand `${VAR}`), no `\\` (a line continuation), no `#`
+/// ASCII; no `$` (pip and some parsers expand `${VAR}`), no `\` (a line continuation), no `#`
 /// (a comment that could hide the rest of a line), and no word starting with `-` (pip reads
 /// `--hash`, `--config-settings` and the like as options wherever they stand on a line).
 fn unsafe_text(raw: &str) -> Option<&'static str> {

@@ -43,12 +43,11 @@ def admitted(policy: str, operation: str, obj=None, old=None, namespace=None, us
     for condition in spec.get("matchConditions", []):
         if not evaluate(condition["expression"], activation):
             return True
-    variables = {}
+    # Each variable sees those before it, as `variables.<name>`.
+    variables = celpy.celtypes.MapType()
+    activation["variables"] = variables
     for variable in spec.get("variables", []):
-        activation["variables"] = celpy.json_to_cel(variables)
-        value = evaluate(variable["expression"], activation)
-        variables[variable["name"]] = value
-    activation["variables"] = celpy.celtypes.MapType({celpy.celtypes.StringType(k): v for k, v in variables.items()})
+        variables[celpy.celtypes.StringType(variable["name"])] = evaluate(variable["expression"], activation)
     for validation in spec["validations"]:
         try:
             if not evaluate(validation["expression"], activation):

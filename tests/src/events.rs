@@ -10,6 +10,25 @@ pub fn event(name: &str) -> Request {
     lambda_http::request::from_str(&std::fs::read_to_string(path).unwrap()).expect("an API Gateway event")
 }
 
+/// The event `events/<name>.json` with its Authorization header replaced by `authorization`
+/// (left out when absent or not a valid header value) and, when `body` is given, its content
+/// type and body replaced (the content type left out when `None`).
+pub fn event_with(name: &str, authorization: Option<&[u8]>, body: Option<(Option<&str>, Vec<u8>)>) -> Request {
+    let mut req = event(name);
+    req.headers_mut().remove(header::AUTHORIZATION);
+    if let Some(value) = authorization.and_then(|v| header::HeaderValue::from_bytes(v).ok()) {
+        req.headers_mut().insert(header::AUTHORIZATION, value);
+    }
+    if let Some((content_type, bytes)) = body {
+        req.headers_mut().remove(header::CONTENT_TYPE);
+        if let Some(value) = content_type {
+            req.headers_mut().insert(header::CONTENT_TYPE, value.parse().unwrap());
+        }
+        *req.body_mut() = Body::Binary(bytes);
+    }
+    req
+}
+
 /// The body of a JSON answer (asserting that it is one).
 pub fn json_body(resp: &Response<Body>) -> Value {
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");

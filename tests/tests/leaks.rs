@@ -5,10 +5,9 @@
 //!
 //! Its own test binary, with one test: the environment is set before any other thread exists.
 
-use http::header;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::serve::respond;
-use rexec_tests::events::event;
+use rexec_tests::events::event_with;
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;
 
@@ -53,10 +52,6 @@ fn hostile_lines(x: &str) -> Vec<String> {
     ]
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
-    serde_urlencoded::to_string(pairs).unwrap()
-}
-
 struct Functions {
     rexec_status: get_rexec_status::Deps,
     status: get_status::Deps,
@@ -91,24 +86,19 @@ impl Functions {
     }
 }
 
-/// The event of `name` with `token` in the Authorization header (or none), `body` as a form.
+/// The event of `name` with `token` in the Authorization header (or none), and `body`.
 fn request(name: &str, token: Option<&str>, body: Option<(&str, String)>) -> Request {
-    let mut req = event(name);
-    req.headers_mut().remove(header::AUTHORIZATION);
-    if let Some(token) = token {
-        req.headers_mut()
-            .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    }
-    if let Some((content_type, body)) = body {
-        req.headers_mut()
-            .insert(header::CONTENT_TYPE, content_type.parse().unwrap());
-        *req.body_mut() = Body::Text(body);
-    }
-    req
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    event_with(
+        name,
+        authorization.as_deref().map(str::as_bytes),
+        body.map(|(content_type, text)| (Some(content_type), text.into_bytes())),
+    )
 }
 
 fn form_request(name: &str, pairs: &[(&str, &str)]) -> Request {
-    request(name, None, Some(("application/x-www-form-urlencoded", form(pairs))))
+    let form = serde_urlencoded::to_string(pairs).unwrap();
+    request(name, None, Some(("application/x-www-form-urlencoded", form)))
 }
 
 fn text(resp: &Response<Body>) -> String {

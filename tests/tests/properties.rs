@@ -7,7 +7,7 @@ use lambda_http::{Body, Request, Response};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rexec_shared::serve::respond;
-use rexec_tests::events::event;
+use rexec_tests::events::event_with;
 use rexec_tests::stack::Stack;
 use serde_json::Value;
 
@@ -78,24 +78,13 @@ fn request(
     name: &str,
     token: Option<&str>,
     authorization: Option<Vec<u8>>,
-    (content_type, body): (Option<&str>, Vec<u8>),
+    (content_type, mut body): (Option<&str>, Vec<u8>),
 ) -> Request {
-    let mut req = event(name);
-    req.headers_mut().remove(header::AUTHORIZATION);
-    req.headers_mut().remove(header::CONTENT_TYPE);
-    if let Some(value) = authorization.and_then(|v| http::HeaderValue::from_bytes(&v).ok()) {
-        req.headers_mut().insert(header::AUTHORIZATION, value);
-    }
-    let mut body = body;
     if let Some(token) = token {
         // The valid token as the published clients send it: a form field after the others.
         body.extend_from_slice(format!("&token={token}").as_bytes());
     }
-    if let Some(ct) = content_type {
-        req.headers_mut().insert(header::CONTENT_TYPE, ct.parse().unwrap());
-    }
-    *req.body_mut() = Body::Binary(body);
-    req
+    event_with(name, authorization.as_deref(), Some((content_type, body)))
 }
 
 fn check(resp: &Response<Body>) -> Result<(), TestCaseError> {

@@ -156,7 +156,7 @@ impl<'a> SpawnBody<'a> {
     /// The form field `token`, for callers without an Authorization header.
     fn token(&self) -> Option<String> {
         match self {
-            Self::Form { fields } => fields.iter().find(|(name, _)| name == "token").map(|(_, v)| v.clone()),
+            Self::Form { fields } => request::token_field(fields),
             Self::Json { .. } => None,
         }
     }
