@@ -250,18 +250,6 @@ impl KubeStandIn {
             .unwrap_or(0)
     }
 
-    /// Every (API group, resource, RBAC verb) served so far: the permissions the callers used.
-    pub fn permissions_used(&self) -> BTreeSet<Permission> {
-        self.shared
-            .permissions
-            .lock()
-            .unwrap()
-            .values()
-            .flatten()
-            .cloned()
-            .collect()
-    }
-
     /// The permissions the caller with bearer `token` used.
     pub fn permissions_used_by(&self, token: &str) -> BTreeSet<Permission> {
         self.shared
