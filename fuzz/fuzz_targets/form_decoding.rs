@@ -3,7 +3,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use rexec_shared::lambda_http::{Body, Request};
-use rexec_shared::request;
+use rexec_shared::http::request;
 
 fuzz_target!(|data: &[u8]| {
     let req: Request = http::Request::builder()

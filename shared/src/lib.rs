@@ -1,24 +1,19 @@
-//! The library every rexec-lambda function uses: configuration, errors, request plumbing,
-//! identity and group policy, logs and the documentation pages.
+//! The library every rexec-lambda function uses, in four layers, each using only those below it:
+//!
+//! - [`http`]: the edge. Requests in, JSON answers out, every domain error mapped to its status
+//!   in one place, the OpenAPI contract of both APIs and their documentation pages.
+//! - [`identity`]: who calls. Token validators, their cache, the group policy, access.
+//! - [`server`]: the caller's rexec-server. Requirements, names and owners, the claim,
+//!   manifests, settings, status, the broker's address, the spawner.
+//! - [`cluster`]: reaching Kubernetes (kubeconfig or EKS) and reading its errors by meaning.
+//!
+//! [`config`] (settings from the environment) and [`aws`] (the SDK's configuration) serve all.
 
-pub mod access;
 pub mod aws;
-pub mod broker;
 pub mod cluster;
 pub mod config;
-pub mod deployment_api;
-pub mod docs;
-pub mod eks;
-pub mod error;
-pub mod groups;
+pub mod http;
 pub mod identity;
-pub mod logging;
-pub mod manifests;
-pub mod naming;
-pub mod request;
-pub mod requirements;
-pub mod serve;
-pub mod server_status;
-pub mod spawner;
+pub mod server;
 
 pub use lambda_http;

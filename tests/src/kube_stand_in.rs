@@ -971,7 +971,7 @@ fn check_eks_token(
     if age > Duration::from_secs(15 * 60) {
         return Err("the token has expired".into());
     }
-    let expected = rexec_shared::eks::token(credentials, region, cluster, signed_at)?;
+    let expected = rexec_shared::cluster::eks::token(credentials, region, cluster, signed_at)?;
     let expected_url = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(&expected["k8s-aws-v1.".len()..])
         .unwrap();

@@ -15,7 +15,7 @@ impl CapturedLogs {
     pub fn start() -> (Self, DefaultGuard) {
         let logs = Self::default();
         let writer = logs.clone();
-        let guard = tracing::subscriber::set_default(rexec_shared::logging::subscriber(move || writer.clone()));
+        let guard = tracing::subscriber::set_default(rexec_shared::http::logging::subscriber(move || writer.clone()));
         (logs, guard)
     }
 

@@ -14,7 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use rexec_shared::cluster::ClusterError;
-use rexec_shared::eks::{EksConnector, TOKEN_PREFIX, token};
+use rexec_shared::cluster::eks::{EksConnector, TOKEN_PREFIX, token};
 use rexec_tests::kube_stand_in::{KubeStandIn, TokenCheck};
 
 fn credentials() -> Credentials {

@@ -5,9 +5,9 @@
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use rexec_shared::cluster::eks::{EksConnector, TOKEN_PREFIX};
 use rexec_shared::cluster::{Cluster, ClusterError};
 use rexec_shared::config::Vars;
-use rexec_shared::eks::{EksConnector, TOKEN_PREFIX};
 use rexec_tests::moto::MotoServer;
 
 fn sdk_config(endpoint: &str) -> SdkConfig {

@@ -6,7 +6,7 @@
 //! Its own test binary, with one test: the environment is set before any other thread exists.
 
 use lambda_http::{Body, Request, Response};
-use rexec_shared::serve::respond;
+use rexec_shared::http::serve::respond;
 use rexec_tests::events::event_with;
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;

@@ -6,7 +6,7 @@ use http::header;
 use lambda_http::{Body, Request, Response};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-use rexec_shared::serve::respond;
+use rexec_shared::http::serve::respond;
 use rexec_tests::events::event_with;
 use rexec_tests::stack::Stack;
 use serde_json::Value;

@@ -3,7 +3,7 @@
 
 use http::header;
 use lambda_http::{Body, Request, Response};
-use rexec_shared::serve::respond;
+use rexec_shared::http::serve::respond;
 use rexec_tests::events::{event, json_body};
 use rexec_tests::kube_stand_in::Fault;
 use rexec_tests::logs::CapturedLogs;

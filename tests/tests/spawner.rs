@@ -4,12 +4,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rexec_shared::config::Vars;
+use rexec_shared::http::error::ApiError;
 use rexec_shared::identity::Identity;
-use rexec_shared::requirements::{Requirements, RequirementsPolicy};
-use rexec_shared::server_status::Phase;
-use rexec_shared::spawner::{Spawned, Spawner, Terminated};
+use rexec_shared::server::error::ServerError;
+use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
+use rexec_shared::server::spawner::{Spawned, Spawner, Terminated};
+use rexec_shared::server::status::Phase;
 use rexec_tests::kube_stand_in::{Behaviour, Fault, KubeStandIn, PodOutcome};
 use serde_json::json;
+
+/// The answer the API gives for `err`: how a caller sees it.
+fn answer(err: &ServerError) -> ApiError {
+    err.clone().into()
+}
 
 struct Setup {
     cluster: KubeStandIn,
@@ -118,11 +125,14 @@ async fn different_requirements_are_a_conflict_until_forced() {
         .spawn(&who, &reqs(&["python==3.11", "pandas"]), false)
         .await
         .unwrap_err();
-    assert_eq!((err.status.as_u16(), err.code), (409, "different_requirements"));
+    assert_eq!(
+        (answer(&err).status.as_u16(), answer(&err).code),
+        (409, "different_requirements")
+    );
     assert!(
-        err.detail.contains("numpy") && err.detail.contains("force_reinstall=True"),
+        answer(&err).detail.contains("numpy") && answer(&err).detail.contains("force_reinstall=True"),
         "{}",
-        err.detail
+        answer(&err).detail
     );
 
     let (outcome, view) = s
@@ -149,7 +159,10 @@ async fn different_requirements_are_a_conflict_until_forced() {
         .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
         .await
         .unwrap_err();
-    assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
+    assert_eq!(
+        (answer(&err).status.as_u16(), answer(&err).code),
+        (409, "quota_exceeded")
+    );
     tokio::time::sleep(s.cluster.behaviour().pod_termination * 2).await;
     let (outcome, view) = s
         .spawner
@@ -245,8 +258,11 @@ async fn a_spawn_while_the_namespace_terminates_is_told_to_retry_then_succeeds()
         .spawn(&who, &reqs(&["python==3.11"]), false)
         .await
         .unwrap_err();
-    assert_eq!((err.status.as_u16(), err.code), (409, "server_terminating"));
-    assert!(err.retry_after.is_some());
+    assert_eq!(
+        (answer(&err).status.as_u16(), answer(&err).code),
+        (409, "server_terminating")
+    );
+    assert!(answer(&err).retry_after.is_some());
     tokio::time::sleep(s.cluster.behaviour().namespace_termination + Duration::from_millis(50)).await;
     let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
     assert_eq!((outcome, view.generation), (Spawned::Created, 1));
@@ -269,8 +285,11 @@ async fn creates_refused_by_a_terminating_namespace_are_told_to_retry() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.spawner.servers().terminate(&who).await.unwrap();
     let err = spawn.await.unwrap().unwrap_err();
-    assert_eq!(err.status.as_u16(), 409, "{err:?}");
-    assert!(err.retry_after.is_some() || err.code == "concurrent_change", "{err:?}");
+    assert_eq!(answer(&err).status.as_u16(), 409, "{err:?}");
+    assert!(
+        answer(&err).retry_after.is_some() || answer(&err).code == "concurrent_change",
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -314,7 +333,10 @@ async fn concurrent_spawns_with_different_requirements_let_one_win() {
     for task in tasks {
         match task.await.unwrap() {
             Ok(_) => won += 1,
-            Err(err) => assert_eq!((err.status.as_u16(), err.code), (409, "different_requirements")),
+            Err(err) => assert_eq!(
+                (answer(&err).status.as_u16(), answer(&err).code),
+                (409, "different_requirements")
+            ),
         }
     }
     assert_eq!(won, 1);
@@ -352,7 +374,10 @@ async fn concurrent_replacements_let_one_win() {
                 assert_eq!((outcome, view.generation), (Spawned::Replaced, 2));
                 won += 1;
             }
-            Err(err) => assert_eq!((err.status.as_u16(), err.code), (409, "concurrent_change")),
+            Err(err) => assert_eq!(
+                (answer(&err).status.as_u16(), answer(&err).code),
+                (409, "concurrent_change")
+            ),
         }
     }
     assert_eq!(won, 1);
@@ -377,11 +402,11 @@ async fn cluster_faults_are_503_and_rbac_refusals_500() {
             .await
             .unwrap_err();
         assert_eq!(
-            (err.status.as_u16(), err.code),
+            (answer(&err).status.as_u16(), answer(&err).code),
             (503, "cluster_unavailable"),
             "{fault:?}"
         );
-        assert!(err.retry_after.is_some());
+        assert!(answer(&err).retry_after.is_some());
     }
     s.cluster.clear_faults();
     s.cluster.inject(Some("POST"), Some("pods"), Fault::Forbidden, None);
@@ -390,7 +415,7 @@ async fn cluster_faults_are_503_and_rbac_refusals_500() {
         .spawn(&who, &reqs(&["python==3.11"]), false)
         .await
         .unwrap_err();
-    assert_eq!(err.status.as_u16(), 500);
+    assert_eq!(answer(&err).status.as_u16(), 500);
 }
 
 #[tokio::test]
@@ -405,9 +430,12 @@ async fn a_namespace_not_ours_is_never_touched() {
         .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
         .await
         .unwrap_err();
-    assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
+    assert_eq!(
+        (answer(&err).status.as_u16(), answer(&err).code),
+        (409, "namespace_taken")
+    );
     let err = s.spawner.servers().terminate(&caller("u-1")).await.unwrap_err();
-    assert_eq!(err.code, "namespace_taken");
+    assert_eq!(answer(&err).code, "namespace_taken");
     assert!(
         s.cluster.get("namespaces", "", NS).unwrap()["metadata"]
             .get("deletionTimestamp")
@@ -429,13 +457,16 @@ async fn a_namespace_recorded_for_another_owner_is_never_touched() {
         .spawn(&who, &reqs(&["python==3.11"]), false)
         .await
         .unwrap_err();
-    assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
     assert_eq!(
-        s.spawner.servers().describe(&who).await.unwrap_err().code,
+        (answer(&err).status.as_u16(), answer(&err).code),
+        (409, "namespace_taken")
+    );
+    assert_eq!(
+        answer(&s.spawner.servers().describe(&who).await.unwrap_err()).code,
         "namespace_taken"
     );
     assert_eq!(
-        s.spawner.servers().terminate(&who).await.unwrap_err().code,
+        answer(&s.spawner.servers().terminate(&who).await.unwrap_err()).code,
         "namespace_taken"
     );
     assert_eq!(
@@ -509,6 +540,9 @@ async fn a_full_quota_is_a_409_not_a_missing_permission() {
         .spawn(&who, &reqs(&["python==3.11", "six"]), true)
         .await
         .unwrap_err();
-    assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
-    assert!(err.retry_after.is_some());
+    assert_eq!(
+        (answer(&err).status.as_u16(), answer(&err).code),
+        (409, "quota_exceeded")
+    );
+    assert!(answer(&err).retry_after.is_some());
 }

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), rexec_shared::lambda_http::Error> {
-    rexec_shared::serve::main_with(get_broker_config::Deps::from_vars, get_broker_config::handler).await
+    rexec_shared::http::serve::main_with(get_broker_config::Deps::from_vars, get_broker_config::handler).await
 }

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), rexec_shared::lambda_http::Error> {
-    rexec_shared::serve::main_with(get_rexec_status::Deps::from_vars, get_rexec_status::handler).await
+    rexec_shared::http::serve::main_with(get_rexec_status::Deps::from_vars, get_rexec_status::handler).await
 }

@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), rexec_shared::lambda_http::Error> {
-    rexec_shared::serve::main(serve_ndp_docs::handler).await
+    rexec_shared::http::serve::main(serve_ndp_docs::handler).await
 }

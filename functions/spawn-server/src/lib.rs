@@ -9,14 +9,13 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use rexec_shared::access::Access;
 use rexec_shared::config::{ConfigError, Vars, parse_bool};
-use rexec_shared::error::{ApiError, ErrorBody};
-use rexec_shared::request::{self, MAX_FORM_BYTES, has_content_type, json};
-use rexec_shared::requirements::RequirementsPolicy;
-use rexec_shared::spawner::{ServerView, Spawned, Spawner};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use rexec_shared::http::api::rexec::{SpawnAnswer, SpawnJson};
+use rexec_shared::http::error::ApiError;
+use rexec_shared::http::request::{self, MAX_FORM_BYTES, has_content_type, json};
+use rexec_shared::identity::access::Access;
+use rexec_shared::server::requirements::RequirementsPolicy;
+use rexec_shared::server::spawner::{Spawned, Spawner};
 
 pub struct Deps {
     pub access: Access,
@@ -34,67 +33,7 @@ impl Deps {
     }
 }
 
-/// The form the published clients send.
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct SpawnForm {
-    /// One requirement line per field, repeated, in file order; one is `python==X.Y`.
-    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
-    requirments: Vec<String>,
-    /// `True` replaces a server that runs other requirements.
-    #[schema(example = "False")]
-    force_reinstall: Option<String>,
-    /// The caller's token, when no Authorization header is sent.
-    token: Option<String>,
-}
-
-/// The JSON body, sent with `Authorization: Bearer`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SpawnJson {
-    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
-    pub requirements: Vec<String>,
-    #[serde(default)]
-    pub force_reinstall: bool,
-}
-
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct SpawnAnswer {
-    /// What happened, for a person.
-    #[serde(rename = "Status")]
-    #[schema(example = "Your rexec server is being created.")]
-    pub status: String,
-    #[serde(rename = "Username")]
-    pub username: String,
-    /// The caller's group that admitted them, when an allow-list is enforced.
-    #[serde(rename = "NDP_Endpoint_membership")]
-    pub membership: Option<String>,
-    pub outcome: Spawned,
-    pub server: ServerView,
-}
-
 /// Create, reuse or replace the caller's rexec-server.
-#[utoipa::path(
-    post,
-    path = "/spawn",
-    tag = "server",
-    security(("bearer" = [])),
-    request_body(content(
-        (SpawnForm = "application/x-www-form-urlencoded"),
-        (SpawnJson = "application/json"),
-    )),
-    responses(
-        (status = 201, description = "Created, or replaced (`force_reinstall`).", body = SpawnAnswer),
-        (status = 200, description = "Reused: the server runs these requirements already.", body = SpawnAnswer),
-        (status = 400, description = "A bad requirement (the line and the reason), no python==X.Y pin, a bad field.", body = ErrorBody),
-        (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
-        (status = 403, description = "The caller is in no allowed group.", body = ErrorBody),
-        (status = 409, description = "A server with other requirements runs (send force_reinstall=True); the previous one is still being removed or the quota has no room yet (Retry-After); a namespace of that name is not yours.", body = ErrorBody),
-        (status = 413, description = "Too many requirements, or a body too large.", body = ErrorBody),
-        (status = 415, description = "Neither a form nor JSON.", body = ErrorBody),
-        (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
-    )
-)]
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     let body = SpawnBody::read(&req)?;
     let token = request::bearer_or(&req, body.token())?;

@@ -1,5 +1,5 @@
-//! Who is calling: bearer-token validation, the per-container identity cache, and the
-//! settings that choose a validator.
+//! Who is calling: bearer-token validation, the per-container identity cache, the settings
+//! that choose a validator, the group policy ([`groups`]) and both together ([`access`]).
 //!
 //! Three validators implement [`TokenValidator`]:
 //! - [`AuthApiValidator`]: the identity service at `AUTH_API_URL` (GET with the Bearer
@@ -8,12 +8,14 @@
 //! - [`JwksValidator`]: local JWT verification against the issuer's published keys.
 //!
 //! [`Authenticator`] puts the cache in front of the chosen one. A token the validator rejects is
-//! [`IdentityError::Invalid`] (401); a validator that cannot answer is
-//! [`IdentityError::Unavailable`] (503): the caller did nothing wrong.
+//! [`IdentityError::Invalid`]; a validator that cannot answer is [`IdentityError::Unavailable`]:
+//! the caller did nothing wrong.
 
+pub mod access;
 mod auth_api;
 mod cache;
 mod claims;
+pub mod groups;
 mod introspection;
 mod jwks;
 

@@ -1,10 +1,13 @@
 //! Reaching the Kubernetes cluster, and reading its errors by meaning.
 //!
 //! With `EKS_CLUSTER_NAME` the cluster is found through `eks:DescribeCluster` and reached with
-//! an EKS token (see [`crate::eks`]); otherwise a kubeconfig or the in-cluster service account.
+//! an EKS token (see [`eks`]); otherwise a kubeconfig or the in-cluster service account.
 //! The client is built on first use and kept for the container (an EKS one is rebuilt with a
 //! new token every 10 minutes), so an unreachable cluster answers 503 instead of failing the
 //! function's init.
+
+pub mod eks;
+mod error;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,12 +15,10 @@ use std::time::{Duration, Instant};
 use kube::Client;
 use tokio::sync::Mutex;
 
-use crate::config::{ConfigError, Vars};
-use crate::eks::{EksConnector, TOKEN_REFRESH};
-use crate::error::ApiError;
+use eks::{EksConnector, TOKEN_REFRESH};
+pub use error::ClusterError;
 
-/// How long a caller is asked to wait after the cluster failed to answer.
-const CLUSTER_RETRY_AFTER: Duration = Duration::from_secs(5);
+use crate::config::{ConfigError, Vars};
 
 pub struct Cluster {
     connector: Connector,
@@ -99,108 +100,6 @@ impl Cluster {
                     .map_err(|e| unusable(&e))
             }
             Connector::Kubeconfig(None) => kube::Config::infer().await.map_err(|e| unusable(&e)),
-        }
-    }
-}
-
-/// What went wrong on the cluster, by meaning.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClusterError {
-    #[error("not found")]
-    NotFound,
-    #[error("already exists")]
-    AlreadyExists,
-    /// A write lost a race (stale `resourceVersion`).
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The namespace is being deleted: nothing can be created in it until it is gone.
-    #[error("namespace terminating")]
-    Terminating,
-    /// A ResourceQuota of the namespace refused a creation: its room is taken.
-    #[error("quota exceeded: {0}")]
-    QuotaExceeded(String),
-    /// RBAC refused a call: the function's role lacks a permission.
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-    /// The cluster is unreachable, timed out or answered 5xx.
-    #[error("cluster unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else the API server refused (a bug of ours).
-    #[error("refused: {0}")]
-    Refused(String),
-}
-
-impl From<kube::Error> for ClusterError {
-    /// Reads an API server's answer by meaning, with kube's own predicates and the reason text.
-    fn from(err: kube::Error) -> Self {
-        let kube::Error::Api(status) = err else {
-            return Self::Unavailable(err.to_string());
-        };
-        let terminating = status.message.contains("being terminated")
-            || status
-                .details
-                .as_ref()
-                .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
-        if status.is_not_found() {
-            Self::NotFound
-        } else if status.is_already_exists() {
-            Self::AlreadyExists
-        } else if status.is_conflict() {
-            Self::Conflict(status.message)
-        } else if status.is_forbidden() && terminating {
-            Self::Terminating
-        } else if status.is_forbidden() && status.message.contains("exceeded quota") {
-            Self::QuotaExceeded(status.message)
-        } else if status.is_forbidden() {
-            Self::Forbidden(status.message)
-        } else if matches!(status.code, 401 | 429 | 500..=599) {
-            Self::Unavailable(format!("the API server answered {}", status.code))
-        } else {
-            Self::Refused(status.message)
-        }
-    }
-}
-
-impl From<ClusterError> for ApiError {
-    fn from(err: ClusterError) -> Self {
-        match err {
-            ClusterError::Unavailable(reason) => {
-                tracing::warn!(%reason, "cluster unavailable");
-                ApiError::unavailable(
-                    "cluster_unavailable",
-                    "The cluster cannot be reached right now. Try again shortly.",
-                    CLUSTER_RETRY_AFTER,
-                )
-            }
-            ClusterError::Terminating => ApiError {
-                retry_after: Some(Duration::from_secs(10)),
-                ..ApiError::conflict(
-                    "server_terminating",
-                    "Your previous server is still being removed. Try again in a few seconds.",
-                )
-            },
-            ClusterError::QuotaExceeded(message) => {
-                tracing::warn!(%message, "the caller's namespace is at its quota");
-                ApiError {
-                    retry_after: Some(Duration::from_secs(10)),
-                    ..ApiError::conflict(
-                        "quota_exceeded",
-                        "Your server's namespace is at its resource quota (a previous server may still be stopping). Try again shortly.",
-                    )
-                }
-            }
-            ClusterError::Conflict(_) => ApiError::conflict(
-                "concurrent_change",
-                "Your server was changed by another request at the same time. Try again.",
-            ),
-            ClusterError::Forbidden(message) => {
-                tracing::error!(permission = %message, "the cluster role is missing a permission (see deploy/k8s)");
-                ApiError::internal()
-            }
-            other => {
-                tracing::error!(error = %other, "unexpected answer from the cluster");
-                ApiError::internal()
-            }
         }
     }
 }

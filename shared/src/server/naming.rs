@@ -6,10 +6,26 @@
 //! part and an 80-bit hash of the raw value joined by `--`: `Alice` gives `alice--<hash>`. A kept
 //! slug never holds `--` and a hashed one always does, so a kept slug cannot equal a hashed one,
 //! and two hashed slugs are equal only if 80-bit hashes collide.
+//!
+//! An [`Owner`] is one caller's names: the namespace, its slug (the owner label) and the `sub`
+//! recorded on the namespace. Every access checks that record ([`Owner::check`]).
 
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::error::ServerError;
 use crate::config::{ConfigError, Vars};
+use crate::identity::Identity;
+
+/// The label naming the service that manages an object, and our value of it.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub const MANAGER: &str = "rexec-lambda";
+/// The label naming the caller an object belongs to: the owner's slug.
+pub const OWNER: &str = "rexec.ndp.io/owner";
+/// The annotation recording the caller's `sub` on the namespace and its objects.
+pub const SUB: &str = "rexec.ndp.io/sub";
 
 /// The longest DNS-1123 label (namespace names, label values).
 pub const MAX_LABEL: usize = 63;
@@ -86,6 +102,48 @@ pub fn is_label(s: &str) -> bool {
         && s.bytes().all(|b| ok(b) || b == b'-')
         && ok(s.as_bytes()[0])
         && ok(s.as_bytes()[s.len() - 1])
+}
+
+/// The names of one caller's objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub sub: String,
+    pub namespace: String,
+    /// The namespace without its prefix: a label value naming the caller.
+    pub slug: String,
+}
+
+impl Owner {
+    pub fn new(naming: &Naming, identity: &Identity) -> Self {
+        let slug = naming.slug(&identity.sub);
+        Self {
+            sub: identity.sub.clone(),
+            namespace: format!("{}{slug}", naming.prefix),
+            slug,
+        }
+    }
+
+    /// The labels of every object of the caller's.
+    pub fn labels(&self) -> serde_json::Value {
+        json!({MANAGED_BY: MANAGER, OWNER: self.slug})
+    }
+
+    /// Refuses a namespace of the caller's name that this service does not manage, or that
+    /// records another owner.
+    pub fn check(&self, namespace: &Namespace) -> Result<(), ServerError> {
+        let ours = namespace.labels().get(MANAGED_BY).is_some_and(|m| m == MANAGER);
+        let recorded = namespace.annotations().get(SUB);
+        if ours && recorded == Some(&self.sub) {
+            return Ok(());
+        }
+        tracing::error!(
+            namespace = %self.namespace,
+            managed = ours,
+            owner_recorded = recorded.is_some(),
+            "the caller's namespace exists but is not managed by rexec-lambda for this caller"
+        );
+        Err(ServerError::NamespaceTaken)
+    }
 }
 
 #[cfg(test)]

@@ -16,21 +16,21 @@
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
+use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
-use kube::{Client, ResourceExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::claim::{self, Claim};
+use super::error::ServerError;
+use super::manifests;
+use super::naming::{MANAGER, Naming, Owner};
+use super::requirements::Requirements;
+use super::settings::ServerSettings;
+use super::status::{self, Phase};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{ConfigError, Vars};
-use crate::error::ApiError;
 use crate::identity::Identity;
-use crate::manifests::{
-    self, CLAIM, DIGEST, GENERATION, MANAGED_BY, MANAGER, Owner, PYTHON, REQUIREMENTS, SUB, ServerSettings,
-};
-use crate::naming::Naming;
-use crate::requirements::Requirements;
-use crate::server_status::{self, Phase};
 
 /// A caller's server as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -88,55 +88,6 @@ pub struct Spawner {
     settings: ServerSettings,
 }
 
-/// What a claim records.
-struct Claim {
-    digest: String,
-    generation: u64,
-    python: String,
-    requirements: Vec<String>,
-    created: Option<SystemTime>,
-    resource_version: Option<String>,
-}
-
-impl Claim {
-    fn read(cm: &ConfigMap) -> Result<Self, ApiError> {
-        let annotation = |key: &str| cm.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned();
-        let broken = || {
-            tracing::error!(namespace = ?cm.metadata.namespace, "the rexec-server ConfigMap lacks its annotations");
-            ApiError::internal()
-        };
-        Ok(Self {
-            digest: annotation(DIGEST).ok_or_else(broken)?,
-            generation: annotation(GENERATION).and_then(|g| g.parse().ok()).ok_or_else(broken)?,
-            python: annotation(PYTHON).unwrap_or_default(),
-            requirements: annotation(REQUIREMENTS)
-                .and_then(|r| serde_json::from_str(&r).ok())
-                .unwrap_or_default(),
-            created: cm.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0)),
-            resource_version: cm.metadata.resource_version.clone(),
-        })
-    }
-}
-
-/// Refuses a namespace that this service does not manage, or that records another owner.
-fn check_owner(namespace: &Namespace, owner: &Owner) -> Result<(), ApiError> {
-    let ours = namespace.labels().get(MANAGED_BY).is_some_and(|m| m == MANAGER);
-    let recorded = namespace.annotations().get(SUB);
-    if ours && recorded == Some(&owner.sub) {
-        return Ok(());
-    }
-    tracing::error!(
-        namespace = %owner.namespace,
-        managed = ours,
-        owner_recorded = recorded.is_some(),
-        "the caller's namespace exists but is not managed by rexec-lambda for this caller"
-    );
-    Err(ApiError::conflict(
-        "namespace_taken",
-        "A namespace with your server's name exists and is not yours. Ask an administrator.",
-    ))
-}
-
 /// Makes `object` as we write it, creating it if absent (server-side apply, our fields win).
 async fn apply<K>(api: Api<K>, object: K) -> Result<(), ClusterError>
 where
@@ -163,14 +114,14 @@ impl Servers {
     }
 
     /// The caller's server, if there is one.
-    pub async fn describe(&self, identity: &Identity) -> Result<Option<ServerView>, ApiError> {
+    pub async fn describe(&self, identity: &Identity) -> Result<Option<ServerView>, ServerError> {
         let client = self.cluster.client().await?;
         let owner = self.owner(identity);
         let Some(namespace) = namespace_any(&client, &owner).await? else {
             return Ok(None);
         };
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
-        let Some(cm) = claims.get_opt(CLAIM).await.map_err(ClusterError::from)? else {
+        let Some(cm) = claims.get_opt(claim::NAME).await.map_err(ClusterError::from)? else {
             return Ok(None);
         };
         let claim = Claim::read(&cm)?;
@@ -193,7 +144,7 @@ impl Servers {
     }
 
     /// Removes the caller's server with its namespace.
-    pub async fn terminate(&self, identity: &Identity) -> Result<Terminated, ApiError> {
+    pub async fn terminate(&self, identity: &Identity) -> Result<Terminated, ServerError> {
         let client = self.cluster.client().await?;
         let owner = self.owner(identity);
         let Some(namespace) = namespace_any(&client, &owner).await? else {
@@ -244,7 +195,7 @@ impl Spawner {
         identity: &Identity,
         reqs: &Requirements,
         force: bool,
-    ) -> Result<(Spawned, ServerView), ApiError> {
+    ) -> Result<(Spawned, ServerView), ServerError> {
         let client = self.servers.cluster.client().await?;
         let owner = self.servers.owner(identity);
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
@@ -254,19 +205,16 @@ impl Spawner {
         let (existing, ()) = tokio::try_join!(
             async {
                 claims
-                    .get_opt(CLAIM)
+                    .get_opt(claim::NAME)
                     .await
-                    .map_err(|e| ApiError::from(ClusterError::from(e)))
+                    .map_err(|e| ServerError::from(ClusterError::from(e)))
             },
             self.reconcile_guard_rails(&client, &owner),
         )?;
         let claim = match existing {
             Some(cm) => cm,
             None => match claims
-                .create(
-                    &PostParams::default(),
-                    &manifests::claim(&owner, &self.settings, reqs, 1),
-                )
+                .create(&PostParams::default(), &claim::build(&owner, &self.settings, reqs, 1))
                 .await
             {
                 Ok(cm) => {
@@ -275,7 +223,7 @@ impl Spawner {
                 }
                 Err(err) => match ClusterError::from(err) {
                     // Another spawn of this caller won the race: decide against what it made.
-                    ClusterError::AlreadyExists => claims.get(CLAIM).await.map_err(ClusterError::from)?,
+                    ClusterError::AlreadyExists => claims.get(claim::NAME).await.map_err(ClusterError::from)?,
                     other => return Err(other.into()),
                 },
             },
@@ -286,19 +234,15 @@ impl Spawner {
             return Ok((Spawned::Reused, view(&owner, &current, pod.as_ref(), &[])));
         }
         if !force {
-            return Err(ApiError::conflict(
-                "different_requirements",
-                format!(
-                    "Your server runs other requirements ({}). Send force_reinstall=True to replace it (a running job is interrupted), or terminate it first.",
-                    current.requirements.join(", ")
-                ),
-            ));
+            return Err(ServerError::DifferentRequirements {
+                running: current.requirements,
+            });
         }
         let generation = current.generation + 1;
-        let mut replacement = manifests::claim(&owner, &self.settings, reqs, generation);
+        let mut replacement = claim::build(&owner, &self.settings, reqs, generation);
         replacement.metadata.resource_version = current.resource_version.clone();
         let cm = claims
-            .replace(CLAIM, &PostParams::default(), &replacement)
+            .replace(claim::NAME, &PostParams::default(), &replacement)
             .await
             .map_err(ClusterError::from)?;
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
@@ -315,7 +259,7 @@ impl Spawner {
     }
 
     /// Creates the caller's namespace; one found instead must be ours and the caller's.
-    async fn create_namespace(&self, client: &Client, owner: &Owner) -> Result<(), ApiError> {
+    async fn create_namespace(&self, client: &Client, owner: &Owner) -> Result<(), ServerError> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         match namespaces
             .create(&PostParams::default(), &manifests::namespace(owner))
@@ -330,7 +274,7 @@ impl Spawner {
 
     /// Brings the namespace's labels and its guard rails (quota, limits, network policy) to what
     /// this release writes, on every spawn: a hardened release reaches existing namespaces.
-    async fn reconcile_guard_rails(&self, client: &Client, owner: &Owner) -> Result<(), ApiError> {
+    async fn reconcile_guard_rails(&self, client: &Client, owner: &Owner) -> Result<(), ServerError> {
         let ns = &owner.namespace;
         tokio::try_join!(
             apply(Api::all(client.clone()), manifests::namespace(owner)),
@@ -357,7 +301,7 @@ impl Spawner {
         owner: &Owner,
         reqs: &Requirements,
         generation: u64,
-    ) -> Result<Option<Pod>, ApiError> {
+    ) -> Result<Option<Pod>, ServerError> {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         match pods
             .create(
@@ -384,7 +328,7 @@ impl Spawner {
         owner: &Owner,
         reqs: &Requirements,
         generation: u64,
-    ) -> Result<Option<Pod>, ApiError> {
+    ) -> Result<Option<Pod>, ServerError> {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         match pods
             .get_opt(&manifests::pod_name(generation))
@@ -399,17 +343,17 @@ impl Spawner {
 
 /// The caller's namespace if it exists, is ours and records the caller as its owner,
 /// terminating or not. Anything else is a 409, never access.
-async fn namespace_any(client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
+async fn namespace_any(client: &Client, owner: &Owner) -> Result<Option<Namespace>, ServerError> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let Some(namespace) = namespaces.get_opt(&owner.namespace).await.map_err(ClusterError::from)? else {
         return Ok(None);
     };
-    check_owner(&namespace, owner)?;
+    owner.check(&namespace)?;
     Ok(Some(namespace))
 }
 
 /// The caller's namespace if it exists, is ours and is not terminating.
-async fn namespace(client: &Client, owner: &Owner) -> Result<Option<Namespace>, ApiError> {
+async fn namespace(client: &Client, owner: &Owner) -> Result<Option<Namespace>, ServerError> {
     match namespace_any(client, owner).await? {
         Some(ns) if ns.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
         other => Ok(other),
@@ -417,7 +361,7 @@ async fn namespace(client: &Client, owner: &Owner) -> Result<Option<Namespace>, 
 }
 
 fn view(owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> ServerView {
-    let assessment = server_status::assess(pod, events);
+    let assessment = status::assess(pod, events);
     ServerView {
         namespace: owner.namespace.clone(),
         name: manifests::pod_name(claim.generation),

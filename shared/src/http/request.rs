@@ -6,7 +6,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The largest form body read, in bytes (the published client's spawn form is far below it).
 pub const MAX_FORM_BYTES: usize = 256 * 1024;

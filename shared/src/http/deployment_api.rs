@@ -10,7 +10,7 @@ use lambda_http::Request;
 use url::Url;
 
 use crate::config::{ConfigError, Vars};
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeploymentApi {

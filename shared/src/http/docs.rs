@@ -7,8 +7,8 @@ use utoipa::Modify;
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
-use crate::error::ApiError;
-use crate::request;
+use crate::http::error::ApiError;
+use crate::http::request;
 
 /// The name of the Bearer security scheme in every OpenAPI document.
 pub const BEARER: &str = "bearer";

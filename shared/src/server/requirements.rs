@@ -23,7 +23,17 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use crate::config::{ConfigError, Vars};
-use crate::error::ApiError;
+
+/// Why requirements were refused, in words for the caller: never quoting a line or the parser.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequirementsError {
+    #[error("Too many requirements: at most {max} lines are accepted.")]
+    TooMany { max: usize },
+    #[error("Requirement line {line}: {reason}.")]
+    Line { line: usize, reason: String },
+    #[error("Name the interpreter with one line python==X.Y, one of {offered}.")]
+    MissingPython { offered: String },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequirementsPolicy {
@@ -55,7 +65,7 @@ impl RequirementsPolicy {
     }
 
     /// Checks the caller's lines, in the order sent.
-    pub fn check<S: AsRef<str>>(&self, lines: &[S]) -> Result<Requirements, ApiError> {
+    pub fn check<S: AsRef<str>>(&self, lines: &[S]) -> Result<Requirements, RequirementsError> {
         let mut python = None;
         let mut packages: Vec<String> = Vec::new();
         let mut normalised: Vec<String> = Vec::new();
@@ -70,13 +80,11 @@ impl RequirementsPolicy {
             }
             count += 1;
             if count > self.max_count {
-                return Err(ApiError::payload_too_large(format!(
-                    "Too many requirements: at most {} lines are accepted.",
-                    self.max_count
-                )));
+                return Err(RequirementsError::TooMany { max: self.max_count });
             }
-            let refuse = |reason: &str| {
-                ApiError::bad_request("invalid_requirement", format!("Requirement line {number}: {reason}."))
+            let refuse = |reason: &str| RequirementsError::Line {
+                line: number,
+                reason: reason.to_owned(),
             };
             if line.len() > self.max_line_length {
                 return Err(refuse(&format!("longer than {} characters", self.max_line_length)));
@@ -112,14 +120,8 @@ impl RequirementsPolicy {
             normalised.push(requirement.to_string());
             packages.push(line.to_owned());
         }
-        let python = python.ok_or_else(|| {
-            ApiError::bad_request(
-                "missing_python_version",
-                format!(
-                    "Name the interpreter with one line python==X.Y, one of {}.",
-                    self.python_versions.join(", ")
-                ),
-            )
+        let python = python.ok_or_else(|| RequirementsError::MissingPython {
+            offered: self.python_versions.join(", "),
         })?;
         normalised.sort();
         let mut hasher = Sha256::new();
@@ -284,7 +286,7 @@ mod tests {
             vec![],
         ] {
             let err = p.check(&lines).unwrap_err();
-            assert_eq!(err.status, 400, "{lines:?}");
+            assert!(!matches!(err, RequirementsError::TooMany { .. }), "{lines:?}");
         }
     }
 
@@ -292,13 +294,13 @@ mod tests {
     fn errors_name_the_line() {
         let err = policy().check(&["python==3.11", "numpy", "numpy>=2"]).unwrap_err();
         assert!(
-            err.detail.contains("line 3") && err.detail.contains("line 2"),
+            err.to_string().contains("line 3") && err.to_string().contains("line 2"),
             "{}",
-            err.detail
+            err.to_string()
         );
         let err = policy().check(&["python==3.11", "not a requirement!"]).unwrap_err();
         assert_eq!(
-            err.detail,
+            err.to_string(),
             "Requirement line 2: not a valid PEP 508 requirement (name, extras, version, marker)."
         );
     }
@@ -321,9 +323,9 @@ mod tests {
         ] {
             for p in [policy(), open.clone()] {
                 let err = p.check(&["python==3.11", line]).unwrap_err();
-                assert_eq!(err.status, 400, "{line}");
-                assert!(!err.detail.contains(&home), "{line}: {}", err.detail);
-                assert!(!err.detail.contains(line), "the line is never quoted: {}", err.detail);
+                assert!(!matches!(err, RequirementsError::TooMany { .. }), "{line}");
+                assert!(!err.to_string().contains(&home), "{line}: {}", err);
+                assert!(!err.to_string().contains(line), "the line is never quoted: {}", err);
             }
         }
     }
@@ -341,11 +343,12 @@ mod tests {
             "pkg[a,\u{0301}b]",
         ] {
             let err = policy().check(&["python==3.11", line]).unwrap_err();
-            assert_eq!(err.code, "invalid_requirement", "{line:?}");
+            assert!(matches!(err, RequirementsError::Line { line: 2, .. }), "{line:?}");
             assert!(
-                err.detail.ends_with("only printable ASCII characters are accepted."),
+                err.to_string()
+                    .ends_with("only printable ASCII characters are accepted."),
                 "{}",
-                err.detail
+                err.to_string()
             );
         }
     }
@@ -368,7 +371,7 @@ mod tests {
             "pandas[ok, b_ ]==1",
         ] {
             let err = policy().check(&["python==3.11", line]).unwrap_err();
-            assert_eq!(err.status, 400, "{line:?}");
+            assert!(!matches!(err, RequirementsError::TooMany { .. }), "{line:?}");
         }
         let open = RequirementsPolicy {
             allow_direct_urls: true,
@@ -381,9 +384,9 @@ mod tests {
         ] {
             let err = open.check(&["python==3.11", line]).unwrap_err();
             assert!(
-                err.detail.ends_with("only https:// direct URLs are accepted."),
+                err.to_string().ends_with("only https:// direct URLs are accepted."),
                 "{line}: {}",
-                err.detail
+                err
             );
         }
     }
@@ -395,19 +398,25 @@ mod tests {
             max_line_length: 20,
             ..policy()
         };
-        assert_eq!(p.check(&["python==3.11", "a", "b", "c"]).unwrap_err().status, 413);
+        assert_eq!(
+            p.check(&["python==3.11", "a", "b", "c"]).unwrap_err(),
+            RequirementsError::TooMany { max: 3 }
+        );
         assert_eq!(
             p.check(&["python==3.11", &format!("a{}", "1".repeat(30))])
                 .unwrap_err()
-                .status,
-            400
+                .to_string(),
+            "Requirement line 2: longer than 20 characters."
         );
     }
 
     #[test]
     fn direct_urls_only_when_allowed() {
         let line = "pkg @ https://example.org/pkg-1.0.tar.gz";
-        assert_eq!(policy().check(&["python==3.11", line]).unwrap_err().status, 400);
+        assert!(matches!(
+            policy().check(&["python==3.11", line]).unwrap_err(),
+            RequirementsError::Line { line: 2, .. }
+        ));
         let open = RequirementsPolicy {
             allow_direct_urls: true,
             ..policy()
@@ -463,10 +472,9 @@ mod tests {
                     assert_eq!(reqs.file(), format!("{line}\n"), "carried verbatim");
                 }
                 Err(err) => {
-                    assert!(!accepted, "refused {line:?}: {}", err.detail);
-                    assert!(matches!(err.status.as_u16(), 400 | 413), "{line:?}");
+                    assert!(!accepted, "refused {line:?}: {}", err);
                     assert!(
-                        !err.detail.contains('\n') && !err.detail.contains('\u{1b}'),
+                        !err.to_string().contains('\n') && !err.to_string().contains('\u{1b}'),
                         "errors escape control characters"
                     );
                 }
@@ -534,10 +542,9 @@ mod properties {
                         }
                     }
                     Err(err) => {
-                        prop_assert!(matches!(err.status.as_u16(), 400 | 413));
-                        prop_assert!(err.detail.is_ascii(), "{}", err.detail);
+                        prop_assert!(err.to_string().is_ascii(), "{}", err.to_string());
                         for line in &all[1..] {
-                            prop_assert!(line.len() < 4 || !err.detail.contains(line.as_str()), "quoted {:?}", line);
+                            prop_assert!(line.len() < 4 || !err.to_string().contains(line.as_str()), "quoted {:?}", line);
                         }
                     }
                 }

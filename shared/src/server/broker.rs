@@ -1,6 +1,8 @@
-//! Where clients reach the broker from outside the cluster.
+//! The broker: its in-cluster Service, where servers connect ([`BrokerService`]: the name, the
+//! namespace and the port, read once), and where clients reach it from outside the cluster
+//! ([`BrokerDirectory`]).
 //!
-//! `REXEC_BROKER_EXTERNAL_HOST` (and `REXEC_BROKER_EXTERNAL_PORT`, default 5559) when set;
+//! From outside: `REXEC_BROKER_EXTERNAL_HOST` (and `REXEC_BROKER_EXTERNAL_PORT`, default 5559) when set;
 //! otherwise discovered from the broker's Service (`REXEC_BROKER_EXTERNAL_SERVICE_NAME`, default
 //! the in-cluster `REXEC_BROKER_SERVICE_NAME`, in `REXEC_BROKER_NAMESPACE`): the port whose
 //! `port` is `REXEC_BROKER_CLIENT_PORT` (default 5559) or is named `client`, reached through
@@ -16,11 +18,37 @@ use kube::api::Api;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::error::ServerError;
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{ConfigError, Vars};
-use crate::error::ApiError;
 
 const DISCOVERY_TTL: Duration = Duration::from_secs(60);
+
+/// Where the pod's server connects: the broker's in-cluster Service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerService {
+    pub name: String,
+    pub namespace: String,
+    pub port: u16,
+}
+
+impl BrokerService {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            name: vars
+                .get("REXEC_BROKER_SERVICE_NAME")
+                .unwrap_or("rexec-broker")
+                .to_owned(),
+            namespace: vars.get("REXEC_BROKER_NAMESPACE").unwrap_or("rexec").to_owned(),
+            port: vars.parse_or("REXEC_BROKER_PORT", 5560)?,
+        })
+    }
+
+    /// The in-cluster DNS name of the broker.
+    pub fn host(&self) -> String {
+        format!("{}.{}.svc", self.name, self.namespace)
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct BrokerEndpoint {
@@ -30,8 +58,8 @@ pub struct BrokerEndpoint {
 
 pub struct BrokerDirectory {
     fixed: Option<BrokerEndpoint>,
-    service: String,
-    namespace: String,
+    /// The Service discovered: the in-cluster one unless `REXEC_BROKER_EXTERNAL_SERVICE_NAME`.
+    service: BrokerService,
     client_port: u16,
     discovered: Mutex<Option<(Instant, BrokerEndpoint)>>,
 }
@@ -46,20 +74,19 @@ impl BrokerDirectory {
             }),
             None => None,
         };
-        let in_cluster = vars.get("REXEC_BROKER_SERVICE_NAME").unwrap_or("rexec-broker");
+        let mut service = BrokerService::from_vars(vars)?;
+        if let Some(name) = vars.get("REXEC_BROKER_EXTERNAL_SERVICE_NAME") {
+            service.name = name.to_owned();
+        }
         Ok(Self {
             fixed,
-            service: vars
-                .get("REXEC_BROKER_EXTERNAL_SERVICE_NAME")
-                .unwrap_or(in_cluster)
-                .to_owned(),
-            namespace: vars.get("REXEC_BROKER_NAMESPACE").unwrap_or("rexec").to_owned(),
+            service,
             client_port,
             discovered: Mutex::new(None),
         })
     }
 
-    pub async fn endpoint(&self, cluster: &Cluster) -> Result<BrokerEndpoint, ApiError> {
+    pub async fn endpoint(&self, cluster: &Cluster) -> Result<BrokerEndpoint, ServerError> {
         if let Some(fixed) = &self.fixed {
             return Ok(fixed.clone());
         }
@@ -73,13 +100,13 @@ impl BrokerDirectory {
         Ok(endpoint)
     }
 
-    async fn discover(&self, cluster: &Cluster) -> Result<BrokerEndpoint, ApiError> {
+    async fn discover(&self, cluster: &Cluster) -> Result<BrokerEndpoint, ServerError> {
         let client = cluster.client().await?;
-        let services: Api<Service> = Api::namespaced(client.clone(), &self.namespace);
-        let service = match services.get(&self.service).await.map_err(ClusterError::from) {
+        let services: Api<Service> = Api::namespaced(client.clone(), &self.service.namespace);
+        let service = match services.get(&self.service.name).await.map_err(ClusterError::from) {
             Ok(service) => service,
             Err(ClusterError::NotFound) => {
-                tracing::error!(service = %self.service, namespace = %self.namespace, "the broker Service does not exist");
+                tracing::error!(service = %self.service.name, namespace = %self.service.namespace, "the broker Service does not exist");
                 return Err(not_ready("The broker is not deployed on the cluster."));
             }
             Err(err) => return Err(err.into()),
@@ -87,7 +114,7 @@ impl BrokerDirectory {
         let spec = service.spec.unwrap_or_default();
         let ports = spec.ports.unwrap_or_default();
         let port = pick_port(&ports, self.client_port).ok_or_else(|| {
-            tracing::error!(service = %self.service, "the broker Service has no client port");
+            tracing::error!(service = %self.service.name, "the broker Service has no client port");
             not_ready("The broker exposes no client port.")
         })?;
         match spec.type_.as_deref() {
@@ -128,6 +155,6 @@ fn pick_port(ports: &[ServicePort], client_port: u16) -> Option<&ServicePort> {
         .or(if ports.len() == 1 { ports.first() } else { None })
 }
 
-fn not_ready(detail: &str) -> ApiError {
-    ApiError::unavailable("broker_unavailable", detail, Duration::from_secs(30))
+fn not_ready(detail: &'static str) -> ServerError {
+    ServerError::BrokerUnavailable(detail)
 }

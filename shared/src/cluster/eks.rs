@@ -14,7 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use tokio::sync::OnceCell;
 
-use crate::cluster::ClusterError;
+use super::ClusterError;
 
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 /// How long a presigned URL says it is valid; EKS itself accepts a token for 15 minutes.

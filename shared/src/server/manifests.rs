@@ -4,8 +4,7 @@
 //! ResourceQuota, a LimitRange and a NetworkPolicy (no ingress; egress to DNS, the broker's
 //! server port and HTTP(S) on the public internet only, every private, shared and link-local
 //! range and the cluster's service range excluded; or to the operator's package-index proxy
-//! only), reconciled on every spawn; a ConfigMap `rexec-server` holding the requirements (the
-//! claim: one per caller); and a Pod `rexec-server-<generation>` whose storage is bounded
+//! only), reconciled on every spawn; the claim (see [`super::claim`]); and a Pod `rexec-server-<generation>` whose storage is bounded
 //! (`sizeLimit` on every emptyDir, ephemeral-storage requests and limits on every container).
 //!
 //! The pod runs fixed commands only. Its init containers fetch the pinned rexec-server source
@@ -13,28 +12,17 @@
 //! runs `python run_server.py <broker> --broker_port <port>` with Kubernetes' own `$(VAR)`
 //! expansion. No caller text ever reaches a command line or a shell.
 
-use std::collections::BTreeMap;
-use std::net::IpAddr;
-
-use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::json;
 
-use crate::config::{ConfigError, Vars};
-use crate::identity::Identity;
-use crate::naming::Naming;
-use crate::requirements::Requirements;
+use super::claim::{self, DIGEST, GENERATION, REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
+use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
+use super::requirements::Requirements;
+use super::settings::{Egress, ServerSettings};
 
-pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-pub const MANAGER: &str = "rexec-lambda";
 pub const APP: &str = "app.kubernetes.io/name";
 pub const APP_NAME: &str = "rexec-server";
-pub const OWNER: &str = "rexec.ndp.io/owner";
-pub const DIGEST: &str = "rexec.ndp.io/digest";
-pub const GENERATION: &str = "rexec.ndp.io/generation";
-pub const SUB: &str = "rexec.ndp.io/sub";
-pub const PYTHON: &str = "rexec.ndp.io/python";
-pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
 
 /// Address ranges a server never reaches: private (RFC 1918), shared (RFC 6598, carrier-grade
 /// NAT), link-local (cloud metadata among them), and their IPv6 counterparts.
@@ -46,11 +34,6 @@ pub const PRIVATE_IPV4: [&str; 5] = [
     "169.254.0.0/16",
 ];
 pub const PRIVATE_IPV6: [&str; 2] = ["fc00::/7", "fe80::/10"];
-
-/// The claim: one ConfigMap per caller, holding what the server is built from.
-pub const CLAIM: &str = "rexec-server";
-pub const REQUIREMENTS_FILE: &str = "requirements.txt";
-pub const SERVER_REQUIREMENTS_FILE: &str = "server-requirements.txt";
 
 /// Downloads the pinned rexec-server source archive named by `REXEC_SERVER_SOURCE`, checks it
 /// against `REXEC_SERVER_SOURCE_SHA256` when set, and unpacks it into /opt/rexec/server.
@@ -68,194 +51,13 @@ with tarfile.open(fileobj=io.BytesIO(data)) as archive:
     archive.extractall("/opt/rexec/server", members=members, filter="data")
 "#;
 
-/// Where the pod's server connects: the broker's in-cluster Service.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerService {
-    pub name: String,
-    pub namespace: String,
-    pub port: u16,
-}
-
-impl BrokerService {
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self {
-            name: vars
-                .get("REXEC_BROKER_SERVICE_NAME")
-                .unwrap_or("rexec-broker")
-                .to_owned(),
-            namespace: vars.get("REXEC_BROKER_NAMESPACE").unwrap_or("rexec").to_owned(),
-            port: vars.parse_or("REXEC_BROKER_PORT", 5560)?,
-        })
-    }
-
-    /// The in-cluster DNS name of the broker.
-    pub fn host(&self) -> String {
-        format!("{}.{}.svc", self.name, self.namespace)
-    }
-}
-
-/// What every caller's server is built with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerSettings {
-    /// Image with `{python}` standing for the interpreter version (`REXEC_SERVER_IMAGE`).
-    pub image: String,
-    /// Pinned rexec-server source archive (`REXEC_SERVER_SOURCE`).
-    pub source: String,
-    pub source_sha256: Option<String>,
-    /// The server's own dependencies (`REXEC_SERVER_REQUIREMENTS`, comma-separated).
-    pub server_requirements: Vec<String>,
-    pub broker: BrokerService,
-    pub cpu_request: String,
-    pub cpu_limit: String,
-    pub memory_request: String,
-    pub memory_limit: String,
-    pub storage_request: String,
-    pub storage_limit: String,
-    pub egress: Egress,
-}
-
-/// Where a server may connect besides DNS and the broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Egress {
-    /// HTTP(S) on the public internet, every private and link-local range excluded, and the
-    /// cluster's service ranges (`REXEC_CLUSTER_SERVICE_CIDRS`) too.
-    PublicInternet { service_cidrs: Vec<String> },
-    /// Only the package-index proxy (`REXEC_PACKAGE_INDEX_PROXY`), pip's index.
-    Proxy { url: String, address: IpAddr, port: u16 },
-}
-
-impl Egress {
-    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        if let Some(url) = vars.url("REXEC_PACKAGE_INDEX_PROXY")? {
-            let address = match url.host() {
-                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-                _ => {
-                    return Err(ConfigError::new(
-                        "REXEC_PACKAGE_INDEX_PROXY",
-                        "the host must be an IP address: a NetworkPolicy cannot name a host",
-                    ));
-                }
-            };
-            let port = url.port_or_known_default().expect("http and https have a port");
-            return Ok(Self::Proxy {
-                url: url.to_string(),
-                address,
-                port,
-            });
-        }
-        let service_cidrs = vars.list("REXEC_CLUSTER_SERVICE_CIDRS");
-        if let Some(bad) = service_cidrs.iter().find(|c| !is_cidr(c)) {
-            return Err(ConfigError::new(
-                "REXEC_CLUSTER_SERVICE_CIDRS",
-                format!("{bad:?} is not a CIDR such as 10.100.0.0/16"),
-            ));
-        }
-        Ok(Self::PublicInternet { service_cidrs })
-    }
-}
-
-/// Whether `s` is an IPv4 or IPv6 CIDR block (`address/prefix`).
-fn is_cidr(s: &str) -> bool {
-    let Some((address, prefix)) = s.split_once('/') else {
-        return false;
-    };
-    let Ok(prefix) = prefix.parse::<u8>() else {
-        return false;
-    };
-    match address.parse::<IpAddr>() {
-        Ok(IpAddr::V4(_)) => prefix <= 32,
-        Ok(IpAddr::V6(_)) => prefix <= 128,
-        Err(_) => false,
-    }
-}
-
-impl ServerSettings {
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let image = vars
-            .get("REXEC_SERVER_IMAGE")
-            .unwrap_or("python:{python}-slim")
-            .to_owned();
-        if !image.contains("{python}") {
-            return Err(ConfigError::new(
-                "REXEC_SERVER_IMAGE",
-                "must contain {python}, replaced by the interpreter version",
-            ));
-        }
-        let source = vars.url("REXEC_SERVER_SOURCE")?.map_or_else(
-            || {
-                "https://github.com/sci-ndp/SciDx-rexec-server/archive/77c5c100b3766f652a4947e276bb273d04bb5ef4.tar.gz"
-                    .to_owned()
-            },
-            String::from,
-        );
-        let source_sha256 = vars.get("REXEC_SERVER_SOURCE_SHA256").map(str::to_owned);
-        if let Some(sha) = &source_sha256
-            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            return Err(ConfigError::new(
-                "REXEC_SERVER_SOURCE_SHA256",
-                "must be 64 hexadecimal digits",
-            ));
-        }
-        let mut server_requirements = vars.list("REXEC_SERVER_REQUIREMENTS");
-        if server_requirements.is_empty() {
-            server_requirements = ["pyzmq", "dill", "dxspaces", "scidx-rexec==0.1.0"]
-                .map(String::from)
-                .to_vec();
-        }
-        Ok(Self {
-            image,
-            source,
-            source_sha256,
-            server_requirements,
-            broker: BrokerService::from_vars(vars)?,
-            cpu_request: vars.get("REXEC_SERVER_CPU_REQUEST").unwrap_or("250m").to_owned(),
-            cpu_limit: vars.get("REXEC_SERVER_CPU_LIMIT").unwrap_or("2").to_owned(),
-            memory_request: vars.get("REXEC_SERVER_MEMORY_REQUEST").unwrap_or("512Mi").to_owned(),
-            memory_limit: vars.get("REXEC_SERVER_MEMORY_LIMIT").unwrap_or("4Gi").to_owned(),
-            storage_request: vars
-                .get("REXEC_SERVER_EPHEMERAL_STORAGE_REQUEST")
-                .unwrap_or("1Gi")
-                .to_owned(),
-            storage_limit: vars
-                .get("REXEC_SERVER_EPHEMERAL_STORAGE_LIMIT")
-                .unwrap_or("8Gi")
-                .to_owned(),
-            egress: Egress::from_vars(vars)?,
-        })
-    }
-}
-
-/// The names of one caller's objects.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Owner {
-    pub sub: String,
-    pub namespace: String,
-    /// The namespace without its prefix: a label value naming the caller.
-    pub slug: String,
-}
-
-impl Owner {
-    pub fn new(naming: &Naming, identity: &Identity) -> Self {
-        Self {
-            sub: identity.sub.clone(),
-            namespace: naming.namespace(&identity.sub),
-            slug: naming.slug(&identity.sub),
-        }
-    }
-
-    fn labels(&self) -> serde_json::Value {
-        json!({MANAGED_BY: MANAGER, OWNER: self.slug})
-    }
-}
-
 /// The pod of a generation.
 pub fn pod_name(generation: u64) -> String {
     format!("{APP_NAME}-{generation}")
 }
 
-fn build<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+/// A typed object from its JSON manifest.
+pub(super) fn build<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("manifests match the Kubernetes schema")
 }
 
@@ -363,32 +165,6 @@ pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy
     }))
 }
 
-/// The claim of a generation: what the server is built from.
-pub fn claim(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64) -> ConfigMap {
-    let data: BTreeMap<&str, String> = BTreeMap::from([
-        (REQUIREMENTS_FILE, reqs.file()),
-        (
-            SERVER_REQUIREMENTS_FILE,
-            settings.server_requirements.iter().map(|l| format!("{l}\n")).collect(),
-        ),
-    ]);
-    build(json!({
-        "metadata": {
-            "name": CLAIM,
-            "namespace": owner.namespace,
-            "labels": {MANAGED_BY: MANAGER, OWNER: owner.slug, DIGEST: &reqs.digest[..32], GENERATION: generation.to_string()},
-            "annotations": {
-                SUB: owner.sub,
-                DIGEST: reqs.digest,
-                PYTHON: reqs.python,
-                GENERATION: generation.to_string(),
-                REQUIREMENTS: serde_json::to_string(&reqs.lines()).expect("strings serialise"),
-            },
-        },
-        "data": data,
-    }))
-}
-
 pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64) -> Pod {
     let image = settings.image.replace("{python}", &reqs.python);
     let security = json!({
@@ -437,7 +213,7 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
             "volumes": [
                 {"name": "rexec", "emptyDir": {"sizeLimit": settings.storage_limit}},
                 {"name": "tmp", "emptyDir": {"sizeLimit": settings.storage_limit}},
-                {"name": "requirements", "configMap": {"name": CLAIM}},
+                {"name": "requirements", "configMap": {"name": claim::NAME}},
             ],
             "initContainers": [
                 {"name": "fetch-server", "image": image, "command": ["python", "-c", FETCH_SCRIPT],
@@ -469,7 +245,13 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::config::Vars;
+    use crate::identity::Identity;
+    use crate::server::naming::Naming;
+    use crate::server::requirements::RequirementsPolicy;
 
     fn settings() -> ServerSettings {
         ServerSettings::from_vars(&Vars::default()).unwrap()
@@ -488,7 +270,7 @@ mod tests {
     }
 
     fn reqs(lines: &[&str]) -> Requirements {
-        crate::requirements::RequirementsPolicy::from_vars(&Vars::default())
+        RequirementsPolicy::from_vars(&Vars::default())
             .unwrap()
             .check(lines)
             .unwrap()
@@ -549,13 +331,13 @@ mod tests {
             !pod_text.contains("scipy") && !pod_text.contains("numpy"),
             "requirements stay out of the pod spec"
         );
-        let claim = claim(&o, &settings(), &r, 1);
-        let data = claim.data.unwrap();
+        let cm = claim::build(&o, &settings(), &r, 1);
+        let data = cm.data.unwrap();
         assert_eq!(data[REQUIREMENTS_FILE], format!("{hostile}\nnumpy<2\n"));
         assert!(data[SERVER_REQUIREMENTS_FILE].contains("pyzmq"));
-        let annotations = claim.metadata.annotations.unwrap();
+        let annotations = cm.metadata.annotations.unwrap();
         assert_eq!(annotations[DIGEST], r.digest);
-        assert_eq!(annotations[PYTHON], "3.11");
+        assert_eq!(annotations[claim::PYTHON], "3.11");
     }
 
     fn egress(settings: &ServerSettings) -> Vec<serde_json::Value> {
@@ -779,15 +561,5 @@ mod tests {
         assert_eq!(quota["spec"]["hard"]["limits.memory"], "8Gi");
         assert_eq!(quota["spec"]["hard"]["requests.cpu"], "500m");
         assert_eq!(quota["spec"]["hard"]["pods"], "2");
-    }
-
-    #[test]
-    fn settings_are_validated() {
-        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_IMAGE", "python:3.11")])).unwrap_err();
-        assert_eq!(err.variable, "REXEC_SERVER_IMAGE");
-        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_SOURCE_SHA256", "abc")])).unwrap_err();
-        assert_eq!(err.variable, "REXEC_SERVER_SOURCE_SHA256");
-        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_BROKER_PORT", "x")])).unwrap_err();
-        assert_eq!(err.variable, "REXEC_BROKER_PORT");
     }
 }

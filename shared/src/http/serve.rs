@@ -10,8 +10,8 @@ use lambda_http::{Body, Request, Response, service_fn};
 use tracing::Instrument;
 
 use crate::config::{ConfigError, Vars};
-use crate::error::ApiError;
-use crate::request::{request_id, route};
+use crate::http::error::ApiError;
+use crate::http::request::{request_id, route};
 
 /// Answers one request with `handler`, whatever it returns.
 pub async fn respond<F, Fut>(req: Request, handler: F) -> Response<Body>
@@ -50,7 +50,7 @@ where
     F: Fn(Request) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
 {
-    crate::logging::init();
+    crate::http::logging::init();
     run(handler).await
 }
 
@@ -65,7 +65,7 @@ where
     F: Fn(&'static D, Request) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
 {
-    crate::logging::init();
+    crate::http::logging::init();
     let deps: &'static D = Box::leak(Box::new(build(&Vars::from_env()).map_err(init_failed)?));
     run(move |req| handler(deps, req)).await
 }

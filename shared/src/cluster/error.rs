@@ -1,0 +1,60 @@
+//! What went wrong on the cluster, by meaning: the API server's answers read with kube's own
+//! predicates and the reason text, so the layers above never look at status codes.
+
+/// What went wrong on the cluster, by meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    /// A write lost a race (stale `resourceVersion`).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The namespace is being deleted: nothing can be created in it until it is gone.
+    #[error("namespace terminating")]
+    Terminating,
+    /// A ResourceQuota of the namespace refused a creation: its room is taken.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// RBAC refused a call: the function's role lacks a permission.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The cluster is unreachable, timed out or answered 5xx.
+    #[error("cluster unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else the API server refused (a bug of ours).
+    #[error("refused: {0}")]
+    Refused(String),
+}
+
+impl From<kube::Error> for ClusterError {
+    /// Reads an API server's answer by meaning, with kube's own predicates and the reason text.
+    fn from(err: kube::Error) -> Self {
+        let kube::Error::Api(status) = err else {
+            return Self::Unavailable(err.to_string());
+        };
+        let terminating = status.message.contains("being terminated")
+            || status
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
+        if status.is_not_found() {
+            Self::NotFound
+        } else if status.is_already_exists() {
+            Self::AlreadyExists
+        } else if status.is_conflict() {
+            Self::Conflict(status.message)
+        } else if status.is_forbidden() && terminating {
+            Self::Terminating
+        } else if status.is_forbidden() && status.message.contains("exceeded quota") {
+            Self::QuotaExceeded(status.message)
+        } else if status.is_forbidden() {
+            Self::Forbidden(status.message)
+        } else if matches!(status.code, 401 | 429 | 500..=599) {
+            Self::Unavailable(format!("the API server answered {}", status.code))
+        } else {
+            Self::Refused(status.message)
+        }
+    }
+}

@@ -1,0 +1,209 @@
+//! The Rexec Deployment API (`/rexec`): create, inspect and remove the caller's personal
+//! rexec-server, and find the broker.
+
+use std::sync::LazyLock;
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::http::docs::BearerSecurity;
+use crate::http::error::ErrorBody;
+use crate::server::spawner::{ServerView, Spawned, Terminated};
+
+/// The form the published clients send to `POST /spawn`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct SpawnForm {
+    /// One requirement line per field, repeated, in file order; one is `python==X.Y`.
+    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
+    requirments: Vec<String>,
+    /// `True` replaces a server that runs other requirements.
+    #[schema(example = "False")]
+    force_reinstall: Option<String>,
+    /// The caller's token, when no Authorization header is sent.
+    token: Option<String>,
+}
+
+/// The JSON body of `POST /spawn`, sent with `Authorization: Bearer`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnJson {
+    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
+    pub requirements: Vec<String>,
+    #[serde(default)]
+    pub force_reinstall: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SpawnAnswer {
+    /// What happened, for a person.
+    #[serde(rename = "Status")]
+    #[schema(example = "Your rexec server is being created.")]
+    pub status: String,
+    #[serde(rename = "Username")]
+    pub username: String,
+    /// The caller's group that admitted them, when an allow-list is enforced.
+    #[serde(rename = "NDP_Endpoint_membership")]
+    pub membership: Option<String>,
+    pub outcome: Spawned,
+    pub server: ServerView,
+}
+
+/// The form of `DELETE /terminate`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct TokenForm {
+    token: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct TerminateAnswer {
+    #[serde(rename = "Status")]
+    #[schema(example = "Your rexec server is being removed.")]
+    pub status: String,
+    #[serde(rename = "Username")]
+    pub username: String,
+    /// Whether a server was there to remove (or already being removed).
+    pub deleted: bool,
+    pub outcome: Terminated,
+    pub namespace: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BrokerConfig {
+    #[schema(example = "broker.example.org")]
+    pub broker_external_host: String,
+    #[schema(example = 5559)]
+    pub broker_external_port: u16,
+    /// `host:port`.
+    #[schema(example = "broker.example.org:5559")]
+    pub broker_external_url: String,
+    /// The spawn route, for the client's later calls.
+    #[schema(example = "https://api.example.org/rexec/spawn")]
+    pub api_url: String,
+}
+
+/// The answers of both removal routes.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum TerminateResponses {
+    /// Removed, being removed, or nothing to remove.
+    #[response(status = 200)]
+    Done(TerminateAnswer),
+    /// No token, or a token that was refused.
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// The caller is in no allowed group.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
+    /// A namespace of the caller's server's name is not the caller's.
+    #[response(status = 409)]
+    Conflict(ErrorBody),
+    /// The identity service or the cluster is unreachable.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// Create, reuse or replace the caller's rexec-server.
+#[utoipa::path(
+    post,
+    path = "/spawn",
+    operation_id = "spawn",
+    tag = "server",
+    security(("bearer" = [])),
+    request_body(content(
+        (SpawnForm = "application/x-www-form-urlencoded"),
+        (SpawnJson = "application/json"),
+    )),
+    responses(
+        (status = 201, description = "Created, or replaced (`force_reinstall`).", body = SpawnAnswer),
+        (status = 200, description = "Reused: the server runs these requirements already.", body = SpawnAnswer),
+        (status = 400, description = "A bad requirement (the line and the reason), no python==X.Y pin, a bad field.", body = ErrorBody),
+        (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
+        (status = 403, description = "The caller is in no allowed group.", body = ErrorBody),
+        (status = 409, description = "A server with other requirements runs (send force_reinstall=True); the previous one is still being removed or the quota has no room yet (Retry-After); a namespace of that name is not yours.", body = ErrorBody),
+        (status = 413, description = "Too many requirements, or a body too large.", body = ErrorBody),
+        (status = 415, description = "Neither a form nor JSON.", body = ErrorBody),
+        (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn spawn() {}
+
+/// Remove the caller's rexec-server (the published clients' route).
+#[utoipa::path(
+    delete,
+    path = "/terminate",
+    operation_id = "terminate",
+    tag = "server",
+    security(("bearer" = [])),
+    request_body(content((TokenForm = "application/x-www-form-urlencoded")), description = "The token, when no Authorization header is sent."),
+    responses(TerminateResponses)
+)]
+#[allow(dead_code)]
+fn terminate() {}
+
+/// Remove the caller's rexec-server.
+#[utoipa::path(
+    delete,
+    path = "/server",
+    operation_id = "delete_server",
+    tag = "server",
+    security(("bearer" = [])),
+    responses(TerminateResponses)
+)]
+#[allow(dead_code)]
+fn delete_server() {}
+
+/// The caller's rexec-server.
+#[utoipa::path(
+    get,
+    path = "/server",
+    operation_id = "get_server",
+    tag = "server",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's server.", body = ServerView),
+        (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
+        (status = 403, description = "The caller is in no allowed group.", body = ErrorBody),
+        (status = 404, description = "The caller has no server.", body = ErrorBody),
+        (status = 409, description = "A namespace of the caller's server's name is not the caller's.", body = ErrorBody),
+        (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn get_server() {}
+
+/// Where clients reach the broker.
+#[utoipa::path(
+    get,
+    path = "/broker-config",
+    operation_id = "broker_config",
+    tag = "broker",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The broker's external address.", body = BrokerConfig),
+        (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
+        (status = 403, description = "The caller is in no allowed group.", body = ErrorBody),
+        (status = 503, description = "The broker's address is not known yet, or a service is unreachable.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn broker_config() {}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Rexec Deployment API",
+        description = "Create, inspect and remove the caller's personal rexec-server, and find the broker.",
+    ),
+    servers((url = "/rexec")),
+    paths(spawn, terminate, delete_server, get_server, broker_config),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerSecurity),
+)]
+struct RexecApi;
+
+/// The document, built once per container.
+pub static OPENAPI: LazyLock<Document> = LazyLock::new(|| super::versioned(RexecApi::openapi()));

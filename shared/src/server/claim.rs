@@ -1,0 +1,125 @@
+//! The claim: one ConfigMap per caller, `rexec-server`, saying what the server is built from
+//! and which generation runs. Its keys, its builder and its reader are here together.
+//!
+//! Creating the claim is the lock of a first spawn; replacing it with its `resourceVersion` is
+//! the lock of a replacement. Its data holds the requirement files the pod installs; its
+//! annotations hold the digest, the generation, the interpreter and the lines, which is what
+//! [`Claim::read`] gives back.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde_json::json;
+
+use super::error::ServerError;
+use super::manifests;
+use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
+use super::requirements::Requirements;
+use super::settings::ServerSettings;
+
+/// The claim's name in the caller's namespace.
+pub const NAME: &str = "rexec-server";
+/// SHA-256 of the normalised requirements (a label holds its first 32 characters).
+pub const DIGEST: &str = "rexec.ndp.io/digest";
+pub const GENERATION: &str = "rexec.ndp.io/generation";
+pub const PYTHON: &str = "rexec.ndp.io/python";
+/// The requirement lines, as a JSON array.
+pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
+/// The files of the claim's data, mounted in the pod at /etc/rexec.
+pub const REQUIREMENTS_FILE: &str = "requirements.txt";
+pub const SERVER_REQUIREMENTS_FILE: &str = "server-requirements.txt";
+
+/// The claim of a generation: what the server is built from.
+pub fn build(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64) -> ConfigMap {
+    let data: BTreeMap<&str, String> = BTreeMap::from([
+        (REQUIREMENTS_FILE, reqs.file()),
+        (
+            SERVER_REQUIREMENTS_FILE,
+            settings.server_requirements.iter().map(|l| format!("{l}\n")).collect(),
+        ),
+    ]);
+    manifests::build(json!({
+        "metadata": {
+            "name": NAME,
+            "namespace": owner.namespace,
+            "labels": {MANAGED_BY: MANAGER, OWNER: owner.slug, DIGEST: &reqs.digest[..32], GENERATION: generation.to_string()},
+            "annotations": {
+                SUB: owner.sub,
+                DIGEST: reqs.digest,
+                PYTHON: reqs.python,
+                GENERATION: generation.to_string(),
+                REQUIREMENTS: serde_json::to_string(&reqs.lines()).expect("strings serialise"),
+            },
+        },
+        "data": data,
+    }))
+}
+
+/// What a claim records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub digest: String,
+    pub generation: u64,
+    pub python: String,
+    pub requirements: Vec<String>,
+    pub created: Option<SystemTime>,
+    pub resource_version: Option<String>,
+}
+
+impl Claim {
+    /// Reads a claim; one without its digest or generation was not written by this service.
+    pub fn read(cm: &ConfigMap) -> Result<Self, ServerError> {
+        let annotation = |key: &str| cm.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+        let broken = || {
+            tracing::error!(namespace = ?cm.metadata.namespace, "the rexec-server ConfigMap lacks its annotations");
+            ServerError::BrokenClaim
+        };
+        Ok(Self {
+            digest: annotation(DIGEST).ok_or_else(broken)?,
+            generation: annotation(GENERATION).and_then(|g| g.parse().ok()).ok_or_else(broken)?,
+            python: annotation(PYTHON).unwrap_or_default(),
+            requirements: annotation(REQUIREMENTS)
+                .and_then(|r| serde_json::from_str(&r).ok())
+                .unwrap_or_default(),
+            created: cm.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0)),
+            resource_version: cm.metadata.resource_version.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Vars;
+    use crate::identity::Identity;
+    use crate::server::naming::Naming;
+    use crate::server::requirements::RequirementsPolicy;
+
+    #[test]
+    fn a_claim_reads_back_what_was_written() {
+        let identity = Identity {
+            sub: "u-1".into(),
+            username: "alice".into(),
+            roles: vec![],
+            groups: vec![],
+            client: None,
+            expires_at: None,
+        };
+        let owner = Owner::new(&Naming::from_vars(&Vars::default()).unwrap(), &identity);
+        let settings = ServerSettings::from_vars(&Vars::default()).unwrap();
+        let reqs = RequirementsPolicy::from_vars(&Vars::default())
+            .unwrap()
+            .check(&["python==3.12", "numpy<2"])
+            .unwrap();
+        let mut cm = build(&owner, &settings, &reqs, 7);
+        let claim = Claim::read(&cm).unwrap();
+        assert_eq!(
+            (claim.digest.as_str(), claim.generation, claim.python.as_str()),
+            (reqs.digest.as_str(), 7, "3.12")
+        );
+        assert_eq!(claim.requirements, reqs.lines());
+        cm.metadata.annotations.as_mut().unwrap().remove(GENERATION);
+        assert_eq!(Claim::read(&cm), Err(ServerError::BrokenClaim));
+    }
+}

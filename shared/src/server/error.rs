@@ -1,0 +1,26 @@
+//! What can go wrong with a caller's server, by meaning. The HTTP edge gives each its status
+//! (see [`crate::http::error`]); nothing here knows about HTTP.
+
+use crate::cluster::ClusterError;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ServerError {
+    /// The cluster refused or failed a call.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
+    /// A namespace of the caller's name exists, and this service does not manage it for them.
+    #[error("the namespace is not managed for this caller")]
+    NamespaceTaken,
+    /// The caller's server runs other requirements; replacing it must be asked for.
+    #[error("the server runs other requirements")]
+    DifferentRequirements {
+        /// The requirement lines the server runs.
+        running: Vec<String>,
+    },
+    /// The claim lacks what this service writes in it.
+    #[error("the claim is broken")]
+    BrokenClaim,
+    /// The broker's external address cannot be told: the reason, for the caller.
+    #[error("broker unavailable: {0}")]
+    BrokerUnavailable(&'static str),
+}

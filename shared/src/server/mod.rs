@@ -1,0 +1,12 @@
+//! A caller's rexec-server: what it is built from, what it is named, how it is written to the
+//! cluster, how it is doing, and where it finds the broker.
+
+pub mod broker;
+pub mod claim;
+pub mod error;
+pub mod manifests;
+pub mod naming;
+pub mod requirements;
+pub mod settings;
+pub mod spawner;
+pub mod status;

@@ -1,0 +1,156 @@
+//! What every caller's server is built with: image, pinned server source, resources, egress,
+//! and the broker's in-cluster Service. Read by the spawner only: get-server and delete-server
+//! never parse these settings.
+
+use std::net::IpAddr;
+
+use super::broker::BrokerService;
+use crate::config::{ConfigError, Vars};
+
+/// What every caller's server is built with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    /// Image with `{python}` standing for the interpreter version (`REXEC_SERVER_IMAGE`).
+    pub image: String,
+    /// Pinned rexec-server source archive (`REXEC_SERVER_SOURCE`).
+    pub source: String,
+    pub source_sha256: Option<String>,
+    /// The server's own dependencies (`REXEC_SERVER_REQUIREMENTS`, comma-separated).
+    pub server_requirements: Vec<String>,
+    pub broker: BrokerService,
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+    pub storage_request: String,
+    pub storage_limit: String,
+    pub egress: Egress,
+}
+
+/// Where a server may connect besides DNS and the broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Egress {
+    /// HTTP(S) on the public internet, every private and link-local range excluded, and the
+    /// cluster's service ranges (`REXEC_CLUSTER_SERVICE_CIDRS`) too.
+    PublicInternet { service_cidrs: Vec<String> },
+    /// Only the package-index proxy (`REXEC_PACKAGE_INDEX_PROXY`), pip's index.
+    Proxy { url: String, address: IpAddr, port: u16 },
+}
+
+impl Egress {
+    fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        if let Some(url) = vars.url("REXEC_PACKAGE_INDEX_PROXY")? {
+            let address = match url.host() {
+                Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+                Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+                _ => {
+                    return Err(ConfigError::new(
+                        "REXEC_PACKAGE_INDEX_PROXY",
+                        "the host must be an IP address: a NetworkPolicy cannot name a host",
+                    ));
+                }
+            };
+            let port = url.port_or_known_default().expect("http and https have a port");
+            return Ok(Self::Proxy {
+                url: url.to_string(),
+                address,
+                port,
+            });
+        }
+        let service_cidrs = vars.list("REXEC_CLUSTER_SERVICE_CIDRS");
+        if let Some(bad) = service_cidrs.iter().find(|c| !is_cidr(c)) {
+            return Err(ConfigError::new(
+                "REXEC_CLUSTER_SERVICE_CIDRS",
+                format!("{bad:?} is not a CIDR such as 10.100.0.0/16"),
+            ));
+        }
+        Ok(Self::PublicInternet { service_cidrs })
+    }
+}
+
+/// Whether `s` is an IPv4 or IPv6 CIDR block (`address/prefix`).
+fn is_cidr(s: &str) -> bool {
+    let Some((address, prefix)) = s.split_once('/') else {
+        return false;
+    };
+    let Ok(prefix) = prefix.parse::<u8>() else {
+        return false;
+    };
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(_)) => prefix <= 32,
+        Ok(IpAddr::V6(_)) => prefix <= 128,
+        Err(_) => false,
+    }
+}
+
+impl ServerSettings {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let image = vars
+            .get("REXEC_SERVER_IMAGE")
+            .unwrap_or("python:{python}-slim")
+            .to_owned();
+        if !image.contains("{python}") {
+            return Err(ConfigError::new(
+                "REXEC_SERVER_IMAGE",
+                "must contain {python}, replaced by the interpreter version",
+            ));
+        }
+        let source = vars.url("REXEC_SERVER_SOURCE")?.map_or_else(
+            || {
+                "https://github.com/sci-ndp/SciDx-rexec-server/archive/77c5c100b3766f652a4947e276bb273d04bb5ef4.tar.gz"
+                    .to_owned()
+            },
+            String::from,
+        );
+        let source_sha256 = vars.get("REXEC_SERVER_SOURCE_SHA256").map(str::to_owned);
+        if let Some(sha) = &source_sha256
+            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(ConfigError::new(
+                "REXEC_SERVER_SOURCE_SHA256",
+                "must be 64 hexadecimal digits",
+            ));
+        }
+        let mut server_requirements = vars.list("REXEC_SERVER_REQUIREMENTS");
+        if server_requirements.is_empty() {
+            server_requirements = ["pyzmq", "dill", "dxspaces", "scidx-rexec==0.1.0"]
+                .map(String::from)
+                .to_vec();
+        }
+        Ok(Self {
+            image,
+            source,
+            source_sha256,
+            server_requirements,
+            broker: BrokerService::from_vars(vars)?,
+            cpu_request: vars.get("REXEC_SERVER_CPU_REQUEST").unwrap_or("250m").to_owned(),
+            cpu_limit: vars.get("REXEC_SERVER_CPU_LIMIT").unwrap_or("2").to_owned(),
+            memory_request: vars.get("REXEC_SERVER_MEMORY_REQUEST").unwrap_or("512Mi").to_owned(),
+            memory_limit: vars.get("REXEC_SERVER_MEMORY_LIMIT").unwrap_or("4Gi").to_owned(),
+            storage_request: vars
+                .get("REXEC_SERVER_EPHEMERAL_STORAGE_REQUEST")
+                .unwrap_or("1Gi")
+                .to_owned(),
+            storage_limit: vars
+                .get("REXEC_SERVER_EPHEMERAL_STORAGE_LIMIT")
+                .unwrap_or("8Gi")
+                .to_owned(),
+            egress: Egress::from_vars(vars)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_validated() {
+        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_IMAGE", "python:3.11")])).unwrap_err();
+        assert_eq!(err.variable, "REXEC_SERVER_IMAGE");
+        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_SOURCE_SHA256", "abc")])).unwrap_err();
+        assert_eq!(err.variable, "REXEC_SERVER_SOURCE_SHA256");
+        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_BROKER_PORT", "x")])).unwrap_err();
+        assert_eq!(err.variable, "REXEC_BROKER_PORT");
+    }
+}
