@@ -28,7 +28,7 @@ $(OIDC)/node_modules/.installed: $(OIDC)/package.json $(OIDC)/package-lock.json
 
 ## Run the whole system locally on http://127.0.0.1:$${PORT:-9000} (see scripts/dev).
 dev: $(TOOLS)/.installed $(CLIENTS)/.installed
-	cargo build --quiet -p rexec-tests --bins
+	cargo build --quiet -p rexec-stand-ins --bins
 	scripts/dev
 
 ## A token of the development identity service: make token USER=alice (alice, bob or eve).
@@ -39,7 +39,7 @@ token:
 ## Every test: Rust unit and integration tests, the published clients, the template.
 test: deps
 	cargo test --workspace
-	cargo build -p rexec-tests --bins
+	cargo build -p rexec-stand-ins --bins
 	$(CLIENTS)/bin/pytest tests/python
 	$(MAKE) --no-print-directory lint
 

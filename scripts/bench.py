@@ -1,6 +1,7 @@
 """Measures every route of the local stack and prints the figures of the README's performance
 section: latency per route (release builds under `cargo lambda watch`, identity service and
-Kubernetes stand-in on 127.0.0.1) and the peak resident memory of each function's process.
+Kubernetes stand-in on 127.0.0.1, all started by `scripts/dev --release`) and the peak resident
+memory of each function's process.
 
 Run with the clients venv after `make dev` has installed it:
     PATH=.venv/tools/bin:$PATH .venv/clients/bin/python scripts/bench.py [REQUESTS_PER_ROUTE]
@@ -13,6 +14,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,19 +24,35 @@ ROOT = Path(__file__).resolve().parents[1]
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count=3) -> int:
+    """A port P such that P .. P+count-1 are free on 127.0.0.1 (the API and its two helpers)."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
 
 
-def start(command, **kwargs):
-    return subprocess.Popen(command, cwd=ROOT, start_new_session=True, **kwargs)
-
-
-def announced(binary):
-    proc = start([str(ROOT / "target" / "debug" / binary)], stdout=subprocess.PIPE, text=True)
-    return proc, json.loads(proc.stdout.readline())
+def start_stack():
+    """Starts `scripts/dev --release` and returns (its process, its JSON ready line)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AUTH_API_URL", "KUBECONFIG")}
+    env["PORT"] = str(free_ports())
+    proc = subprocess.Popen(
+        [str(ROOT / "scripts" / "dev"), "--release", "--ignore-changes"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+    )
+    for line in proc.stdout:
+        if line.startswith("{") and '"ready"' in line:
+            # Keep reading its output, so that it never blocks on a full pipe.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc, json.loads(line)
+    raise SystemExit(f"scripts/dev exited ({proc.wait()}) before it was ready")
 
 
 def peak_memory_mib() -> dict[str, float]:
@@ -66,36 +84,11 @@ def measure(name, call):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--quiet", "-p", "rexec-tests", "--bins"], cwd=ROOT, check=True)
-    procs = []
+    subprocess.run(["cargo", "build", "--quiet", "-p", "rexec-stand-ins", "--bins"], cwd=ROOT, check=True)
+    stack, ready = start_stack()
     try:
-        identity_proc, identity = announced("identity-service")
-        cluster_proc, cluster = announced("kube-stand-in")
-        procs += [identity_proc, cluster_proc]
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        env = {
-            "AUTH_API_URL": identity["url"],
-            "GROUP_NAMES": "/ndp_ep/ep-dev",
-            "KUBECONFIG": cluster["kubeconfig"],
-            "REXEC_DEPLOYMENT_API_URL": f"{base}/rexec",
-        }
-        command = ["cargo", "lambda", "watch", "--release", "--ignore-changes", "-A", "127.0.0.1", "-P", str(port)]
-        for key, value in env.items():
-            command += ["--env-var", f"{key}={value}"]
-        watch = start(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(watch)
-        deadline = time.monotonic() + 1800
-        while True:
-            try:
-                if requests.get(f"{base}/api/health", timeout=5).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline and watch.poll() is None, "the API did not come up"
-            time.sleep(1)
-
-        token = requests.post(identity["token_url"], json={"user": "alice"}, timeout=5).json()["token"]
+        base = ready["ready"]
+        token = requests.post(ready["token_url"], json={"user": "alice"}, timeout=5).json()["token"]
         bearer = {"Authorization": f"Bearer {token}"}
         spawn = {"requirments": ["python==3.11", "numpy>=1.26"], "force_reinstall": "False", "token": token}
         replace = dict(spawn, force_reinstall="True")
@@ -111,13 +104,8 @@ def main():
         ]
         memory = peak_memory_mib()
     finally:
-        for proc in procs:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        for proc in procs:
-            proc.wait(timeout=30)
+        os.killpg(stack.pid, signal.SIGINT)
+        stack.wait(timeout=60)
 
     print(f"{COUNT} sequential requests per route, after one warm-up request")
     print(f"{'route':32} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")

@@ -1,11 +1,12 @@
 """Fixtures that run the system locally for the published Python clients.
 
-`identity` starts the identity-service stand-in (target/debug/identity-service), `cluster` the
-Kubernetes stand-in (target/debug/kube-stand-in); `api` starts `cargo lambda watch` with the
-workspace router on a free 127.0.0.1 port, pointed at both. All stop, with every child process,
-when the session ends.
+The stack is started the one way the README starts it, `scripts/dev` (with `--ignore-changes`),
+on free 127.0.0.1 ports, once per session; `identity` and `cluster` are its identity service
+and Kubernetes stand-in, read from its ready line. `running_stack` runs any such command and,
+when it ends, checks that nothing it started is left.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -18,37 +19,105 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
-ALLOWED_GROUP = "/ndp_ep/ep-dev"
+# Settings of the caller's environment that would point the stack elsewhere.
+STACK_SETTINGS = ("AUTH_API_URL", "AUTH_API_METHOD", "KUBECONFIG", "GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
+def free_ports(count: int = 3) -> int:
+    """A port P such that P .. P+count-1 are all free on 127.0.0.1 (the stack's API and helpers)."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + count > 65535:
+            continue
+        sockets = []
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            for port in range(first, first + count):
+                s = socket.socket()
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no three consecutive free ports")
 
 
-def announced(binary: str):
-    """Starts a test-support binary and yields (its process, the JSON line it prints once it listens)."""
-    proc = subprocess.Popen(
-        [str(ROOT / "target" / "debug" / binary)],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+def processes_with(marker: bytes) -> list[str]:
+    """The command lines of processes whose environment holds `marker` (descendants inherit it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                if marker in environ.read().split(b"\0"):
+                    with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                        args = cmdline.read().replace(b"\0", b" ").decode()
+                    found.append(f"{pid}: {args}")
+        except OSError:
+            continue
+    return found
+
+
+def answers(port: int) -> bool:
     try:
-        yield json.loads(proc.stdout.readline())
+        requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+class Stack:
+    """A running stack: its ready line, its process, its environment and its log."""
+
+    def __init__(self, ready: dict, proc: subprocess.Popen, env: dict, marker: bytes, log: Path):
+        self.ready = ready
+        self.proc = proc
+        self.env = env
+        self.marker = marker
+        self.log = log
+        self.base = ready["ready"]
+        self.port = int(env["PORT"])
+
+
+@contextlib.contextmanager
+def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop=signal.SIGINT):
+    """Runs `command` (scripts/dev or make dev) until its JSON ready line; yields a Stack; then
+    sends `stop` to it (SIGINT: Ctrl-C to its whole process group; SIGKILL: to the script alone,
+    which gets no chance to clean up) and checks that nothing it started is left."""
+    port = free_ports()
+    env = {k: v for k, v in os.environ.items() if k not in STACK_SETTINGS}
+    env.update(extra_env, PORT=str(port), REXEC_DEV_TEST=str(port))
+    marker = f"REXEC_DEV_TEST={port}".encode()
+    with log.open("w") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 900
+        ready = None
+        while ready is None:
+            for line in log.read_text().splitlines():
+                if line.startswith("{") and '"ready"' in line:
+                    ready = json.loads(line)
+            assert proc.poll() is None or ready, f"{command} exited ({proc.returncode}); see {log}"
+            assert time.monotonic() < deadline, f"no ready line; see {log}"
+            time.sleep(0.5)
+        yield Stack(ready, proc, env, marker, log)
     finally:
-        stop(proc)
+        if proc.poll() is None:
+            if stop == signal.SIGINT:
+                os.killpg(proc.pid, signal.SIGINT)
+            else:
+                os.kill(proc.pid, stop)
+            proc.wait(timeout=60)
+    deadline = time.monotonic() + 30
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_with(marker) == [], f"processes left behind; see {log}"
+    for offset in (0, 1, 2):
+        assert not answers(port + offset), f"port {port + offset} still answers"
 
 
 class Identity:
@@ -62,20 +131,6 @@ class Identity:
         return resp.json()["token"]
 
 
-@pytest.fixture(scope="session")
-def identity():
-    for service in announced("identity-service"):
-        yield Identity(service["url"], service["token_url"])
-
-
-@pytest.fixture(scope="session")
-def cluster():
-    """The Kubernetes stand-in; yields its announcement (url, kubeconfig)."""
-    for stand_in in announced("kube-stand-in"):
-        yield stand_in
-        Path(stand_in["kubeconfig"]).unlink(missing_ok=True)
-
-
 class Api:
     def __init__(self, base: str):
         self.base = base
@@ -84,35 +139,25 @@ class Api:
 
 
 @pytest.fixture(scope="session")
-def api(identity, cluster, tmp_path_factory):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    env_vars = {
-        "AUTH_API_URL": identity.url,
-        "GROUP_NAMES": ALLOWED_GROUP,
-        "REXEC_DEPLOYMENT_API_URL": f"{base}/rexec",
-        "KUBECONFIG": cluster["kubeconfig"],
-        "KUBE_TIMEOUT_SECONDS": "5",
-    }
-    command = ["cargo", "lambda", "watch", "-A", "127.0.0.1", "-P", str(port), "--ignore-changes"]
-    for key, value in env_vars.items():
-        command += ["--env-var", f"{key}={value}"]
-    log = (tmp_path_factory.mktemp("watch") / "cargo-lambda-watch.log").open("w")
-    proc = subprocess.Popen(
-        command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        deadline = time.monotonic() + 900
-        while True:
-            assert proc.poll() is None, f"cargo lambda watch exited; see {log.name}"
-            try:
-                if requests.get(f"{base}/api/health", timeout=60).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"the API did not come up; see {log.name}"
-            time.sleep(1)
-        yield Api(base)
-    finally:
-        stop(proc)
-        log.close()
+def stack(tmp_path_factory):
+    """The local stack, as `scripts/dev` runs it, with the development identity service and the
+    Kubernetes stand-in."""
+    log = tmp_path_factory.mktemp("stack") / "scripts-dev.log"
+    with running_stack([str(ROOT / "scripts" / "dev"), "--ignore-changes"], {}, log) as s:
+        yield s
+
+
+@pytest.fixture(scope="session")
+def identity(stack):
+    return Identity(stack.ready["identity"], stack.ready["token_url"])
+
+
+@pytest.fixture(scope="session")
+def cluster(stack):
+    """The Kubernetes stand-in: its url and kubeconfig (bearer token `local`)."""
+    return {"url": stack.ready["cluster"], "kubeconfig": stack.ready["kubeconfig"]}
+
+
+@pytest.fixture(scope="session")
+def api(stack):
+    return Api(stack.base)

@@ -146,6 +146,33 @@ def test_guard_rails_by_server_side_apply(api, namespace):
     assert read.spec.egress[0].to[0].ip_block._except == ["10.0.0.0/8"]
 
 
+def test_quota_admits_pods_by_their_compute_resources(api, namespace):
+    core = client.CoreV1Api(api)
+    core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "compute"}, "spec": {"hard": {
+        "pods": "5", "requests.cpu": "1", "limits.memory": "1Gi"}}})
+
+    def pod(name, cpu, memory=None):
+        resources = {"requests": {"cpu": cpu}}
+        if memory:
+            resources["limits"] = {"memory": memory}
+        return {"metadata": {"name": name}, "spec": {"containers": [
+            {"name": "server", "image": "python:3.11-slim", "resources": resources}]}}
+
+    core.create_namespaced_pod(namespace, pod("first", "600m", "512Mi"))
+    with pytest.raises(ApiException) as caught:
+        core.create_namespaced_pod(namespace, pod("second", "600m", "256Mi"))
+    assert caught.value.status == 403
+    assert "exceeded quota: compute, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1" in (
+        json.loads(caught.value.body)["message"])
+    with pytest.raises(ApiException) as caught:
+        core.create_namespaced_pod(namespace, pod("unbounded", "100m"))
+    assert caught.value.status == 403 and "must specify limits.memory" in json.loads(caught.value.body)["message"]
+    core.create_namespaced_pod(namespace, pod("small", "400m", "512Mi"))
+    status = core.read_namespaced_resource_quota("compute", namespace).status
+    assert status.hard == {"pods": "5", "requests.cpu": "1", "limits.memory": "1Gi"}
+    assert status.used == {"pods": "2", "requests.cpu": "1", "limits.memory": "1Gi"}
+
+
 def test_the_broker_service_is_read(api):
     service = client.CoreV1Api(api).read_namespaced_service("rexec-broker", "rexec")
     assert {p.port for p in service.spec.ports} == {5559, 5560}

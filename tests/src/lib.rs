@@ -1,8 +1,7 @@
-//! Test support: stand-ins for the services rexec-lambda talks to, each on 127.0.0.1.
+//! Test support: the stack of stand-ins a test starts, Lambda events, captured logs, and the
+//! real services some tests run (moto, an OpenID provider).
 
 pub mod events;
-pub mod identity_service;
-pub mod kube_stand_in;
 pub mod logs;
 pub mod moto;
 pub mod oidc;

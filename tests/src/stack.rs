@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use rexec_shared::config::Vars;
 use serde_json::json;
 
-use crate::identity_service::{IdentityService, dev_users};
-use crate::kube_stand_in::KubeStandIn;
+use rexec_stand_ins::identity_service::{IdentityService, dev_users};
+use rexec_stand_ins::kube::KubeStandIn;
 
 pub struct Stack {
     pub identity: IdentityService,

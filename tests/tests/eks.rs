@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
 use rexec_shared::cluster::ClusterError;
 use rexec_shared::cluster::eks::{EksConnector, TOKEN_PREFIX, token};
-use rexec_tests::kube_stand_in::{KubeStandIn, TokenCheck};
+use rexec_stand_ins::kube::{KubeStandIn, TokenCheck};
 
 fn credentials() -> Credentials {
     Credentials::new(

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use rexec_shared::config::Vars;
 use rexec_shared::identity::{Authenticator, IdentityError, IdentitySettings};
-use rexec_tests::identity_service::{Fault, IdentityService, dev_users};
+use rexec_stand_ins::identity_service::{Fault, IdentityService, dev_users};
 
 fn authenticator(url: &str, method: &str, extra: &[(&str, &str)]) -> Authenticator {
     let mut vars = vec![("AUTH_API_URL", url), ("AUTH_API_METHOD", method)];

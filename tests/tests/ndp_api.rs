@@ -4,8 +4,8 @@ use http::header;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::config::Vars;
 use rexec_shared::http::serve::respond;
+use rexec_stand_ins::identity_service::{IdentityService, dev_users};
 use rexec_tests::events::{event, json_body};
-use rexec_tests::identity_service::{IdentityService, dev_users};
 use rexec_tests::logs::CapturedLogs;
 use serde_json::Value;
 

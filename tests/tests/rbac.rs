@@ -11,7 +11,7 @@ use rexec_shared::server::broker::BrokerDirectory;
 use rexec_shared::server::error::ServerError;
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Servers, Spawner, Terminated};
-use rexec_tests::kube_stand_in::{Grant, Permission};
+use rexec_stand_ins::kube::{Grant, Permission};
 use rexec_tests::stack::Stack;
 use serde_norway::Value;
 

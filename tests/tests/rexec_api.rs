@@ -4,8 +4,8 @@
 use http::header;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::http::serve::respond;
+use rexec_stand_ins::kube::Fault;
 use rexec_tests::events::{event, json_body};
-use rexec_tests::kube_stand_in::Fault;
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;
 

@@ -10,7 +10,7 @@ use rexec_shared::server::error::ServerError;
 use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
 use rexec_shared::server::spawner::{Spawned, Spawner, Terminated};
 use rexec_shared::server::status::Phase;
-use rexec_tests::kube_stand_in::{Behaviour, Fault, KubeStandIn, PodOutcome};
+use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, PodOutcome};
 use serde_json::json;
 
 /// The answer the API gives for `err`: how a caller sees it.

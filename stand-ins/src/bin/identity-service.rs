@@ -2,7 +2,7 @@
 //! port). Prints one JSON line `{"url": ..., "users": [...]}` once it listens, then serves until
 //! stopped. Get a token with `curl -d '{"user":"alice"}' -H content-type:application/json <base>/token`.
 
-use rexec_tests::identity_service::{IdentityService, dev_users};
+use rexec_stand_ins::identity_service::{IdentityService, dev_users};
 
 #[tokio::main]
 async fn main() {

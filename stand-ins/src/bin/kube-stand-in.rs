@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use rexec_tests::kube_stand_in::{Behaviour, KubeStandIn, TokenCheck};
+use rexec_stand_ins::kube::{Behaviour, KubeStandIn, TokenCheck};
 use serde_json::json;
 
 #[tokio::main]

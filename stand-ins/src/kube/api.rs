@@ -1,0 +1,231 @@
+//! The API's routes and its Status bodies: a request's path read as (group, resource,
+//! namespace, name), the resources served, and every error as the API server words it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::auth::{self, Permission};
+use super::{Fault, Shared, store};
+
+/// (apiVersion, kind, namespaced) of the resources served.
+pub(super) fn kind_of(resource: &str) -> Option<(&'static str, &'static str, bool)> {
+    Some(match resource {
+        "namespaces" => ("v1", "Namespace", false),
+        "nodes" => ("v1", "Node", false),
+        "configmaps" => ("v1", "ConfigMap", true),
+        "pods" => ("v1", "Pod", true),
+        "services" => ("v1", "Service", true),
+        "events" => ("v1", "Event", true),
+        "resourcequotas" => ("v1", "ResourceQuota", true),
+        "limitranges" => ("v1", "LimitRange", true),
+        "networkpolicies" => ("networking.k8s.io/v1", "NetworkPolicy", true),
+        _ => return None,
+    })
+}
+
+pub(super) fn status(code: u16, reason: &str, message: String, details: Value) -> Response {
+    let body = json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "details": details, "code": code,
+    });
+    (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
+}
+
+pub(super) fn not_found(resource: &str, name: &str) -> Response {
+    status(
+        404,
+        "NotFound",
+        format!("{resource} \"{name}\" not found"),
+        json!({"name": name, "kind": resource}),
+    )
+}
+
+pub(super) fn object_response(code: StatusCode, object: &Value) -> Response {
+    (code, axum::Json(object.clone())).into_response()
+}
+
+pub(super) fn status_success(resource: &str, name: &str) -> Response {
+    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+        "details": {"name": name, "kind": resource}});
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+pub(super) fn conflict(resource: &str, name: &str) -> Response {
+    status(
+        409,
+        "Conflict",
+        format!(
+            "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+        ),
+        json!({"name": name, "kind": resource}),
+    )
+}
+
+fn dropped_connection() -> Response {
+    let stream = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("connection dropped")) });
+    Response::builder().status(200).body(Body::from_stream(stream)).unwrap()
+}
+
+/// A parsed request path.
+pub(super) struct Target {
+    pub(super) resource: String,
+    pub(super) namespace: String,
+    pub(super) name: Option<String>,
+    pub(super) group: String,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => (String::new(), rest),
+        ["apis", group, _version, rest @ ..] => ((*group).to_owned(), rest),
+        _ => return None,
+    };
+    let (namespace, resource, name) = match rest {
+        [resource] => ("", *resource, None),
+        ["namespaces", ns, resource] => (*ns, *resource, None),
+        ["namespaces", ns, resource, name] => (*ns, *resource, Some(*name)),
+        [resource, name] => ("", *resource, Some(*name)),
+        _ => return None,
+    };
+    Some(Target {
+        resource: resource.to_owned(),
+        namespace: namespace.to_owned(),
+        name: name.map(str::to_owned),
+        group,
+    })
+}
+
+/// Serves one request: the token checked, RBAC applied, faults injected, then the verb.
+pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query: HashMap<String, String> =
+        serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).unwrap_or_default();
+    let headers = request.headers().clone();
+    let body = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024)
+        .await
+        .unwrap_or_default();
+
+    let Some(target) = parse_path(&path) else {
+        return status(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+            json!({}),
+        );
+    };
+    *shared
+        .counters
+        .lock()
+        .unwrap()
+        .entry(format!("{method} {}", target.resource))
+        .or_default() += 1;
+    let token = auth::bearer(&headers).to_owned();
+    let permission: Permission = (
+        target.group.clone(),
+        target.resource.clone(),
+        auth::verb_of(&method, target.name.is_some()).to_owned(),
+    );
+    shared
+        .permissions
+        .lock()
+        .unwrap()
+        .entry(token.clone())
+        .or_default()
+        .insert(permission.clone());
+
+    if let Err(reason) = auth::check_token(&shared.token.lock().unwrap(), &token) {
+        return status(401, "Unauthorized", format!("Unauthorized: {reason}"), json!({}));
+    }
+    if !auth::granted(
+        shared.grants.lock().unwrap().as_ref(),
+        &token,
+        &permission,
+        &target.namespace,
+    ) {
+        return auth::forbidden(&target, &permission.2);
+    }
+    let fault = {
+        let mut faults = shared.faults.lock().unwrap();
+        let hit = faults.iter_mut().position(|rule| {
+            rule.method.as_ref().is_none_or(|m| *m == method)
+                && rule.resource.as_ref().is_none_or(|r| *r == target.resource)
+                && rule.remaining != Some(0)
+        });
+        hit.map(|i| {
+            if let Some(n) = faults[i].remaining.as_mut() {
+                *n -= 1;
+            }
+            faults[i].fault.clone()
+        })
+    };
+    match fault {
+        Some(Fault::Latency(wait)) => tokio::time::sleep(wait).await,
+        Some(Fault::Status(code)) => {
+            return status(
+                code,
+                "InternalError",
+                "Internal error occurred: injected fault".into(),
+                json!({}),
+            );
+        }
+        Some(Fault::Drop) => return dropped_connection(),
+        Some(Fault::Forbidden) => return auth::forbidden(&target, &permission.2),
+        None => {}
+    }
+
+    let behaviour = *shared.behaviour.lock().unwrap();
+    let mut store = shared.store.lock().unwrap();
+    store::settle(&mut store, &behaviour);
+    let Some((api_version, kind, namespaced)) = kind_of(&target.resource) else {
+        return status(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+            json!({}),
+        );
+    };
+    // A namespaced resource is addressed in a namespace (or listed across all of them); a
+    // cluster-scoped one never is.
+    let scoped = if namespaced {
+        !target.namespace.is_empty() || (method == Method::GET && target.name.is_none())
+    } else {
+        target.namespace.is_empty()
+    };
+    if !scoped {
+        return status(
+            404,
+            "NotFound",
+            format!("the server could not find the requested resource ({path})"),
+            json!({}),
+        );
+    }
+
+    match (method.clone(), target.name.clone()) {
+        (Method::GET, None) => store::list(&store, &target, &query, api_version, kind),
+        (Method::GET, Some(name)) => match store.objects.get(&store::key(&target, &name)) {
+            Some(object) => object_response(StatusCode::OK, object),
+            None => not_found(&target.resource, &name),
+        },
+        (Method::POST, None) => match serde_json::from_slice::<Value>(&body) {
+            Ok(object) => store::create(&mut store, &target, &behaviour, object),
+            Err(_) => status(400, "BadRequest", "the body is not a JSON object".into(), json!({})),
+        },
+        (Method::PUT, Some(name)) => store::replace(&mut store, &target, &name, &body),
+        (Method::PATCH, Some(name)) => store::patch(&mut store, &target, &behaviour, &headers, &query, &name, &body),
+        (Method::DELETE, Some(name)) => store::delete(&mut store, &target, &name, &body),
+        _ => status(
+            405,
+            "MethodNotAllowed",
+            format!("the server does not allow this method on the requested resource ({method} {path})"),
+            json!({}),
+        ),
+    }
+}

@@ -1,0 +1,246 @@
+//! The simulated kubelet: pods whose status advances with time (init containers, then Running
+//! and Ready) or fails as configured, with the Events a kubelet writes, and namespaces that
+//! finish terminating.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::store::{Store, timestamp};
+
+/// How a pod created from now on behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodOutcome {
+    /// Init containers finish, the server runs and is Ready.
+    Ready,
+    /// The image cannot be pulled (`ErrImagePull`, then `ImagePullBackOff`).
+    ImagePullError,
+    /// The `install` init container (pip) exits 1 and backs off.
+    InstallFails,
+    /// The server container exits 1 and backs off (`CrashLoopBackOff`).
+    CrashLoop,
+    /// The server container is killed for memory (`OOMKilled`).
+    OutOfMemory,
+}
+
+/// Timing and outcomes of the simulated cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour {
+    /// How long a deleted namespace stays `Terminating`.
+    pub namespace_termination: Duration,
+    /// How long a deleted pod stays before it is gone.
+    pub pod_termination: Duration,
+    /// How long the init containers (fetch and pip install) run.
+    pub install_time: Duration,
+    /// How long the server takes to become Ready once running.
+    pub start_time: Duration,
+    pub pod_outcome: PodOutcome,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self {
+            // Long enough that a test sees each stage even on a loaded machine.
+            namespace_termination: Duration::from_secs(2),
+            pod_termination: Duration::from_millis(100),
+            install_time: Duration::from_secs(1),
+            start_time: Duration::from_millis(200),
+            pod_outcome: PodOutcome::Ready,
+        }
+    }
+}
+
+pub(super) struct Pod {
+    pub(super) created: Instant,
+    pub(super) outcome: PodOutcome,
+    /// The image of each container, by name, as container statuses report it.
+    pub(super) images: HashMap<String, String>,
+    pub(super) deleted: Option<Instant>,
+    /// The last status written, so each change is written (and announced by an Event) once.
+    pub(super) shown: &'static str,
+}
+
+pub(super) fn add_event(store: &mut Store, namespace: &str, pod: &str, kind: &str, reason: &str, message: String) {
+    store.version += 1;
+    let name = format!("{pod}.{:x}", store.version);
+    let now = timestamp(SystemTime::now());
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": store.version.to_string(), "creationTimestamp": now},
+        "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace, "apiVersion": "v1"},
+        "reason": reason, "message": message, "type": kind, "count": 1,
+        "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "kubelet"},
+    });
+    store.objects.insert(("events".into(), namespace.into(), name), event);
+}
+
+/// Moves the simulated cluster forward to now: namespaces finish terminating, deleted pods go,
+/// pod statuses advance.
+pub(super) fn advance(store: &mut Store, behaviour: &Behaviour) {
+    let now = Instant::now();
+    let finished: Vec<String> = store
+        .terminating
+        .iter()
+        .filter(|(_, since)| now.duration_since(**since) >= behaviour.namespace_termination)
+        .map(|(name, _)| name.clone())
+        .collect();
+    for namespace in finished {
+        store.terminating.remove(&namespace);
+        store
+            .objects
+            .retain(|(resource, ns, name), _| *ns != namespace && !(resource == "namespaces" && *name == namespace));
+        store.pods.retain(|(ns, _), _| *ns != namespace);
+    }
+    let gone: Vec<(String, String)> = store
+        .pods
+        .iter()
+        .filter(|(_, pod)| {
+            pod.deleted
+                .is_some_and(|at| now.duration_since(at) >= behaviour.pod_termination)
+        })
+        .map(|(key, _)| key.clone())
+        .collect();
+    for (namespace, name) in gone {
+        store.pods.remove(&(namespace.clone(), name.clone()));
+        store.objects.remove(&("pods".into(), namespace, name));
+    }
+    let keys: Vec<(String, String)> = store.pods.keys().cloned().collect();
+    for (namespace, name) in keys {
+        let pod = &store.pods[&(namespace.clone(), name.clone())];
+        let (stage, mut status, event) = pod_status(pod, now, behaviour);
+        with_images(&mut status, &pod.images);
+        if stage == pod.shown {
+            continue;
+        }
+        store.pods.get_mut(&(namespace.clone(), name.clone())).unwrap().shown = stage;
+        if let Some((kind, reason, message)) = event {
+            add_event(store, &namespace, &name, kind, reason, message);
+        }
+        store.version += 1;
+        let version = store.version.to_string();
+        if let Some(object) = store.objects.get_mut(&("pods".into(), namespace.clone(), name.clone())) {
+            object["status"] = status;
+            object["metadata"]["resourceVersion"] = json!(version);
+        }
+    }
+}
+
+/// Completes container statuses as a kubelet writes them: each names its `image`, and its
+/// `imageID` once the image was pulled (empty before).
+fn with_images(status: &mut Value, images: &HashMap<String, String>) {
+    for list in ["initContainerStatuses", "containerStatuses"] {
+        for entry in status[list].as_array_mut().into_iter().flatten() {
+            let image = images
+                .get(entry["name"].as_str().unwrap_or_default())
+                .cloned()
+                .unwrap_or_default();
+            let pulled = entry["state"].get("running").is_some()
+                || entry["state"].get("terminated").is_some()
+                || entry.get("lastState").is_some();
+            entry["imageID"] = json!(if pulled {
+                let digest: String = Sha256::digest(image.as_bytes())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("docker.io/library/{image}@sha256:{digest}")
+            } else {
+                String::new()
+            });
+            entry["image"] = json!(image);
+        }
+    }
+}
+
+type Event = Option<(&'static str, &'static str, String)>;
+
+fn waiting(name: &str, reason: &str, message: &str) -> Value {
+    json!({"name": name, "ready": false, "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}})
+}
+
+/// The status of a pod at `now`, a name for that stage, and the Event announcing it.
+fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, Event) {
+    let age = now.duration_since(pod.created);
+    let cond = |t: &str, s: bool| json!({"type": t, "status": if s { "True" } else { "False" }});
+    let installed = age >= b.install_time;
+    let init_done = json!({"name": "install", "ready": true, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
+    match pod.outcome {
+        PodOutcome::ImagePullError => {
+            let (stage, reason) = if installed {
+                ("BackOff", "ImagePullBackOff")
+            } else {
+                ("Pull", "ErrImagePull")
+            };
+            let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
+                "initContainerStatuses": [waiting("install", reason, "Back-off pulling image \"python:3.11-slim\"")],
+                "containerStatuses": [waiting("server", "PodInitializing", "")]});
+            let event = Some(("Warning", "Failed", "Failed to pull image \"python:3.11-slim\": rpc error: code = NotFound desc = failed to pull and unpack image: not found".to_owned()));
+            (stage, status, event)
+        }
+        _ if !installed => {
+            let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
+                "initContainerStatuses": [{"name": "install", "ready": false, "restartCount": 0, "state": {"running": {"startedAt": timestamp(SystemTime::now())}}}],
+                "containerStatuses": [waiting("server", "PodInitializing", "")]});
+            (
+                "Installing",
+                status,
+                Some(("Normal", "Started", "Started container install".to_owned())),
+            )
+        }
+        PodOutcome::InstallFails => {
+            let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
+                "initContainerStatuses": [{"name": "install", "ready": false, "restartCount": 2,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed container=install"}},
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+                "containerStatuses": [waiting("server", "PodInitializing", "")]});
+            (
+                "InstallFailed",
+                status,
+                Some((
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container install".to_owned(),
+                )),
+            )
+        }
+        PodOutcome::CrashLoop | PodOutcome::OutOfMemory => {
+            let (exit, reason) = if pod.outcome == PodOutcome::CrashLoop {
+                (1, "Error")
+            } else {
+                (137, "OOMKilled")
+            };
+            let status = json!({"phase": "Running", "conditions": [cond("PodScheduled", true), cond("Initialized", true), cond("ContainersReady", false), cond("Ready", false)],
+                "initContainerStatuses": [init_done],
+                "containerStatuses": [{"name": "server", "ready": false, "restartCount": 3,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=server"}},
+                    "lastState": {"terminated": {"exitCode": exit, "reason": reason}}}]});
+            (
+                "Crashing",
+                status,
+                Some((
+                    "Warning",
+                    "BackOff",
+                    "Back-off restarting failed container server".to_owned(),
+                )),
+            )
+        }
+        PodOutcome::Ready => {
+            let ready = age >= b.install_time + b.start_time;
+            let status = json!({"phase": "Running", "conditions": [cond("PodScheduled", true), cond("Initialized", true), cond("ContainersReady", ready), cond("Ready", ready)],
+                "initContainerStatuses": [init_done],
+                "containerStatuses": [{"name": "server", "ready": ready, "restartCount": 0, "started": true,
+                    "state": {"running": {"startedAt": timestamp(SystemTime::now())}}}]});
+            if ready {
+                ("Ready", status, None)
+            } else {
+                (
+                    "Starting",
+                    status,
+                    Some(("Normal", "Started", "Started container server".to_owned())),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! A stand-in for the Kubernetes API server, on 127.0.0.1: [`api`] (routes and Status bodies),
+//! [`store`] (objects, selectors, merge, apply), [`quota`] (ResourceQuota admission),
+//! [`kubelet`] (pods and namespaces over time) and [`auth`] (tokens and RBAC).
+//!
+//! No API server installs on these machines, so the tests and the local stack use this one. It
+//! serves the paths rexec-lambda calls with the API's conventions, not the conveniences of our
+//! code:
+//! - objects kept by resource, namespace and name, with `uid`, `creationTimestamp` and a
+//!   cluster-wide `resourceVersion`; `Status` objects with `reason`, `code` and `details` for
+//!   every error: 404 NotFound, 409 AlreadyExists, 409 Conflict on a stale `resourceVersion`,
+//!   422 Invalid for a bad name, 403 Forbidden for content created in a terminating namespace;
+//! - list with equality-based label selectors and field selectors;
+//! - `PUT` (optimistic concurrency), JSON merge `PATCH` and server-side apply (a field manager
+//!   required; created when absent; unchanged objects keep their `resourceVersion`);
+//! - ResourceQuota object counts (`pods`, `configmaps`, `count/<kind>`): a creation beyond them is
+//!   403 "exceeded quota";
+//! - namespace deletion: the namespace turns `Terminating`, a second delete answers 409, and
+//!   after a delay it is removed with everything in it;
+//! - pods whose status advances with time (init containers, then Running and Ready) or fails
+//!   (image pull error, pip install failure, crash loop, out of memory), with Events;
+//! - an optional bearer-token check (a fixed token, or a well-formed EKS token);
+//! - RBAC, once enforced: grants per bearer token, cluster-wide or in one namespace, and 403
+//!   Forbidden for anything else; the permissions each token used are recorded;
+//! - injected faults (latency, 5xx, dropped connections, RBAC refusals) and a request counter
+//!   per method and resource.
+
+mod api;
+mod auth;
+mod kubelet;
+mod quota;
+mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::Method;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use auth::{Grant, Permission, TokenCheck};
+pub use kubelet::{Behaviour, PodOutcome};
+use store::Store;
+
+/// A fault injected into matching requests.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// Wait, then answer normally.
+    Latency(Duration),
+    /// Answer this status (5xx) with a Status body.
+    Status(u16),
+    /// Close the connection without an answer.
+    Drop,
+    /// Answer 403 as RBAC does: the caller may not do this.
+    Forbidden,
+}
+
+#[derive(Debug, Clone)]
+struct FaultRule {
+    method: Option<Method>,
+    resource: Option<String>,
+    fault: Fault,
+    remaining: Option<usize>,
+}
+
+struct Shared {
+    store: Mutex<Store>,
+    behaviour: Mutex<Behaviour>,
+    faults: Mutex<Vec<FaultRule>>,
+    counters: Mutex<BTreeMap<String, usize>>,
+    /// The permissions each bearer token used.
+    permissions: Mutex<BTreeMap<String, BTreeSet<Permission>>>,
+    /// RBAC: what each bearer token may do, once enforced.
+    grants: Mutex<Option<HashMap<String, Vec<Grant>>>>,
+    token: Mutex<TokenCheck>,
+}
+
+pub struct KubeStandIn {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl KubeStandIn {
+    pub async fn start() -> Self {
+        Self::start_on(0).await
+    }
+
+    pub async fn start_on(port: u16) -> Self {
+        let shared = Arc::new(Shared {
+            store: Mutex::new(Store::default()),
+            behaviour: Mutex::new(Behaviour::default()),
+            faults: Mutex::new(Vec::new()),
+            counters: Mutex::new(BTreeMap::new()),
+            permissions: Mutex::new(BTreeMap::new()),
+            grants: Mutex::new(None),
+            token: Mutex::new(TokenCheck::Any),
+        });
+        let app = Router::new().fallback(api::serve).with_state(shared.clone());
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind the Kubernetes stand-in");
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("Kubernetes stand-in");
+        });
+        let stand_in = Self { addr, shared, task };
+        stand_in.put(
+            "nodes",
+            json!({"metadata": {"name": "node-1"}, "status": {"addresses": [
+                {"type": "InternalIP", "address": "10.0.0.11"}, {"type": "ExternalIP", "address": "203.0.113.11"}
+            ]}}),
+        );
+        stand_in
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig that points at this stand-in with `token`.
+    pub fn kubeconfig(&self, token: &str) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: {}\nusers:\n- name: stand-in\n  user:\n    token: {token}\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: stand-in\ncurrent-context: stand-in\n",
+            self.url()
+        )
+    }
+
+    /// Writes [`Self::kubeconfig`] to a new file and returns its path.
+    pub fn write_kubeconfig(&self, token: &str) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!("rexec-stand-in-{}.kubeconfig", uuid::Uuid::new_v4()));
+        std::fs::write(&path, self.kubeconfig(token)).expect("write the kubeconfig");
+        path
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        *self.shared.behaviour.lock().unwrap() = behaviour;
+    }
+
+    pub fn behaviour(&self) -> Behaviour {
+        *self.shared.behaviour.lock().unwrap()
+    }
+
+    pub fn require_token(&self, check: TokenCheck) {
+        *self.shared.token.lock().unwrap() = check;
+    }
+
+    /// Injects `fault` into requests matching `method` and `resource` (`None` matches all),
+    /// for the next `times` of them (`None`: until cleared).
+    pub fn inject(&self, method: Option<&str>, resource: Option<&str>, fault: Fault, times: Option<usize>) {
+        self.shared.faults.lock().unwrap().push(FaultRule {
+            method: method.map(|m| m.parse().unwrap()),
+            resource: resource.map(str::to_owned),
+            fault,
+            remaining: times,
+        });
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.faults.lock().unwrap().clear();
+    }
+
+    /// Requests served for `method` on `resource` (for example `POST pods`).
+    pub fn count(&self, method: &str, resource: &str) -> usize {
+        self.shared
+            .counters
+            .lock()
+            .unwrap()
+            .get(&format!("{method} {resource}"))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The permissions the caller with bearer `token` used.
+    pub fn permissions_used_by(&self, token: &str) -> BTreeSet<Permission> {
+        self.shared
+            .permissions
+            .lock()
+            .unwrap()
+            .get(token)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Enforces RBAC from now on: a request is served only when its bearer token holds a grant
+    /// for its (API group, resource, verb) in its namespace; anything else is 403 Forbidden.
+    pub fn enforce_rbac(&self, grants: HashMap<String, Vec<Grant>>) {
+        *self.shared.grants.lock().unwrap() = Some(grants);
+    }
+
+    /// Stores an object as is (for what the cluster holds already: nodes, the broker Service).
+    pub fn put(&self, resource: &str, mut object: Value) {
+        let mut store = self.shared.store.lock().unwrap();
+        let namespace = object
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .expect("a name")
+            .to_owned();
+        store.version += 1;
+        let (api_version, kind, _) = api::kind_of(resource).expect("a known resource");
+        object["apiVersion"] = json!(api_version);
+        object["kind"] = json!(kind);
+        object["metadata"]["resourceVersion"] = json!(store.version.to_string());
+        object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        store.objects.insert((resource.to_owned(), namespace, name), object);
+    }
+
+    /// The object as the cluster holds it now.
+    pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
+        let mut store = self.shared.store.lock().unwrap();
+        store::settle(&mut store, &self.behaviour());
+        store
+            .objects
+            .get(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Every object the cluster holds now.
+    pub fn objects(&self) -> Vec<Value> {
+        let mut store = self.shared.store.lock().unwrap();
+        store::settle(&mut store, &self.behaviour());
+        store.objects.values().cloned().collect()
+    }
+
+    /// Names of the objects of `resource` in `namespace`.
+    pub fn names(&self, resource: &str, namespace: &str) -> Vec<String> {
+        let mut store = self.shared.store.lock().unwrap();
+        store::settle(&mut store, &self.behaviour());
+        store
+            .objects
+            .keys()
+            .filter(|(r, ns, _)| r == resource && ns == namespace)
+            .map(|(_, _, n)| n.clone())
+            .collect()
+    }
+
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for KubeStandIn {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
