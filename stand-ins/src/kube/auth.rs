@@ -90,6 +90,10 @@ pub(super) fn check_token(check: &TokenCheck, token: &str) -> Result<(), String>
     }
 }
 
+/// Checks an EKS token as the EKS authenticator would, short of calling STS: a presigned
+/// GetCallerIdentity URL of the region, the cluster header signed, less than 15 minutes old,
+/// and signed with the credentials for this cluster. The signature is recomputed with the
+/// shared library's signer, which `tests/tests/eks.rs` checks against botocore's presigner.
 fn check_eks_token(
     token: &str,
     cluster: &str,
