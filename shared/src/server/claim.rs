@@ -13,7 +13,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use serde_json::json;
 
 use super::error::ServerError;
-use super::manifests;
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
 use super::settings::ServerSettings;
@@ -39,7 +38,7 @@ pub fn build(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, gene
             settings.server_requirements.iter().map(|l| format!("{l}\n")).collect(),
         ),
     ]);
-    manifests::build(json!({
+    serde_json::from_value(json!({
         "metadata": {
             "name": NAME,
             "namespace": owner.namespace,
@@ -54,6 +53,7 @@ pub fn build(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, gene
         },
         "data": data,
     }))
+    .expect("the claim matches the Kubernetes schema")
 }
 
 /// What a claim records.

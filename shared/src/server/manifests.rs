@@ -57,7 +57,7 @@ pub fn pod_name(generation: u64) -> String {
 }
 
 /// A typed object from its JSON manifest.
-pub(super) fn build<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+fn build<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("manifests match the Kubernetes schema")
 }
 

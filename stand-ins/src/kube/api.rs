@@ -1,5 +1,5 @@
-//! The API's routes and its Status bodies: a request's path read as (group, resource,
-//! namespace, name), the resources served, and every error as the API server words it.
+//! The API's routes: a request's path read as (group, resource, namespace, name), its token
+//! and RBAC checked, faults injected, then the verb served by [`super::store`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -7,77 +7,16 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::auth::{self, Permission};
+use super::status::{Target, kind_of, not_found, object_response, status};
 use super::{Fault, Shared, store};
-
-/// (apiVersion, kind, namespaced) of the resources served.
-pub(super) fn kind_of(resource: &str) -> Option<(&'static str, &'static str, bool)> {
-    Some(match resource {
-        "namespaces" => ("v1", "Namespace", false),
-        "nodes" => ("v1", "Node", false),
-        "configmaps" => ("v1", "ConfigMap", true),
-        "pods" => ("v1", "Pod", true),
-        "services" => ("v1", "Service", true),
-        "events" => ("v1", "Event", true),
-        "resourcequotas" => ("v1", "ResourceQuota", true),
-        "limitranges" => ("v1", "LimitRange", true),
-        "networkpolicies" => ("networking.k8s.io/v1", "NetworkPolicy", true),
-        _ => return None,
-    })
-}
-
-pub(super) fn status(code: u16, reason: &str, message: String, details: Value) -> Response {
-    let body = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": message, "reason": reason, "details": details, "code": code,
-    });
-    (StatusCode::from_u16(code).unwrap(), axum::Json(body)).into_response()
-}
-
-pub(super) fn not_found(resource: &str, name: &str) -> Response {
-    status(
-        404,
-        "NotFound",
-        format!("{resource} \"{name}\" not found"),
-        json!({"name": name, "kind": resource}),
-    )
-}
-
-pub(super) fn object_response(code: StatusCode, object: &Value) -> Response {
-    (code, axum::Json(object.clone())).into_response()
-}
-
-pub(super) fn status_success(resource: &str, name: &str) -> Response {
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-        "details": {"name": name, "kind": resource}});
-    (StatusCode::OK, axum::Json(body)).into_response()
-}
-
-pub(super) fn conflict(resource: &str, name: &str) -> Response {
-    status(
-        409,
-        "Conflict",
-        format!(
-            "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
-        ),
-        json!({"name": name, "kind": resource}),
-    )
-}
 
 fn dropped_connection() -> Response {
     let stream = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("connection dropped")) });
     Response::builder().status(200).body(Body::from_stream(stream)).unwrap()
-}
-
-/// A parsed request path.
-pub(super) struct Target {
-    pub(super) resource: String,
-    pub(super) namespace: String,
-    pub(super) name: Option<String>,
-    pub(super) group: String,
 }
 
 fn parse_path(path: &str) -> Option<Target> {

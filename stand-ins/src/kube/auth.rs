@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
 use serde_json::json;
 
-use super::api::{Target, status};
+use super::status::{Target, status};
 
 /// What the bearer token of every request must be.
 #[derive(Debug, Clone)]

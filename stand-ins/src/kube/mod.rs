@@ -1,4 +1,5 @@
-//! A stand-in for the Kubernetes API server, on 127.0.0.1: [`api`] (routes and Status bodies),
+//! A stand-in for the Kubernetes API server, on 127.0.0.1: [`api`] (routes), [`status`] (the
+//! request target and Status bodies),
 //! [`store`] (objects, selectors, merge, apply), [`quota`] (ResourceQuota admission),
 //! [`kubelet`] (pods and namespaces over time) and [`auth`] (tokens and RBAC).
 //!
@@ -28,6 +29,7 @@ mod api;
 mod auth;
 mod kubelet;
 mod quota;
+mod status;
 mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -205,7 +207,7 @@ impl KubeStandIn {
             .expect("a name")
             .to_owned();
         store.version += 1;
-        let (api_version, kind, _) = api::kind_of(resource).expect("a known resource");
+        let (api_version, kind, _) = status::kind_of(resource).expect("a known resource");
         object["apiVersion"] = json!(api_version);
         object["kind"] = json!(kind);
         object["metadata"]["resourceVersion"] = json!(store.version.to_string());

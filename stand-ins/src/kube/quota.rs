@@ -9,7 +9,7 @@
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 
-use super::api::{Target, status};
+use super::status::{Target, status};
 use super::store::Store;
 
 /// Compute resources a pod is charged for, by the quota names that track them.

@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::api::{Target, conflict, kind_of, not_found, object_response, status, status_success};
 use super::kubelet::{self, Behaviour, Pod, add_event};
 use super::quota;
+use super::status::{Target, conflict, kind_of, not_found, object_response, status, status_success};
 
 #[derive(Default)]
 pub(super) struct Store {
