@@ -10,7 +10,6 @@ Run with the clients venv after `make dev` has installed it:
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,25 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 
 
-def free_ports(count=3) -> int:
-    """A port P such that P .. P+count-1 are free on 127.0.0.1 (the API and its two helpers)."""
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        try:
-            for port in range(first, first + count):
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-
-
 def start_stack():
     """Starts `scripts/dev --release` and returns (its process, its JSON ready line)."""
     env = {k: v for k, v in os.environ.items() if k not in ("AUTH_API_URL", "KUBECONFIG")}
-    env["PORT"] = str(free_ports())
+    env["PORT"] = "0"
     proc = subprocess.Popen(
         [str(ROOT / "scripts" / "dev"), "--release", "--ignore-changes"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,

@@ -21,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 /// What the service does to the next calls of `/user`.
@@ -85,13 +84,7 @@ impl IdentityService {
             .route("/user", get(user_from_bearer).post(user_from_body))
             .route("/token", post(issue_token))
             .with_state(inner.clone());
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the identity service");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("identity service");
-        });
+        let (addr, task) = crate::listen(port, app, "identity service").await;
         Self { addr, inner, task }
     }
 

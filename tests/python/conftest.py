@@ -1,7 +1,7 @@
 """Fixtures that run the system locally for the published Python clients.
 
 The stack is started the one way the README starts it, `scripts/dev` (with `--ignore-changes`),
-on free 127.0.0.1 ports, once per session; `identity` and `cluster` are its identity service
+on free 127.0.0.1 ports (`PORT=0`), once per session; `identity` and `cluster` are its identity service
 and Kubernetes stand-in, read from its ready line. `running_stack` runs any such command and,
 when it ends, checks that nothing it started is left.
 """
@@ -10,10 +10,11 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -21,29 +22,6 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 # Settings of the caller's environment that would point the stack elsewhere.
 STACK_SETTINGS = ("AUTH_API_URL", "AUTH_API_METHOD", "KUBECONFIG", "GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")
-
-
-def free_ports(count: int = 3) -> int:
-    """A port P such that P .. P+count-1 are all free on 127.0.0.1 (the stack's API and helpers)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count > 65535:
-            continue
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no three consecutive free ports")
 
 
 def processes_with(marker: bytes) -> list[str]:
@@ -87,10 +65,11 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
     """Runs `command` (scripts/dev or make dev) until its JSON ready line; yields a Stack; then
     sends `stop` to it (SIGINT: Ctrl-C to its whole process group; SIGKILL: to the script alone,
     which gets no chance to clean up) and checks that nothing it started is left."""
-    port = free_ports()
+    run = uuid.uuid4().hex
     env = {k: v for k, v in os.environ.items() if k not in STACK_SETTINGS}
-    env.update(extra_env, PORT=str(port), REXEC_DEV_TEST=str(port))
-    marker = f"REXEC_DEV_TEST={port}".encode()
+    env.update(extra_env, PORT="0", REXEC_DEV_TEST=run)
+    marker = f"REXEC_DEV_TEST={run}".encode()
+    port = None
     with log.open("w") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -104,6 +83,8 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
             assert proc.poll() is None or ready, f"{command} exited ({proc.returncode}); see {log}"
             assert time.monotonic() < deadline, f"no ready line; see {log}"
             time.sleep(0.5)
+        port = urlsplit(ready["ready"]).port
+        env["PORT"] = str(port)
         yield Stack(ready, proc, env, marker, log)
     finally:
         if proc.poll() is None:
@@ -116,7 +97,7 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert processes_with(marker) == [], f"processes left behind; see {log}"
-    for offset in (0, 1, 2):
+    for offset in (0, 1, 2) if port else ():
         assert not answers(port + offset), f"port {port + offset} still answers"
 
 

@@ -14,8 +14,8 @@ use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, PodOutcome};
 use serde_json::json;
 
 /// The answer the API gives for `err`: how a caller sees it.
-fn answer(err: &ServerError) -> ApiError {
-    err.clone().into()
+fn answer(err: ServerError) -> ApiError {
+    err.into()
 }
 
 struct Setup {
@@ -120,19 +120,17 @@ async fn different_requirements_are_a_conflict_until_forced() {
         .spawn(&who, &reqs(&["python==3.11", "numpy"]), false)
         .await
         .unwrap();
-    let err = s
-        .spawner
-        .spawn(&who, &reqs(&["python==3.11", "pandas"]), false)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (answer(&err).status.as_u16(), answer(&err).code),
-        (409, "different_requirements")
+    let err = answer(
+        s.spawner
+            .spawn(&who, &reqs(&["python==3.11", "pandas"]), false)
+            .await
+            .unwrap_err(),
     );
+    assert_eq!((err.status.as_u16(), err.code), (409, "different_requirements"));
     assert!(
-        answer(&err).detail.contains("numpy") && answer(&err).detail.contains("force_reinstall=True"),
+        err.detail.contains("numpy") && err.detail.contains("force_reinstall=True"),
         "{}",
-        answer(&err).detail
+        err.detail
     );
 
     let (outcome, view) = s
@@ -154,15 +152,13 @@ async fn different_requirements_are_a_conflict_until_forced() {
     );
 
     // The quota holds two servers: while the first is still stopping, a third waits.
-    let err = s
-        .spawner
-        .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (answer(&err).status.as_u16(), answer(&err).code),
-        (409, "quota_exceeded")
+    let err = answer(
+        s.spawner
+            .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
+            .await
+            .unwrap_err(),
     );
+    assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
     tokio::time::sleep(s.cluster.behaviour().pod_termination * 2).await;
     let (outcome, view) = s
         .spawner
@@ -253,16 +249,14 @@ async fn a_spawn_while_the_namespace_terminates_is_told_to_retry_then_succeeds()
     let who = caller("u-1");
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
     s.spawner.servers().terminate(&who).await.unwrap();
-    let err = s
-        .spawner
-        .spawn(&who, &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (answer(&err).status.as_u16(), answer(&err).code),
-        (409, "server_terminating")
+    let err = answer(
+        s.spawner
+            .spawn(&who, &reqs(&["python==3.11"]), false)
+            .await
+            .unwrap_err(),
     );
-    assert!(answer(&err).retry_after.is_some());
+    assert_eq!((err.status.as_u16(), err.code), (409, "server_terminating"));
+    assert!(err.retry_after.is_some());
     tokio::time::sleep(s.cluster.behaviour().namespace_termination + Duration::from_millis(50)).await;
     let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
     assert_eq!((outcome, view.generation), (Spawned::Created, 1));
@@ -284,12 +278,9 @@ async fn creates_refused_by_a_terminating_namespace_are_told_to_retry() {
     let spawn = tokio::spawn(async move { spawner.spawn(&caller("u-1"), &reqs(&["python==3.11", "x"]), true).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.spawner.servers().terminate(&who).await.unwrap();
-    let err = spawn.await.unwrap().unwrap_err();
-    assert_eq!(answer(&err).status.as_u16(), 409, "{err:?}");
-    assert!(
-        answer(&err).retry_after.is_some() || answer(&err).code == "concurrent_change",
-        "{err:?}"
-    );
+    let err = answer(spawn.await.unwrap().unwrap_err());
+    assert_eq!(err.status.as_u16(), 409, "{err:?}");
+    assert!(err.retry_after.is_some() || err.code == "concurrent_change", "{err:?}");
 }
 
 #[tokio::test]
@@ -331,12 +322,9 @@ async fn concurrent_spawns_with_different_requirements_let_one_win() {
         .collect();
     let mut won = 0;
     for task in tasks {
-        match task.await.unwrap() {
+        match task.await.unwrap().map_err(answer) {
             Ok(_) => won += 1,
-            Err(err) => assert_eq!(
-                (answer(&err).status.as_u16(), answer(&err).code),
-                (409, "different_requirements")
-            ),
+            Err(err) => assert_eq!((err.status.as_u16(), err.code), (409, "different_requirements")),
         }
     }
     assert_eq!(won, 1);
@@ -369,15 +357,12 @@ async fn concurrent_replacements_let_one_win() {
         .collect();
     let mut won = 0;
     for task in tasks {
-        match task.await.unwrap() {
+        match task.await.unwrap().map_err(answer) {
             Ok((outcome, view)) => {
                 assert_eq!((outcome, view.generation), (Spawned::Replaced, 2));
                 won += 1;
             }
-            Err(err) => assert_eq!(
-                (answer(&err).status.as_u16(), answer(&err).code),
-                (409, "concurrent_change")
-            ),
+            Err(err) => assert_eq!((err.status.as_u16(), err.code), (409, "concurrent_change")),
         }
     }
     assert_eq!(won, 1);
@@ -396,26 +381,28 @@ async fn cluster_faults_are_503_and_rbac_refusals_500() {
     ] {
         s.cluster.clear_faults();
         s.cluster.inject(None, Some("namespaces"), fault.clone(), None);
-        let err = s
-            .spawner
-            .spawn(&who, &reqs(&["python==3.11"]), false)
-            .await
-            .unwrap_err();
+        let err = answer(
+            s.spawner
+                .spawn(&who, &reqs(&["python==3.11"]), false)
+                .await
+                .unwrap_err(),
+        );
         assert_eq!(
-            (answer(&err).status.as_u16(), answer(&err).code),
+            (err.status.as_u16(), err.code),
             (503, "cluster_unavailable"),
             "{fault:?}"
         );
-        assert!(answer(&err).retry_after.is_some());
+        assert!(err.retry_after.is_some());
     }
     s.cluster.clear_faults();
     s.cluster.inject(Some("POST"), Some("pods"), Fault::Forbidden, None);
-    let err = s
-        .spawner
-        .spawn(&who, &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap_err();
-    assert_eq!(answer(&err).status.as_u16(), 500);
+    let err = answer(
+        s.spawner
+            .spawn(&who, &reqs(&["python==3.11"]), false)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.status.as_u16(), 500);
 }
 
 #[tokio::test]
@@ -425,17 +412,15 @@ async fn a_namespace_not_ours_is_never_touched() {
         "namespaces",
         json!({"metadata": {"name": NS, "labels": {"team": "other"}}, "status": {"phase": "Active"}}),
     );
-    let err = s
-        .spawner
-        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (answer(&err).status.as_u16(), answer(&err).code),
-        (409, "namespace_taken")
+    let err = answer(
+        s.spawner
+            .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+            .await
+            .unwrap_err(),
     );
-    let err = s.spawner.servers().terminate(&caller("u-1")).await.unwrap_err();
-    assert_eq!(answer(&err).code, "namespace_taken");
+    assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
+    let err = answer(s.spawner.servers().terminate(&caller("u-1")).await.unwrap_err());
+    assert_eq!(err.code, "namespace_taken");
     assert!(
         s.cluster.get("namespaces", "", NS).unwrap()["metadata"]
             .get("deletionTimestamp")
@@ -452,21 +437,19 @@ async fn a_namespace_recorded_for_another_owner_is_never_touched() {
             "annotations": {"rexec.ndp.io/sub": "someone-else"}}, "status": {"phase": "Active"}}),
     );
     let who = caller("u-1");
-    let err = s
-        .spawner
-        .spawn(&who, &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (answer(&err).status.as_u16(), answer(&err).code),
-        (409, "namespace_taken")
+    let err = answer(
+        s.spawner
+            .spawn(&who, &reqs(&["python==3.11"]), false)
+            .await
+            .unwrap_err(),
     );
+    assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
     assert_eq!(
-        answer(&s.spawner.servers().describe(&who).await.unwrap_err()).code,
+        answer(s.spawner.servers().describe(&who).await.unwrap_err()).code,
         "namespace_taken"
     );
     assert_eq!(
-        answer(&s.spawner.servers().terminate(&who).await.unwrap_err()).code,
+        answer(s.spawner.servers().terminate(&who).await.unwrap_err()).code,
         "namespace_taken"
     );
     assert_eq!(
@@ -535,14 +518,12 @@ async fn a_full_quota_is_a_409_not_a_missing_permission() {
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
     s.cluster
         .put("pods", json!({"metadata": {"name": "stray", "namespace": NS}}));
-    let err = s
-        .spawner
-        .spawn(&who, &reqs(&["python==3.11", "six"]), true)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (answer(&err).status.as_u16(), answer(&err).code),
-        (409, "quota_exceeded")
+    let err = answer(
+        s.spawner
+            .spawn(&who, &reqs(&["python==3.11", "six"]), true)
+            .await
+            .unwrap_err(),
     );
-    assert!(answer(&err).retry_after.is_some());
+    assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
+    assert!(err.retry_after.is_some());
 }

@@ -27,7 +27,7 @@ impl Deps {
 
 /// Remove the caller's rexec-server: both routes.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
-    let caller = deps.access.authenticate(&request::token(&req)?).await?;
+    let caller = request::caller(&deps.access, &req).await?;
     let outcome = deps.servers.terminate(&caller).await?;
     tracing::info!(outcome = ?outcome, "terminate");
     let status = match outcome {

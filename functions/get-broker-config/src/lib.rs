@@ -35,7 +35,7 @@ impl Deps {
 /// Where clients reach the broker.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     if !deps.public {
-        deps.access.authenticate(&request::token(&req)?).await?;
+        request::caller(&deps.access, &req).await?;
     }
     let endpoint = deps.broker.endpoint(&deps.cluster).await?;
     let api_url = format!("{}/spawn", deps.deployment_api.url_for(&req)?);

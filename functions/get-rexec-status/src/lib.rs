@@ -31,7 +31,7 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
             "This endpoint offers no remote execution (REXEC_ENABLED is false).",
         ));
     }
-    deps.access.authenticate(&request::token(&req)?).await?;
+    request::caller(&deps.access, &req).await?;
     let deployment_api_url = deps.deployment_api.url_for(&req)?;
     Ok(json(StatusCode::OK, &RexecStatus { deployment_api_url }))
 }

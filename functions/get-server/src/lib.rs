@@ -25,7 +25,7 @@ impl Deps {
 
 /// The caller's rexec-server.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
-    let caller = deps.access.authenticate(&request::token(&req)?).await?;
+    let caller = request::caller(&deps.access, &req).await?;
     match deps.servers.describe(&caller).await? {
         Some(server) => Ok(json(StatusCode::OK, &server)),
         None => Err(ApiError::not_found(

@@ -7,6 +7,8 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 
 use crate::http::error::ApiError;
+use crate::identity::Identity;
+use crate::identity::access::Access;
 
 /// The largest form body read, in bytes (the published client's spawn form is far below it).
 pub const MAX_FORM_BYTES: usize = 256 * 1024;
@@ -85,6 +87,11 @@ pub fn token(req: &Request) -> Result<String, ApiError> {
         token_field(&form_fields(req)?)
     };
     bearer_or(req, field)
+}
+
+/// The caller of `req`: its token read ([`token`]), then authenticated and admitted by `access`.
+pub async fn caller(access: &Access, req: &Request) -> Result<Identity, ApiError> {
+    Ok(access.authenticate(&token(req)?).await?)
 }
 
 /// The form field `token` of a form already read.

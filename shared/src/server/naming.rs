@@ -61,7 +61,12 @@ impl Naming {
 
     /// The caller's namespace.
     pub fn namespace(&self, sub: &str) -> String {
-        format!("{}{}", self.prefix, self.slug(sub))
+        self.namespace_of(&self.slug(sub))
+    }
+
+    /// The namespace whose slug is `slug`.
+    fn namespace_of(&self, slug: &str) -> String {
+        format!("{}{slug}", self.prefix)
     }
 
     /// The caller's slug: the namespace without its prefix, and the owner label's value.
@@ -118,7 +123,7 @@ impl Owner {
         let slug = naming.slug(&identity.sub);
         Self {
             sub: identity.sub.clone(),
-            namespace: format!("{}{slug}", naming.prefix),
+            namespace: naming.namespace_of(&slug),
             slug,
         }
     }

@@ -40,7 +40,6 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::Method;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use auth::{Grant, Permission, TokenCheck};
@@ -102,13 +101,7 @@ impl KubeStandIn {
             token: Mutex::new(TokenCheck::Any),
         });
         let app = Router::new().fallback(api::serve).with_state(shared.clone());
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("bind the Kubernetes stand-in");
-        let addr = listener.local_addr().unwrap();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("Kubernetes stand-in");
-        });
+        let (addr, task) = crate::listen(port, app, "Kubernetes stand-in").await;
         let stand_in = Self { addr, shared, task };
         stand_in.put(
             "nodes",

@@ -360,27 +360,20 @@ pub(super) fn list(
     api_version: &str,
     kind: &str,
 ) -> Response {
-    let labels = match query.get("labelSelector").map(|s| parse_selector(s)).transpose() {
-        Ok(labels) => labels.unwrap_or_default(),
-        Err(reason) => {
-            return status(
-                400,
-                "BadRequest",
-                format!("unable to parse requirement: {reason}"),
-                json!({}),
-            );
-        }
+    let selector = |name: &str, refusal: &str| {
+        query
+            .get(name)
+            .map(|s| parse_selector(s))
+            .transpose()
+            .map(Option::unwrap_or_default)
+            .map_err(|reason| format!("{refusal}: {reason}"))
     };
-    let fields = match query.get("fieldSelector").map(|s| parse_selector(s)).transpose() {
-        Ok(fields) => fields.unwrap_or_default(),
-        Err(reason) => {
-            return status(
-                400,
-                "BadRequest",
-                format!("invalid field selector: {reason}"),
-                json!({}),
-            );
-        }
+    let (labels, fields) = match (
+        selector("labelSelector", "unable to parse requirement"),
+        selector("fieldSelector", "invalid field selector"),
+    ) {
+        (Ok(labels), Ok(fields)) => (labels, fields),
+        (Err(message), _) | (_, Err(message)) => return status(400, "BadRequest", message, json!({})),
     };
     let items: Vec<Value> = store
         .objects
