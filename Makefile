@@ -51,6 +51,7 @@ lint: $(TOOLS)/.installed
 	sam validate --lint --template template.yaml --region us-east-1
 	cfn-lint template.yaml
 	$(TOOLS)/bin/python tests/checks/check_routes.py
+	$(TOOLS)/bin/python tests/checks/check_layers.py
 	$(TOOLS)/bin/python tests/checks/check_settings.py
 	$(TOOLS)/bin/python tests/checks/check_template_security.py
 

@@ -1,9 +1,11 @@
 """The API Gateway routes of template.yaml and the `cargo lambda watch` router of Cargo.toml
-must be the same set of (method, path, function); every function crate must be deployed.
+must be the same set of (method, path, function); every function crate must be deployed; the
+README's table of the functions must name the same routes for each crate.
 
 Run with the tools venv's Python (it has cfn-lint's CloudFormation YAML loader).
 """
 
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -42,6 +44,24 @@ def router_routes():
     return routes, crates
 
 
+def readme_routes():
+    """(method, path, crate) from the README's table of the functions; a path without a method
+    takes the method before it (`GET /api/docs`, `/api/redoc`)."""
+    section = (ROOT / "README.md").read_text().split("### The functions", 1)[1].split("\n### ", 1)[0]
+    routes = set()
+    for row in section.splitlines():
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        if len(cells) < 2 or not re.fullmatch(r"`[a-z-]+`", cells[0]):
+            continue
+        method = None
+        for item in re.findall(r"`([^`]+)`", cells[1]):
+            words = item.split()
+            if len(words) == 2:
+                method = words[0]
+            routes.add((method, words[-1], cells[0].strip("`")))
+    return routes
+
+
 def main():
     deployed, binaries = template_routes()
     local, crates = router_routes()
@@ -54,6 +74,11 @@ def main():
         problems.append(f"function crate not deployed by template.yaml: {crate}")
     for binary in sorted(binaries - crates):
         problems.append(f"template.yaml builds a binary that is no function crate: {binary}")
+    documented = readme_routes()
+    for route in sorted(local - documented):
+        problems.append(f"served but missing from the README's table of the functions: {route}")
+    for route in sorted(documented - local):
+        problems.append(f"in the README's table of the functions but not served: {route}")
     if problems:
         sys.exit("\n".join(problems))
     print(f"routes: template.yaml and the watch router agree on {len(local)} routes of {len(crates)} functions")

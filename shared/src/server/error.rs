@@ -1,5 +1,5 @@
-//! What can go wrong with a caller's server, by meaning. The HTTP edge gives each its status
-//! (see [`crate::http::error`]); nothing here knows about HTTP.
+//! What can go wrong with a caller's server, by meaning. Nothing here knows about HTTP: the
+//! edge above gives each its status, in `http::error`.
 
 use crate::cluster::ClusterError;
 
