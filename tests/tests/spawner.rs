@@ -9,7 +9,7 @@ use rexec_shared::identity::Identity;
 use rexec_shared::server::error::ServerError;
 use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
 use rexec_shared::server::spawner::{Spawned, Spawner, Terminated};
-use rexec_shared::server::status::Phase;
+use rexec_shared::server::status::{Phase, Stage};
 use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, PodOutcome};
 use serde_json::json;
 
@@ -23,14 +23,20 @@ struct Setup {
     spawner: Arc<Spawner>,
 }
 
+/// A spawner that answers as soon as the objects are written (no wait for the server).
 async fn setup() -> Setup {
+    setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "0")]).await
+}
+
+async fn setup_with(settings: &[(&str, &str)]) -> Setup {
     let cluster = KubeStandIn::start().await;
     let kubeconfig = cluster.write_kubeconfig("t");
-    let vars = Vars::from_pairs([
+    let mut pairs = vec![
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("KUBE_TIMEOUT_SECONDS", "2"),
-    ]);
-    let spawner = Spawner::from_vars(&vars).unwrap();
+    ];
+    pairs.extend_from_slice(settings);
+    let spawner = Spawner::from_vars(&Vars::from_pairs(pairs)).unwrap();
     Setup {
         cluster,
         spawner: Arc::new(spawner),
@@ -115,6 +121,10 @@ async fn the_same_requirements_reuse_the_server() {
 #[tokio::test]
 async fn different_requirements_are_a_conflict_until_forced() {
     let s = setup().await;
+    s.cluster.set_behaviour(Behaviour {
+        pod_termination: Duration::from_secs(1),
+        ..Behaviour::default()
+    });
     let who = caller("u-1");
     s.spawner
         .spawn(&who, &reqs(&["python==3.11", "numpy"]), false)
@@ -190,7 +200,7 @@ async fn describe_follows_the_pod_to_ready() {
 async fn failures_are_explained() {
     let cases = [
         (PodOutcome::ImagePullError, "cannot be pulled"),
-        (PodOutcome::InstallFails, "pip install failed"),
+        (PodOutcome::InstallFails, "cannot be installed (exit code 1)"),
         (PodOutcome::CrashLoop, "keeps crashing"),
         (PodOutcome::OutOfMemory, "out of memory"),
     ];
@@ -216,7 +226,7 @@ async fn failures_are_explained() {
 }
 
 #[tokio::test]
-async fn terminate_removes_everything_once() {
+async fn terminate_removes_the_server_and_keeps_the_namespace() {
     let s = setup().await;
     let who = caller("u-1");
     assert_eq!(
@@ -225,22 +235,42 @@ async fn terminate_removes_everything_once() {
     );
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
     assert_eq!(s.spawner.servers().terminate(&who).await.unwrap(), Terminated::Deleted);
-    assert_eq!(
-        s.spawner.servers().describe(&who).await.unwrap().unwrap().phase,
-        Phase::Terminating
-    );
+    let view = s.spawner.servers().describe(&who).await.unwrap().unwrap();
+    assert_eq!((view.phase, view.stage), (Phase::Terminating, Stage::Terminating));
     assert_eq!(
         s.spawner.servers().terminate(&who).await.unwrap(),
         Terminated::AlreadyTerminating
     );
-    tokio::time::sleep(s.cluster.behaviour().namespace_termination + Duration::from_millis(50)).await;
-    assert!(s.cluster.get("namespaces", "", NS).is_none());
-    assert!(s.cluster.names("pods", NS).is_empty() && s.cluster.names("configmaps", NS).is_empty());
+    tokio::time::sleep(s.cluster.behaviour().pod_termination + Duration::from_millis(50)).await;
+    assert!(s.cluster.names("pods", NS).is_empty());
     assert_eq!(
         s.spawner.servers().terminate(&who).await.unwrap(),
         Terminated::NothingThere
     );
     assert!(s.spawner.servers().describe(&who).await.unwrap().is_none());
+    let ns = s.cluster.get("namespaces", "", NS).unwrap();
+    assert!(ns["metadata"].get("deletionTimestamp").is_none(), "the namespace stays");
+    assert!(s.cluster.get("networkpolicies", NS, "rexec-egress").is_some(), "with its guard rails");
+    assert_eq!(s.cluster.count("DELETE", "namespaces"), 0);
+}
+
+#[tokio::test]
+async fn a_spawn_right_after_terminate_starts_the_next_server_at_once() {
+    let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "10")]).await;
+    s.cluster.set_behaviour(Behaviour {
+        // The old server takes its time to stop.
+        pod_termination: Duration::from_secs(5),
+        ..Behaviour::default()
+    });
+    let who = caller("u-1");
+    s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    s.spawner.servers().terminate(&who).await.unwrap();
+    let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    assert_eq!((outcome, view.generation, view.stage), (Spawned::Created, 2, Stage::Ready));
+    let old = s.cluster.get("pods", NS, "rexec-server-1").expect("still stopping");
+    assert!(old["metadata"]["deletionTimestamp"].is_string());
+    let claim = s.cluster.get("configmaps", NS, "rexec-server").unwrap();
+    assert!(claim["metadata"]["annotations"].get("rexec.ndp.io/terminated").is_none());
 }
 
 #[tokio::test]
@@ -248,7 +278,8 @@ async fn a_spawn_while_the_namespace_terminates_is_told_to_retry_then_succeeds()
     let s = setup().await;
     let who = caller("u-1");
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
-    s.spawner.servers().terminate(&who).await.unwrap();
+    // Removed by someone else: an operator, the reaper.
+    s.cluster.delete("namespaces", "", NS);
     let err = answer(
         s.spawner
             .spawn(&who, &reqs(&["python==3.11"]), false)
@@ -257,6 +288,14 @@ async fn a_spawn_while_the_namespace_terminates_is_told_to_retry_then_succeeds()
     );
     assert_eq!((err.status.as_u16(), err.code), (409, "server_terminating"));
     assert!(err.retry_after.is_some());
+    assert_eq!(
+        s.spawner.servers().describe(&who).await.unwrap().unwrap().phase,
+        Phase::Terminating
+    );
+    assert_eq!(
+        s.spawner.servers().terminate(&who).await.unwrap(),
+        Terminated::AlreadyTerminating
+    );
     tokio::time::sleep(s.cluster.behaviour().namespace_termination + Duration::from_millis(50)).await;
     let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
     assert_eq!((outcome, view.generation), (Spawned::Created, 1));
@@ -275,12 +314,123 @@ async fn creates_refused_by_a_terminating_namespace_are_told_to_retry() {
         Some(1),
     );
     let spawner = s.spawner.clone();
-    let spawn = tokio::spawn(async move { spawner.spawn(&caller("u-1"), &reqs(&["python==3.11", "x"]), true).await });
+    let spawn = tokio::spawn(async move { spawner.spawn(&who, &reqs(&["python==3.11", "x"]), true).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    s.spawner.servers().terminate(&who).await.unwrap();
+    s.cluster.delete("namespaces", "", NS);
     let err = answer(spawn.await.unwrap().unwrap_err());
     assert_eq!(err.status.as_u16(), 409, "{err:?}");
     assert!(err.retry_after.is_some() || err.code == "concurrent_change", "{err:?}");
+}
+
+#[tokio::test]
+async fn a_spawn_waits_until_the_server_is_connected() {
+    let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "10")]).await;
+    let (outcome, view) = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap();
+    assert_eq!((outcome, view.stage, view.ready), (Spawned::Created, Stage::Ready, true));
+    let versions = view.versions.expect("the build's versions");
+    assert_eq!(versions.scidx_rexec.as_deref(), Some("0.1.0"));
+    assert!(
+        s.cluster
+            .permissions_used_by("t")
+            .contains(&(String::new(), "pods".into(), "watch".into())),
+        "the pod is watched, not polled"
+    );
+    assert_eq!(s.cluster.count("GET", "pods"), 1, "one watch, no polling");
+    let (outcome, view) = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap();
+    assert_eq!((outcome, view.stage), (Spawned::Reused, Stage::Ready));
+}
+
+#[tokio::test]
+async fn past_its_wait_a_spawn_answers_with_the_stage_reached() {
+    let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "1")]).await;
+    s.cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(30),
+        ..Behaviour::default()
+    });
+    let (outcome, view) = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap();
+    assert_eq!((outcome, view.stage, view.ready), (Spawned::Created, Stage::Building, false));
+    assert_eq!(view.reason.as_deref(), Some("Installing the requirements."));
+}
+
+#[tokio::test]
+async fn a_failed_build_is_told_with_the_installers_lines_and_outlives_its_pod() {
+    let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "10")]).await;
+    s.cluster.set_behaviour(Behaviour {
+        pod_outcome: PodOutcome::InstallFails,
+        ..Behaviour::default()
+    });
+    let who = caller("u-1");
+    let (_, view) = s.spawner.spawn(&who, &reqs(&["python==3.11", "nosuchpkg"]), false).await.unwrap();
+    assert_eq!(view.stage, Stage::Failed);
+    let reason = view.reason.unwrap();
+    assert!(reason.contains("cannot be installed") && reason.contains("Because nosuchpkg was not found"), "{reason}");
+    let pod = s.cluster.get("pods", NS, "rexec-server-1");
+    assert!(pod.is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string()), "its pod frees the quota");
+    tokio::time::sleep(s.cluster.behaviour().pod_termination + Duration::from_millis(50)).await;
+    assert!(s.cluster.get("pods", NS, "rexec-server-1").is_none());
+    let later = s.spawner.servers().describe(&who).await.unwrap().unwrap();
+    assert_eq!((later.stage, later.reason.as_deref()), (Stage::Failed, Some(reason.as_str())));
+
+    // Spawning again tries anew, without force_reinstall, whatever the requirements.
+    s.cluster.set_behaviour(Behaviour::default());
+    let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11", "six"]), false).await.unwrap();
+    assert_eq!((outcome, view.generation, view.stage), (Spawned::Replaced, 2, Stage::Ready));
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_fails_the_spawn_without_waiting() {
+    let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "20")]).await;
+    s.cluster.set_behaviour(Behaviour {
+        pod_outcome: PodOutcome::ImagePullError,
+        ..Behaviour::default()
+    });
+    let (_, view) = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap();
+    assert_eq!(view.stage, Stage::Failed);
+    let reason = view.reason.unwrap();
+    assert!(reason.contains("cannot be pulled") && reason.contains("Last event: Failed to pull image"), "{reason}");
+}
+
+#[tokio::test]
+async fn a_server_not_ready_within_the_start_timeout_fails_and_frees_its_room() {
+    let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "5"), ("REXEC_START_TIMEOUT", "2")]).await;
+    s.cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(60),
+        ..Behaviour::default()
+    });
+    let (_, view) = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap();
+    // The spawn's wait ended first; the start timeout is seen on a later look.
+    if view.stage != Stage::Failed {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let view = s.spawner.servers().describe(&caller("u-1")).await.unwrap().unwrap();
+        assert_eq!(view.stage, Stage::Failed);
+    }
+    let (outcome, view) = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Spawned::Replaced, "a timed-out server is tried anew");
+    assert_eq!(view.generation, 2);
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! `DELETE /rexec/terminate` (the published clients: form field `token`) and
-//! `DELETE /rexec/server` (Bearer header): removes the caller's rexec-server and its namespace.
-//! Nothing to remove is still a 2xx, with `"deleted": false`.
+//! `DELETE /rexec/server` (Bearer header): removes the caller's rexec-server; its namespace stays
+//! for the next spawn. Nothing to remove is still a 2xx, with `"deleted": false`.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};

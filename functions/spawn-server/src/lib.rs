@@ -1,6 +1,7 @@
 //! `POST /rexec/spawn`: creates the caller's rexec-server, reuses it when it already runs the
-//! same requirements, or replaces it when `force_reinstall` is set. Answers once the objects are
-//! written; `GET /rexec/server` follows the pod.
+//! same requirements, or replaces it when `force_reinstall` is set, then waits for it: 201 (200
+//! when reused) once it is connected to the broker, 202 with its stage when the spawn's wait
+//! ended first (`GET /rexec/server` follows it), 422 with the reason when it failed.
 //!
 //! Two bodies are accepted. The published clients send a form: `requirments` (spelled so)
 //! repeated per line, `force_reinstall` (`True`/`False`, any case, or 1/0) and `token`. Others
@@ -16,6 +17,7 @@ use rexec_shared::http::request::{self, MAX_FORM_BYTES, has_content_type, json};
 use rexec_shared::identity::access::Access;
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Spawned, Spawner};
+use rexec_shared::server::status::Stage;
 
 pub struct Deps {
     pub access: Access,
@@ -41,20 +43,40 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
     let (lines, force) = body.fields()?;
     let requirements = deps.policy.check(&lines)?;
     let (outcome, server) = deps.spawner.spawn(&caller, &requirements, force).await?;
-    tracing::info!(outcome = ?outcome, namespace = %server.namespace, generation = server.generation, "spawn");
-    let (status, message) = match outcome {
-        Spawned::Created => (StatusCode::CREATED, "Your rexec server is being created."),
-        Spawned::Reused => (
+    tracing::info!(outcome = ?outcome, stage = ?server.stage, namespace = %server.namespace, generation = server.generation, "spawn");
+    let (status, message) = match (server.stage, outcome) {
+        (Stage::Failed, _) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "server_failed",
+                format!(
+                    "Your rexec server failed: {} GET /rexec/server shows it.",
+                    server.reason.as_deref().unwrap_or("no reason was given.")
+                ),
+            ));
+        }
+        (Stage::Ready, Spawned::Created) => (StatusCode::CREATED, "Your rexec server is ready.".to_owned()),
+        (Stage::Ready, Spawned::Reused) => (
             StatusCode::OK,
-            "Your rexec server already runs these requirements; it is reused.",
+            "Your rexec server already runs these requirements and is ready; it is reused.".to_owned(),
         ),
-        Spawned::Replaced => (
+        (Stage::Ready, Spawned::Replaced) => (
             StatusCode::CREATED,
-            "Your rexec server is being replaced with the new requirements.",
+            "Your rexec server was replaced with the new requirements and is ready.".to_owned(),
+        ),
+        (stage, _) => (
+            StatusCode::ACCEPTED,
+            format!(
+                "Your rexec server is on its way ({}). GET /rexec/server follows it.",
+                server.reason.as_deref().unwrap_or(match stage {
+                    Stage::Terminating => "being removed",
+                    _ => "starting",
+                })
+            ),
         ),
     };
     let answer = SpawnAnswer {
-        status: message.into(),
+        status: message,
         username: caller.username.clone(),
         membership: deps.access.policy().membership(&caller),
         outcome,

@@ -4,7 +4,8 @@
 //! Creating the claim is the lock of a first spawn; replacing it with its `resourceVersion` is
 //! the lock of a replacement. Its data holds the requirement files the pod installs; its
 //! annotations hold the digest, the generation, the interpreter and the lines, which is what
-//! [`Claim::read`] gives back.
+//! [`Claim::read`] gives back, and once set, why the generation failed or that it was
+//! terminated: what a person must still be told after the pod is gone.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -25,6 +26,10 @@ pub const GENERATION: &str = "rexec.ndp.io/generation";
 pub const PYTHON: &str = "rexec.ndp.io/python";
 /// The requirement lines, as a JSON array.
 pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
+/// Why the generation failed, recorded when its pod is removed for it.
+pub const FAILURE: &str = "rexec.ndp.io/failure";
+/// When the caller terminated the generation (RFC 3339).
+pub const TERMINATED: &str = "rexec.ndp.io/terminated";
 /// The files of the claim's data, mounted in the pod at /etc/rexec.
 pub const REQUIREMENTS_FILE: &str = "requirements.txt";
 pub const SERVER_REQUIREMENTS_FILE: &str = "server-requirements.txt";
@@ -65,6 +70,8 @@ pub struct Claim {
     pub requirements: Vec<String>,
     pub created: Option<SystemTime>,
     pub resource_version: Option<String>,
+    pub failure: Option<String>,
+    pub terminated: bool,
 }
 
 impl Claim {
@@ -84,6 +91,8 @@ impl Claim {
                 .unwrap_or_default(),
             created: cm.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0)),
             resource_version: cm.metadata.resource_version.clone(),
+            failure: annotation(FAILURE),
+            terminated: annotation(TERMINATED).is_some(),
         })
     }
 }
@@ -119,6 +128,12 @@ mod tests {
             (reqs.digest.as_str(), 7, "3.12")
         );
         assert_eq!(claim.requirements, reqs.lines());
+        assert_eq!((claim.failure, claim.terminated), (None, false));
+        let annotations = cm.metadata.annotations.as_mut().unwrap();
+        annotations.insert(FAILURE.into(), "pip said no".into());
+        annotations.insert(TERMINATED.into(), "2026-11-23T12:00:00Z".into());
+        let claim = Claim::read(&cm).unwrap();
+        assert_eq!((claim.failure.as_deref(), claim.terminated), (Some("pip said no"), true));
         cm.metadata.annotations.as_mut().unwrap().remove(GENERATION);
         assert_eq!(Claim::read(&cm), Err(ServerError::BrokenClaim));
     }

@@ -8,15 +8,16 @@
 //! (`sizeLimit` on every emptyDir, ephemeral-storage requests and limits on every container).
 //!
 //! The pod runs fixed commands only. Its init containers fetch the pinned rexec-server source
-//! and `pip install -r` the requirements file mounted from the ConfigMap; the server container
-//! runs `python run_server.py <broker> --broker_port <port>` with Kubernetes' own `$(VAR)`
-//! expansion. No caller text ever reaches a command line or a shell.
+//! and install the requirements files mounted from the ConfigMap (uv or pip, `REXEC_INSTALLER`);
+//! the server container runs `run_server.py <broker> --broker_port <port>` under a wrapper that
+//! makes SIGTERM stop it, with Kubernetes' own `$(VAR)` expansion. It is Ready when it holds a
+//! connection to the broker. No caller text ever reaches a command line or a shell.
 
 use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::json;
 
-use super::claim::{self, DIGEST, GENERATION, REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
+use super::claim::{self, DIGEST, GENERATION};
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
 use super::settings::{Egress, ServerSettings};
@@ -50,6 +51,77 @@ with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         m.name = m.name.split("/", 1)[1]
     archive.extractall("/opt/rexec/server", members=members, filter="data")
 "#;
+
+/// Installs the server's requirements and the caller's into /opt/rexec/packages with the
+/// installer `REXEC_INSTALLER` names, echoing its output. On failure its last lines are the
+/// container's termination message; on success the message is the JSON of the versions a client
+/// must match (python, dill, scidx-rexec).
+const INSTALL_SCRIPT: &str = r#"import collections, json, os, platform, subprocess, sys
+target = "/opt/rexec/packages"
+if os.environ["REXEC_INSTALLER"] == "uv":
+    command = ["uv", "pip", "install", "--no-cache", "--python", sys.executable]
+else:
+    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input"]
+command += ["--target", target, "-r", "/etc/rexec/server-requirements.txt", "-r", "/etc/rexec/requirements.txt"]
+installer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+tail = collections.deque(maxlen=25)
+for line in installer.stdout:
+    sys.stdout.write(line)
+    tail.append(line)
+if installer.wait() != 0:
+    with open("/dev/termination-log", "w") as log:
+        log.write("".join(tail)[-3000:])
+    sys.exit(installer.returncode)
+from importlib import metadata
+versions = {"python": platform.python_version()}
+for name in ("dill", "scidx-rexec"):
+    found = list(metadata.distributions(name=name, path=[target]))
+    versions[name] = found[0].version if found else None
+with open("/dev/termination-log", "w") as log:
+    json.dump(versions, log)
+"#;
+
+/// Runs the rexec-server as a child in its own process group, so that SIGTERM stops it at once:
+/// the server installs no handler and, as PID 1, would ignore the signal until the grace period
+/// ends. As PID 1 it also reaps the orphans the server's calls leave.
+const SERVE_SCRIPT: &str = r#"import os, signal, subprocess, sys
+server = subprocess.Popen([sys.executable, "run_server.py", *sys.argv[1:]], start_new_session=True)
+def stop(signum, frame):
+    try:
+        os.killpg(server.pid, signum)
+    except ProcessLookupError:
+        pass
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+while True:
+    pid, status = os.wait()
+    if pid == server.pid:
+        code = os.waitstatus_to_exitcode(status)
+        sys.exit(code if code >= 0 else 128 - code)
+"#;
+
+/// The readiness probe: ready when the pod holds an established TCP connection to the broker's
+/// port (`REXEC_BROKER_PORT`), read from the pod's own socket tables. The pod runs nothing but
+/// the server.
+const PROBE_SCRIPT: &str = r#"import os, sys
+port = int(os.environ["REXEC_BROKER_PORT"])
+for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    try:
+        with open(table) as sockets:
+            rows = sockets.read().splitlines()[1:]
+    except OSError:
+        continue
+    for row in rows:
+        fields = row.split()
+        if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+            sys.exit(0)
+sys.exit("no established connection to the broker")
+"#;
+
+/// The names of the pod's containers, in the order they run.
+pub const FETCH_CONTAINER: &str = "fetch-server";
+pub const INSTALL_CONTAINER: &str = "install";
+pub const SERVER_CONTAINER: &str = "server";
 
 /// The pod of a generation.
 pub fn pod_name(generation: u64) -> String {
@@ -186,14 +258,41 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
         json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
     ];
     let mut install_env = common_env.clone();
+    install_env.push(json!({"name": "REXEC_INSTALLER", "value": settings.installer.name()}));
     if let Egress::Proxy { url, .. } = &settings.egress {
         install_env.push(json!({"name": "PIP_INDEX_URL", "value": url}));
+        install_env.push(json!({"name": "UV_DEFAULT_INDEX", "value": url}));
     }
     let mut fetch_env = common_env.clone();
     fetch_env.push(json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}));
     if let Some(sha) = &settings.source_sha256 {
         fetch_env.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": sha}));
     }
+    let mut server_env = vec![
+        json!({"name": "REXEC_USER_ID", "value": owner.sub}),
+        json!({"name": "REXEC_BROKER_ADDR", "value": settings.broker.host()}),
+        json!({"name": "REXEC_BROKER_PORT", "value": settings.broker.port.to_string()}),
+        json!({"name": "PYTHONPATH", "value": "/opt/rexec/packages"}),
+        json!({"name": "PYTHONUNBUFFERED", "value": "1"}),
+    ];
+    server_env.extend(common_env);
+    // Every container: fixed command, no privileges, bounded, and its last log lines kept as
+    // its termination message when it fails.
+    let container = |name: &str, command: serde_json::Value, env: Vec<serde_json::Value>| {
+        json!({"name": name, "image": image, "command": command, "env": env,
+               "terminationMessagePolicy": "FallbackToLogsOnError",
+               "securityContext": security, "resources": resources, "volumeMounts": mounts})
+    };
+    let mut server = container(
+        SERVER_CONTAINER,
+        json!(["python", "-c", SERVE_SCRIPT, "$(REXEC_BROKER_ADDR)", "--broker_port", "$(REXEC_BROKER_PORT)"]),
+        server_env,
+    );
+    server["workingDir"] = json!("/opt/rexec/server");
+    server["readinessProbe"] = json!({
+        "exec": {"command": ["python", "-c", PROBE_SCRIPT]},
+        "periodSeconds": 1, "timeoutSeconds": 5, "successThreshold": 1, "failureThreshold": 3,
+    });
     build(json!({
         "metadata": {
             "name": pod_name(generation),
@@ -216,29 +315,10 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
                 {"name": "requirements", "configMap": {"name": claim::NAME}},
             ],
             "initContainers": [
-                {"name": "fetch-server", "image": image, "command": ["python", "-c", FETCH_SCRIPT],
-                 "env": fetch_env,
-                 "securityContext": security, "resources": resources, "volumeMounts": mounts},
-                {"name": "install", "image": image,
-                 "command": ["python", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input",
-                             "--target", "/opt/rexec/packages",
-                             "-r", format!("/etc/rexec/{SERVER_REQUIREMENTS_FILE}"), "-r", format!("/etc/rexec/{REQUIREMENTS_FILE}")],
-                 "env": install_env, "securityContext": security, "resources": resources, "volumeMounts": mounts},
+                container(FETCH_CONTAINER, json!(["python", "-c", FETCH_SCRIPT]), fetch_env),
+                container(INSTALL_CONTAINER, json!(["python", "-c", INSTALL_SCRIPT]), install_env),
             ],
-            "containers": [
-                {"name": "server", "image": image, "workingDir": "/opt/rexec/server",
-                 "command": ["python", "run_server.py", "$(REXEC_BROKER_ADDR)", "--broker_port", "$(REXEC_BROKER_PORT)"],
-                 "env": [
-                     {"name": "REXEC_USER_ID", "value": owner.sub},
-                     {"name": "REXEC_BROKER_ADDR", "value": settings.broker.host()},
-                     {"name": "REXEC_BROKER_PORT", "value": settings.broker.port.to_string()},
-                     {"name": "PYTHONPATH", "value": "/opt/rexec/packages"},
-                     {"name": "HOME", "value": "/tmp"},
-                     {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
-                     {"name": "PYTHONUNBUFFERED", "value": "1"},
-                 ],
-                 "securityContext": security, "resources": resources, "volumeMounts": mounts},
-            ],
+            "containers": [server],
         },
     }))
 }
@@ -249,6 +329,7 @@ mod tests {
 
     use super::*;
     use crate::config::Vars;
+    use crate::server::claim::{REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
     use crate::identity::Identity;
     use crate::server::naming::Naming;
     use crate::server::requirements::RequirementsPolicy;
@@ -281,7 +362,7 @@ mod tests {
         let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.12", "numpy"]), 3)).unwrap();
         assert_eq!(pod["metadata"]["name"], "rexec-server-3");
         let server = &pod["spec"]["containers"][0];
-        assert_eq!(server["image"], "python:3.12-slim");
+        assert_eq!(server["image"], "ghcr.io/astral-sh/uv:python3.12-bookworm-slim");
         let env: BTreeMap<String, String> = server["env"]
             .as_array()
             .unwrap()
@@ -331,6 +412,9 @@ mod tests {
             !pod_text.contains("scipy") && !pod_text.contains("numpy"),
             "requirements stay out of the pod spec"
         );
+        for file in [REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE] {
+            assert!(INSTALL_SCRIPT.contains(&format!("\"-r\", \"/etc/rexec/{file}\"")), "{file}");
+        }
         let cm = claim::build(&o, &settings(), &r, 1);
         let data = cm.data.unwrap();
         assert_eq!(data[REQUIREMENTS_FILE], format!("{hostile}\nnumpy<2\n"));
@@ -418,12 +502,15 @@ mod tests {
         let pod = serde_json::to_value(pod(&owner(), &s, &reqs(&["python==3.11"]), 1)).unwrap();
         let install = &pod["spec"]["initContainers"][1];
         assert_eq!(install["name"], "install");
-        assert!(
-            install["env"]
-                .as_array()
-                .unwrap()
-                .contains(&json!({"name": "PIP_INDEX_URL", "value": "http://10.0.3.7:3141/root/pypi/+simple/"}))
-        );
+        for variable in ["PIP_INDEX_URL", "UV_DEFAULT_INDEX"] {
+            assert!(
+                install["env"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!({"name": variable, "value": "http://10.0.3.7:3141/root/pypi/+simple/"})),
+                "{variable}"
+            );
+        }
         let err = ServerSettings::from_vars(&Vars::from_pairs([(
             "REXEC_PACKAGE_INDEX_PROXY",
             "https://pypi.internal/simple",

@@ -7,6 +7,9 @@ use std::net::IpAddr;
 use super::broker::BrokerService;
 use crate::config::{ConfigError, Vars};
 
+/// The default image: Python with uv, from uv's publisher.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/astral-sh/uv:python{python}-bookworm-slim";
+
 /// What every caller's server is built with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerSettings {
@@ -17,6 +20,8 @@ pub struct ServerSettings {
     pub source_sha256: Option<String>,
     /// The server's own dependencies (`REXEC_SERVER_REQUIREMENTS`, comma-separated).
     pub server_requirements: Vec<String>,
+    /// What installs the requirements (`REXEC_INSTALLER`).
+    pub installer: Installer,
     pub broker: BrokerService,
     pub cpu_request: String,
     pub cpu_limit: String,
@@ -25,6 +30,23 @@ pub struct ServerSettings {
     pub storage_request: String,
     pub storage_limit: String,
     pub egress: Egress,
+}
+
+/// What installs a server's requirements. `uv` needs an image that carries it (the default
+/// image does); `pip` works with any Python image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installer {
+    Uv,
+    Pip,
+}
+
+impl Installer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Uv => "uv",
+            Self::Pip => "pip",
+        }
+    }
 }
 
 /// Where a server may connect besides DNS and the broker.
@@ -87,7 +109,7 @@ impl ServerSettings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let image = vars
             .get("REXEC_SERVER_IMAGE")
-            .unwrap_or("python:{python}-slim")
+            .unwrap_or(DEFAULT_IMAGE)
             .to_owned();
         if !image.contains("{python}") {
             return Err(ConfigError::new(
@@ -117,8 +139,14 @@ impl ServerSettings {
                 .map(String::from)
                 .to_vec();
         }
+        let installer = match vars.get("REXEC_INSTALLER").unwrap_or("uv") {
+            "uv" => Installer::Uv,
+            "pip" => Installer::Pip,
+            _ => return Err(ConfigError::new("REXEC_INSTALLER", "must be uv or pip")),
+        };
         Ok(Self {
             image,
+            installer,
             source,
             source_sha256,
             server_requirements,
@@ -150,6 +178,8 @@ mod tests {
         assert_eq!(err.variable, "REXEC_SERVER_IMAGE");
         let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_SOURCE_SHA256", "abc")])).unwrap_err();
         assert_eq!(err.variable, "REXEC_SERVER_SOURCE_SHA256");
+        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_INSTALLER", "conda")])).unwrap_err();
+        assert_eq!(err.variable, "REXEC_INSTALLER");
         let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_BROKER_PORT", "x")])).unwrap_err();
         assert_eq!(err.variable, "REXEC_BROKER_PORT");
     }

@@ -1,24 +1,35 @@
-//! The lifecycle of a caller's rexec-server on the cluster: create, reuse, replace, describe,
-//! terminate.
+//! The lifecycle of a caller's rexec-server on the cluster: create, reuse, replace, wait for,
+//! describe, terminate.
 //!
 //! One ConfigMap per caller (`rexec-server`, the claim) says what the server is built from
 //! and which generation runs; its pod is `rexec-server-<generation>`. Creating the claim is
 //! the lock: of concurrent first spawns one creates it and the others find it, so one server
 //! is made. A replacement updates the claim with its `resourceVersion`, so of concurrent
-//! replacements one wins and the others get 409. Spawn answers once the objects are written and
-//! never waits for the pod (API Gateway cuts requests at 30 s).
+//! replacements one wins and the others get 409.
+//!
+//! A spawn then watches the pod until the server is ready or has failed, for at most the
+//! spawn's wait (`REXEC_SPAWN_WAIT_SECONDS`, always under API Gateway's 29 s); the caller is
+//! told the stage reached. A failed server's reason is recorded in the claim and its pod
+//! removed, so the quota is freed and the reason outlives the pod; a server not ready within
+//! `REXEC_START_TIMEOUT` counts as failed. A spawn finding a failed server tries again with a
+//! new generation.
+//!
+//! Terminate removes the caller's pod and marks the claim terminated; the namespace and its
+//! guard rails stay, so a spawn right after it starts the next generation at once.
 //!
 //! Every operation first checks that the caller's namespace is managed by this service and
 //! records the caller as its owner (409 otherwise, never access). Every spawn brings the
 //! namespace's labels and its guard rails to what this release writes (server-side apply), in
 //! parallel with reading the claim.
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
+use futures_util::{StreamExt, pin_mut};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 
 use super::claim::{self, Claim};
@@ -27,7 +38,7 @@ use super::manifests;
 use super::naming::{MANAGER, Naming, Owner};
 use super::requirements::Requirements;
 use super::settings::ServerSettings;
-use super::status::{self, Phase};
+use super::status::{self, Phase, Stage, Versions};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{ConfigError, Vars};
 use crate::identity::Identity;
@@ -40,11 +51,16 @@ pub struct ServerView {
     #[schema(example = "rexec-server-1")]
     pub name: String,
     pub phase: Phase,
+    /// Where the server is on its way to ready.
+    pub stage: Stage,
+    /// Connected to the broker: remote calls reach it.
     pub ready: bool,
     /// When something is wrong or pending: what, in words a person can act on.
     pub reason: Option<String>,
     #[schema(example = "3.11")]
     pub python_version: String,
+    /// The versions in the server's environment, once built: a client's must match.
+    pub versions: Option<Versions>,
     /// The requirement lines, the interpreter pin first.
     #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
     pub requirements: Vec<String>,
@@ -68,7 +84,7 @@ pub enum Spawned {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Terminated {
-    /// The server and its namespace are being removed.
+    /// The server is being removed.
     Deleted,
     /// A removal was already under way.
     AlreadyTerminating,
@@ -80,12 +96,16 @@ pub enum Terminated {
 pub struct Servers {
     cluster: Cluster,
     naming: Naming,
+    /// How long a server may take to become ready before it counts as failed.
+    start_timeout: Duration,
 }
 
 /// Creating, reusing and replacing callers' servers: [`Servers`] and what a server is built with.
 pub struct Spawner {
     servers: Servers,
     settings: ServerSettings,
+    /// How long a spawn waits for the server to be ready before it answers with the stage.
+    wait: Duration,
 }
 
 /// Makes `object` as we write it, creating it if absent (server-side apply, our fields win).
@@ -101,12 +121,24 @@ where
 }
 
 impl Servers {
-    pub fn new(cluster: Cluster, naming: Naming) -> Self {
-        Self { cluster, naming }
+    pub fn new(cluster: Cluster, naming: Naming, start_timeout: Duration) -> Self {
+        Self {
+            cluster,
+            naming,
+            start_timeout,
+        }
     }
 
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self::new(Cluster::from_vars(vars)?, Naming::from_vars(vars)?))
+        let start_timeout = vars.seconds_or("REXEC_START_TIMEOUT", Duration::from_secs(300))?;
+        if start_timeout.is_zero() {
+            return Err(ConfigError::new("REXEC_START_TIMEOUT", "must be more than 0"));
+        }
+        Ok(Self::new(
+            Cluster::from_vars(vars)?,
+            Naming::from_vars(vars)?,
+            start_timeout,
+        ))
     }
 
     pub fn owner(&self, identity: &Identity) -> Owner {
@@ -128,22 +160,26 @@ impl Servers {
         let name = manifests::pod_name(claim.generation);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         let pod = pods.get_opt(&name).await.map_err(ClusterError::from)?;
-        let events: Api<Event> = Api::namespaced(client, &owner.namespace);
-        let events = events
-            .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
-            .await
-            .map_err(ClusterError::from)?
-            .items;
-        let mut view = view(&owner, &claim, pod.as_ref(), &events);
+        if claim.terminated && pod.is_none() {
+            return Ok(None);
+        }
+        let mut view = self.view(&owner, &claim, pod.as_ref(), &[]);
+        if pod.is_some() && !view.ready {
+            // The pod's Events name causes its status does not (an image, the scheduler).
+            let events = events(&client, &owner, &name).await?;
+            view = self.view(&owner, &claim, pod.as_ref(), &events);
+        }
         if namespace.metadata.deletion_timestamp.is_some() {
             view.phase = Phase::Terminating;
+            view.stage = Stage::Terminating;
             view.ready = false;
             view.reason = Some("The server is being removed.".into());
         }
         Ok(Some(view))
     }
 
-    /// Removes the caller's server with its namespace.
+    /// Removes the caller's server: its pod goes and its claim is marked terminated. The
+    /// namespace and its guard rails stay for the next spawn.
     pub async fn terminate(&self, identity: &Identity) -> Result<Terminated, ServerError> {
         let client = self.cluster.client().await?;
         let owner = self.owner(identity);
@@ -153,34 +189,70 @@ impl Servers {
         if namespace.metadata.deletion_timestamp.is_some() {
             return Ok(Terminated::AlreadyTerminating);
         }
-        let namespaces: Api<Namespace> = Api::all(client);
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: namespace.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::background()
+        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+        let Some(cm) = claims.get_opt(claim::NAME).await.map_err(ClusterError::from)? else {
+            return Ok(Terminated::NothingThere);
         };
-        match namespaces
-            .delete(&owner.namespace, &params)
-            .await
-            .map_err(ClusterError::from)
-        {
-            Ok(_) => Ok(Terminated::Deleted),
-            Err(ClusterError::NotFound) => Ok(Terminated::NothingThere),
-            Err(ClusterError::Conflict(_)) => Ok(Terminated::AlreadyTerminating),
-            Err(err) => Err(err.into()),
+        let claim = Claim::read(&cm)?;
+        if !claim.terminated {
+            let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+            annotate(&claims, &claim, claim::TERMINATED, &now).await?;
+        }
+        let pods: Api<Pod> = Api::namespaced(client, &owner.namespace);
+        let removed = remove_pod(&pods, claim.generation).await?;
+        Ok(match (claim.terminated, removed) {
+            (false, _) => Terminated::Deleted,
+            (true, true) => Terminated::AlreadyTerminating,
+            (true, false) => Terminated::NothingThere,
+        })
+    }
+
+    /// How the generation a claim records is doing.
+    fn view(&self, owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> ServerView {
+        let a = status::assess_server(claim, pod, events, self.start_timeout, SystemTime::now());
+        ServerView {
+            namespace: owner.namespace.clone(),
+            name: manifests::pod_name(claim.generation),
+            phase: a.phase(),
+            stage: a.stage,
+            ready: a.ready(),
+            reason: a.reason,
+            python_version: claim.python.clone(),
+            versions: a.versions,
+            requirements: claim.requirements.clone(),
+            digest: claim.digest.clone(),
+            generation: claim.generation,
+            created: claim.created.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            age_seconds: claim
+                .created
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map(|d| d.as_secs()),
         }
     }
 }
 
 impl Spawner {
-    pub fn new(servers: Servers, settings: ServerSettings) -> Self {
-        Self { servers, settings }
+    pub fn new(servers: Servers, settings: ServerSettings, wait: Duration) -> Self {
+        Self {
+            servers,
+            settings,
+            wait,
+        }
     }
 
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self::new(Servers::from_vars(vars)?, ServerSettings::from_vars(vars)?))
+        let wait = vars.seconds_or("REXEC_SPAWN_WAIT_SECONDS", Duration::from_secs(20))?;
+        if wait > Duration::from_secs(25) {
+            return Err(ConfigError::new(
+                "REXEC_SPAWN_WAIT_SECONDS",
+                "must be 25 or less: API Gateway ends a request at 29 s",
+            ));
+        }
+        Ok(Self::new(
+            Servers::from_vars(vars)?,
+            ServerSettings::from_vars(vars)?,
+            wait,
+        ))
     }
 
     /// Reading and removing, with the same cluster and names.
@@ -189,7 +261,9 @@ impl Spawner {
     }
 
     /// Creates the caller's server, reuses it when it runs the same requirements, or replaces
-    /// it when `force` is set. A server with other requirements and no `force` is a 409.
+    /// it when `force` is set, then waits for it (see the module's documentation). A server
+    /// running other requirements and no `force` is a 409; a failed or terminated one is
+    /// replaced without asking.
     pub async fn spawn(
         &self,
         identity: &Identity,
@@ -199,6 +273,7 @@ impl Spawner {
         let client = self.servers.cluster.client().await?;
         let owner = self.servers.owner(identity);
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         if namespace(&client, &owner).await?.is_none() {
             self.create_namespace(&client, &owner).await?;
         }
@@ -211,15 +286,17 @@ impl Spawner {
             },
             self.reconcile_guard_rails(&client, &owner),
         )?;
-        let claim = match existing {
+        let cm = match existing {
             Some(cm) => cm,
             None => match claims
                 .create(&PostParams::default(), &claim::build(&owner, &self.settings, reqs, 1))
                 .await
             {
                 Ok(cm) => {
-                    let pod = self.create_pod(&client, &owner, reqs, 1).await?;
-                    return Ok((Spawned::Created, view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[])));
+                    let claim = Claim::read(&cm)?;
+                    let pod = self.create_pod(&pods, &owner, reqs, 1).await?;
+                    let view = self.wait_for(&client, &owner, &claim, pod).await?;
+                    return Ok((Spawned::Created, view));
                 }
                 Err(err) => match ClusterError::from(err) {
                     // Another spawn of this caller won the race: decide against what it made.
@@ -228,16 +305,39 @@ impl Spawner {
                 },
             },
         };
-        let current = Claim::read(&claim)?;
-        if current.digest == reqs.digest && !force {
-            let pod = self.ensure_pod(&client, &owner, reqs, current.generation).await?;
-            return Ok((Spawned::Reused, view(&owner, &current, pod.as_ref(), &[])));
-        }
-        if !force {
-            return Err(ServerError::DifferentRequirements {
-                running: current.requirements,
-            });
-        }
+        let current = Claim::read(&cm)?;
+        let pod = match current.terminated {
+            true => None,
+            false => pods
+                .get_opt(&manifests::pod_name(current.generation))
+                .await
+                .map_err(ClusterError::from)?,
+        };
+        // A failed server, or one whose pod is going, is replaced without asking.
+        let usable = !current.terminated
+            && !matches!(
+                self.servers.view(&owner, &current, pod.as_ref(), &[]).stage,
+                Stage::Failed | Stage::Terminating
+            );
+        let same = current.digest == reqs.digest;
+        let outcome = match () {
+            _ if current.terminated => Spawned::Created,
+            _ if same && !force && usable => {
+                let pod = match pod {
+                    Some(pod) => Some(pod),
+                    // Gone (evicted, deleted by hand): made again.
+                    None => self.create_pod(&pods, &owner, reqs, current.generation).await?,
+                };
+                let view = self.wait_for(&client, &owner, &current, pod).await?;
+                return Ok((Spawned::Reused, view));
+            }
+            _ if !same && !force && usable => {
+                return Err(ServerError::DifferentRequirements {
+                    running: current.requirements,
+                });
+            }
+            _ => Spawned::Replaced,
+        };
         let generation = current.generation + 1;
         let mut replacement = claim::build(&owner, &self.settings, reqs, generation);
         replacement.metadata.resource_version = current.resource_version.clone();
@@ -245,17 +345,100 @@ impl Spawner {
             .replace(claim::NAME, &PostParams::default(), &replacement)
             .await
             .map_err(ClusterError::from)?;
+        remove_pod(&pods, current.generation).await?;
+        let pod = self.create_pod(&pods, &owner, reqs, generation).await?;
+        let view = self.wait_for(&client, &owner, &Claim::read(&cm)?, pod).await?;
+        Ok((outcome, view))
+    }
+
+    /// Watches the pod of `claim` until its server is ready or has failed, or the spawn's wait
+    /// ends. A failure is recorded in the claim and the pod removed.
+    async fn wait_for(
+        &self,
+        client: &Client,
+        owner: &Owner,
+        claim: &Claim,
+        mut pod: Option<Pod>,
+    ) -> Result<ServerView, ServerError> {
+        let name = manifests::pod_name(claim.generation);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
-        match pods
-            .delete(&manifests::pod_name(current.generation), &DeleteParams::default())
-            .await
-            .map_err(ClusterError::from)
-        {
-            Ok(_) | Err(ClusterError::NotFound) => {}
-            Err(err) => return Err(err.into()),
+        let deadline = Instant::now() + self.wait;
+        let settled = |pod: Option<&Pod>| self.servers.view(owner, claim, pod, &[]).stage.is_final();
+        'watch: while !settled(pod.as_ref()) {
+            // Looked at again when the start timeout passes, event or not.
+            let times_out = pod
+                .as_ref()
+                .and_then(|p| p.metadata.creation_timestamp.as_ref())
+                .map(|t| SystemTime::from(t.0) + self.servers.start_timeout)
+                .and_then(|at| at.duration_since(SystemTime::now()).ok())
+                .map(|d| Instant::now() + d + Duration::from_millis(10));
+            let until = times_out.map_or(deadline, |t| t.min(deadline));
+            let Some(left) = until.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                break;
+            };
+            let version = pod
+                .as_ref()
+                .and_then(|p| p.metadata.resource_version.clone())
+                .unwrap_or_else(|| "0".into());
+            let params = WatchParams::default()
+                .fields(&format!("metadata.name={name}"))
+                .timeout(left.as_secs().max(1) as u32);
+            let events = match pods.watch(&params, &version).await {
+                Ok(events) => events,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot watch the server's pod; answering with its stage");
+                    break;
+                }
+            };
+            pin_mut!(events);
+            loop {
+                let next = tokio::time::timeout_at(until.into(), events.next()).await;
+                match next {
+                    Err(_) => continue 'watch,
+                    // The stream ended or broke (the server's timeout, a dropped connection):
+                    // watched again from the last version seen.
+                    Ok(None) | Ok(Some(Err(_))) => break,
+                    Ok(Some(Ok(WatchEvent::Added(p) | WatchEvent::Modified(p)))) => {
+                        pod = Some(p);
+                        if settled(pod.as_ref()) {
+                            break 'watch;
+                        }
+                    }
+                    Ok(Some(Ok(WatchEvent::Deleted(_)))) => pod = None,
+                    Ok(Some(Ok(WatchEvent::Bookmark(_)))) => {}
+                    // The version is too old to watch from: read the pod again.
+                    Ok(Some(Ok(WatchEvent::Error(_)))) => {
+                        pod = pods.get_opt(&name).await.map_err(ClusterError::from)?;
+                        break;
+                    }
+                }
+            }
         }
-        let pod = self.create_pod(&client, &owner, reqs, generation).await?;
-        Ok((Spawned::Replaced, view(&owner, &Claim::read(&cm)?, pod.as_ref(), &[])))
+        let mut view = self.servers.view(owner, claim, pod.as_ref(), &[]);
+        if view.stage == Stage::Failed && pod.is_some() {
+            let events = events(client, owner, &name).await?;
+            view = self.servers.view(owner, claim, pod.as_ref(), &events);
+            if view.stage == Stage::Failed {
+                self.record_failure(client, owner, claim, view.reason.as_deref().unwrap_or_default())
+                    .await?;
+            }
+        }
+        Ok(view)
+    }
+
+    /// Records why `claim`'s generation failed and removes its pod, freeing its room in the
+    /// quota. A claim changed meanwhile (a replacement won) is left as it is.
+    async fn record_failure(&self, client: &Client, owner: &Owner, claim: &Claim, reason: &str) -> Result<(), ServerError> {
+        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+        let reason: String = reason.chars().take(4000).collect();
+        match annotate(&claims, claim, claim::FAILURE, &reason).await {
+            Ok(()) => {}
+            Err(ServerError::Cluster(ClusterError::Conflict(_))) => return Ok(()),
+            Err(err) => return Err(err),
+        }
+        tracing::info!(namespace = %owner.namespace, generation = claim.generation, "the server failed; its pod is removed");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        remove_pod(&pods, claim.generation).await.map(|_| ())
     }
 
     /// Creates the caller's namespace; one found instead must be ours and the caller's.
@@ -294,15 +477,14 @@ impl Spawner {
         Ok(())
     }
 
-    /// Creates the pod of `generation`; `None` when a concurrent spawn created it first.
+    /// Creates the pod of `generation`; a concurrent spawn's, when it created it first.
     async fn create_pod(
         &self,
-        client: &Client,
+        pods: &Api<Pod>,
         owner: &Owner,
         reqs: &Requirements,
         generation: u64,
     ) -> Result<Option<Pod>, ServerError> {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         match pods
             .create(
                 &PostParams::default(),
@@ -320,24 +502,38 @@ impl Spawner {
             },
         }
     }
+}
 
-    /// The pod of `generation`, created again if it is gone (evicted, deleted by hand).
-    async fn ensure_pod(
-        &self,
-        client: &Client,
-        owner: &Owner,
-        reqs: &Requirements,
-        generation: u64,
-    ) -> Result<Option<Pod>, ServerError> {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
-        match pods
-            .get_opt(&manifests::pod_name(generation))
-            .await
-            .map_err(ClusterError::from)?
-        {
-            Some(pod) => Ok(Some(pod)),
-            None => self.create_pod(client, owner, reqs, generation).await,
-        }
+/// The Events of the pod `name`, which often name a cause its status does not.
+async fn events(client: &Client, owner: &Owner, name: &str) -> Result<Vec<Event>, ServerError> {
+    let events: Api<Event> = Api::namespaced(client.clone(), &owner.namespace);
+    Ok(events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .map_err(ClusterError::from)?
+        .items)
+}
+
+/// Sets an annotation of the claim, if the claim is still the one read (409 otherwise).
+async fn annotate(claims: &Api<ConfigMap>, claim: &Claim, key: &str, value: &str) -> Result<(), ServerError> {
+    let patch = json!({"metadata": {"resourceVersion": claim.resource_version, "annotations": {key: value}}});
+    claims
+        .patch(claim::NAME, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(ClusterError::from)?;
+    Ok(())
+}
+
+/// Deletes the pod of `generation`; whether there was one.
+async fn remove_pod(pods: &Api<Pod>, generation: u64) -> Result<bool, ServerError> {
+    match pods
+        .delete(&manifests::pod_name(generation), &DeleteParams::default())
+        .await
+        .map_err(ClusterError::from)
+    {
+        Ok(_) => Ok(true),
+        Err(ClusterError::NotFound) => Ok(false),
+        Err(err) => Err(err.into()),
     }
 }
 
@@ -357,25 +553,5 @@ async fn namespace(client: &Client, owner: &Owner) -> Result<Option<Namespace>, 
     match namespace_any(client, owner).await? {
         Some(ns) if ns.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
         other => Ok(other),
-    }
-}
-
-fn view(owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> ServerView {
-    let assessment = status::assess(pod, events);
-    ServerView {
-        namespace: owner.namespace.clone(),
-        name: manifests::pod_name(claim.generation),
-        phase: assessment.phase,
-        ready: assessment.ready,
-        reason: assessment.reason,
-        python_version: claim.python.clone(),
-        requirements: claim.requirements.clone(),
-        digest: claim.digest.clone(),
-        generation: claim.generation,
-        created: claim.created.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
-        age_seconds: claim
-            .created
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .map(|d| d.as_secs()),
     }
 }

@@ -1,17 +1,28 @@
 //! How a caller's server is doing, read from its pod's status and Events, in words a person
-//! can act on.
+//! can act on: a coarse [`Phase`], the [`Stage`] a person can follow, and once the environment
+//! is built the versions a client must match.
+//!
+//! Failures that will not cure themselves are reported at once: an image that cannot be pulled,
+//! an install or fetch that exited non-zero (its last log lines, the container's termination
+//! message, quoted), a pod no node can take (unless the cluster autoscaler is adding one), a
+//! server that keeps crashing or runs out of memory.
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use std::time::{Duration, SystemTime};
+
+use super::claim::Claim;
+use super::manifests::{FETCH_CONTAINER, INSTALL_CONTAINER};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum Phase {
-    /// Created, waiting for a node or an image.
+    /// Created, waiting for a node, an image, or the connection to the broker.
     Pending,
     /// The rexec-server source and the requirements are being installed.
     Installing,
-    /// The server runs and is connected.
+    /// The server runs and is connected to the broker.
     Ready,
     /// Something went wrong; `reason` says what.
     Failed,
@@ -19,72 +30,200 @@ pub enum Phase {
     Terminating,
 }
 
+/// Where a server is on its way to ready, in the order it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Waiting for a node.
+    Pending,
+    /// On a node, its image being pulled.
+    Scheduled,
+    /// The rexec-server source is being fetched.
+    Fetching,
+    /// The requirements are being installed.
+    Building,
+    /// The environment is ready; the server is being started.
+    Starting,
+    /// The server runs and is connecting to the broker.
+    Connecting,
+    /// Connected to the broker: remote calls reach it.
+    Ready,
+    Failed,
+    Terminating,
+}
+
+impl Stage {
+    pub fn phase(self) -> Phase {
+        match self {
+            Self::Pending | Self::Scheduled | Self::Starting | Self::Connecting => Phase::Pending,
+            Self::Fetching | Self::Building => Phase::Installing,
+            Self::Ready => Phase::Ready,
+            Self::Failed => Phase::Failed,
+            Self::Terminating => Phase::Terminating,
+        }
+    }
+
+    /// Whether the server will get no further without someone acting.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Ready | Self::Failed | Self::Terminating)
+    }
+}
+
+/// The versions a client's must match to deserialise the server's results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Versions {
+    #[schema(example = "3.11.14")]
+    pub python: Option<String>,
+    #[schema(example = "0.4.0")]
+    pub dill: Option<String>,
+    #[serde(rename = "scidx-rexec")]
+    #[schema(example = "0.1.0")]
+    pub scidx_rexec: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assessment {
-    pub phase: Phase,
-    pub ready: bool,
+    pub stage: Stage,
     pub reason: Option<String>,
+    pub versions: Option<Versions>,
 }
 
 impl Assessment {
-    fn new(phase: Phase, reason: Option<String>) -> Self {
+    fn new(stage: Stage, reason: Option<String>) -> Self {
         Self {
-            phase,
-            ready: phase == Phase::Ready,
+            stage,
             reason,
+            versions: None,
         }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.stage.phase()
+    }
+
+    pub fn ready(&self) -> bool {
+        self.stage == Stage::Ready
     }
 }
 
-/// The phase of a server whose pod is `pod` (absent: not created yet), with the pod's Events.
+/// How the server whose pod is `pod` (absent: not created yet) is doing, with the pod's Events.
 pub fn assess(pod: Option<&Pod>, events: &[Event]) -> Assessment {
     let Some(pod) = pod else {
-        return Assessment::new(Phase::Pending, Some("The server is being created.".into()));
+        return Assessment::new(Stage::Pending, Some("The server is being created.".into()));
     };
+    let mut assessment = stage(pod, events);
+    assessment.versions = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|inits| inits.iter().find(|c| c.name == INSTALL_CONTAINER))
+        .and_then(|c| c.state.as_ref()?.terminated.as_ref())
+        .filter(|t| t.exit_code == 0)
+        .and_then(|t| serde_json::from_str(t.message.as_deref()?).ok());
+    assessment
+}
+
+/// How the generation `claim` records is doing: the failure recorded for it (its pod is gone or
+/// going), its pod's assessment, or a failure when it was not ready within `start_timeout` of
+/// its pod's creation.
+pub fn assess_server(claim: &Claim, pod: Option<&Pod>, events: &[Event], start_timeout: Duration, now: SystemTime) -> Assessment {
+    if claim.terminated {
+        return Assessment::new(Stage::Terminating, Some("The server is being removed.".into()));
+    }
+    if let Some(failure) = &claim.failure {
+        return Assessment::new(Stage::Failed, Some(failure.clone()));
+    }
+    let mut assessment = assess(pod, events);
+    let age = pod
+        .and_then(|p| p.metadata.creation_timestamp.as_ref())
+        .and_then(|t| now.duration_since(SystemTime::from(t.0)).ok());
+    if !assessment.stage.is_final() && age.is_some_and(|age| age > start_timeout) {
+        assessment.reason = Some(format!(
+            "The server was not ready within {} s (REXEC_START_TIMEOUT); it was at the stage {:?}: {}",
+            start_timeout.as_secs(),
+            assessment.stage,
+            assessment.reason.as_deref().unwrap_or("no reason given.")
+        ));
+        assessment.stage = Stage::Failed;
+    }
+    assessment
+}
+
+fn stage(pod: &Pod, events: &[Event]) -> Assessment {
     if pod.metadata.deletion_timestamp.is_some() {
-        return Assessment::new(Phase::Terminating, None);
+        return Assessment::new(Stage::Terminating, Some("The server is being removed.".into()));
     }
     let Some(status) = &pod.status else {
-        return Assessment::new(Phase::Pending, None);
+        return Assessment::new(Stage::Pending, None);
     };
     let inits = status.init_container_statuses.as_deref().unwrap_or_default();
     let mains = status.container_statuses.as_deref().unwrap_or_default();
     for c in inits.iter().chain(mains) {
         if let Some(reason) = failure(c, inits.iter().any(|i| i.name == c.name)) {
-            return Assessment::new(Phase::Failed, Some(with_event(reason, events)));
+            return Assessment::new(Stage::Failed, Some(with_event(reason, events)));
         }
     }
+    let running = |c: &&ContainerStatus| c.state.as_ref().is_some_and(|s| s.running.is_some());
     match status.phase.as_deref() {
-        Some("Failed") | Some("Succeeded") => Assessment::new(
-            Phase::Failed,
-            Some(with_event(
-                format!(
-                    "The server stopped{}.",
-                    status.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-                ),
-                events,
+        Some("Failed") | Some("Succeeded") => {
+            return Assessment::new(
+                Stage::Failed,
+                Some(with_event(
+                    format!(
+                        "The server stopped{}.",
+                        status.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    ),
+                    events,
+                )),
+            );
+        }
+        Some("Running") if condition(pod, "Ready") => return Assessment::new(Stage::Ready, None),
+        Some("Running") if mains.iter().any(|c| running(&c)) => {
+            return Assessment::new(
+                Stage::Connecting,
+                Some("The server runs and is connecting to the broker.".into()),
+            );
+        }
+        Some("Running") => {
+            return Assessment::new(Stage::Starting, Some("The server is starting.".into()));
+        }
+        _ => {}
+    }
+    if let Some(c) = inits.iter().find(running) {
+        return if c.name == FETCH_CONTAINER {
+            Assessment::new(Stage::Fetching, Some("Fetching the rexec-server source.".into()))
+        } else {
+            Assessment::new(Stage::Building, Some("Installing the requirements.".into()))
+        };
+    }
+    if !inits.is_empty() && condition(pod, "Initialized") {
+        return Assessment::new(Stage::Starting, Some("The server is starting.".into()));
+    }
+    let unschedulable = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    match unschedulable {
+        // The cluster autoscaler announces a node on its way; anything else will not change.
+        Some(c) if !events.iter().any(|e| e.reason.as_deref() == Some("TriggeredScaleUp")) => Assessment::new(
+            Stage::Failed,
+            Some(format!(
+                "No node can run the server: {}",
+                c.message.as_deref().unwrap_or("the scheduler gave no reason.")
             )),
         ),
-        Some("Running") if condition(pod, "Ready") => Assessment::new(Phase::Ready, None),
-        Some("Running") => Assessment::new(Phase::Pending, Some("The server is starting.".into())),
-        _ if inits
-            .iter()
-            .any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some())) =>
-        {
-            Assessment::new(Phase::Installing, Some("Installing the requirements.".into()))
+        Some(c) => Assessment::new(
+            Stage::Pending,
+            Some(format!(
+                "Waiting for a node the cluster is adding: {}",
+                c.message.as_deref().unwrap_or_default()
+            )),
+        ),
+        None if condition(pod, "PodScheduled") => {
+            Assessment::new(Stage::Scheduled, Some("Pulling the server's image.".into()))
         }
-        _ => {
-            let unschedulable = status
-                .conditions
-                .iter()
-                .flatten()
-                .find(|c| c.type_ == "PodScheduled" && c.status == "False")
-                .and_then(|c| c.message.clone());
-            Assessment::new(
-                Phase::Pending,
-                unschedulable.map(|m| format!("Waiting for room on the cluster: {m}")),
-            )
-        }
+        None => Assessment::new(Stage::Pending, Some("Waiting for a node.".into())),
     }
 }
 
@@ -108,12 +247,11 @@ fn failure(c: &ContainerStatus, init: bool) -> Option<String> {
         .as_ref()
         .and_then(|s| s.terminated.as_ref())
         .filter(|t| t.exit_code != 0)
-        .or(last);
-    if matches!(waiting, Some("ErrImagePull" | "ImagePullBackOff" | "InvalidImageName")) {
+        .or(last.filter(|t| t.exit_code != 0));
+    if let Some(reason @ ("ErrImagePull" | "ImagePullBackOff" | "InvalidImageName")) = waiting {
         return Some(format!(
-            "The image of container {} cannot be pulled ({}). Check REXEC_SERVER_IMAGE and the python version.",
-            c.name,
-            waiting.unwrap_or_default()
+            "The image of container {} cannot be pulled ({reason}). Check REXEC_SERVER_IMAGE and the python version.",
+            c.name
         ));
     }
     if terminated.is_some_and(|t| t.reason.as_deref() == Some("OOMKilled")) {
@@ -122,25 +260,33 @@ fn failure(c: &ContainerStatus, init: bool) -> Option<String> {
             c.name
         ));
     }
+    let exit = terminated
+        .map(|t| format!(" (exit code {})", t.exit_code))
+        .unwrap_or_default();
+    let output = terminated
+        .and_then(|t| t.message.as_deref())
+        .map(|m| m.trim_end().trim_start_matches('\n'))
+        .filter(|m| !m.is_empty())
+        .map(|m| format!(" Its last lines:\n{m}"))
+        .unwrap_or_default();
+    // An init container that failed once fails again: what it does depends on nothing else.
+    if init && terminated.is_some() {
+        return Some(if c.name == FETCH_CONTAINER {
+            format!("The rexec-server source cannot be fetched{exit}. Check REXEC_SERVER_SOURCE.{output}")
+        } else {
+            format!(
+                "The requirements cannot be installed{exit}: check the package names and versions for this python version, then spawn again.{output}"
+            )
+        });
+    }
     let crashing = waiting == Some("CrashLoopBackOff") || (c.restart_count > 0 && terminated.is_some());
     if !crashing {
         return None;
     }
-    let exit = terminated
-        .map(|t| format!(" (exit code {})", t.exit_code))
-        .unwrap_or_default();
-    Some(match (init, c.name.as_str()) {
-        (true, "install") => format!(
-            "pip install failed{exit}: a requirement cannot be installed for this python version. Check the package names and versions, then spawn again with force_reinstall."
-        ),
-        (true, "fetch-server") => {
-            format!("The rexec-server source cannot be fetched{exit}. Check REXEC_SERVER_SOURCE.")
-        }
-        _ => format!(
-            "Container {} keeps crashing{exit} (CrashLoopBackOff). Its logs tell why.",
-            c.name
-        ),
-    })
+    Some(format!(
+        "Container {} keeps crashing{exit} (CrashLoopBackOff).{output}",
+        c.name
+    ))
 }
 
 /// Adds the latest Warning Event's message, which often names the cause exactly.
@@ -175,38 +321,91 @@ mod tests {
             "state": {"waiting": {"reason": reason}}, "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}})
     }
 
-    #[test]
-    fn phases() {
-        assert_eq!(assess(None, &[]).phase, Phase::Pending);
-        let installing = pod(json!({"phase": "Pending", "initContainerStatuses": [
-            {"name": "install", "ready": false, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {}}}]}));
-        assert_eq!(assess(Some(&installing), &[]).phase, Phase::Installing);
-        let ready = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}));
-        let a = assess(Some(&ready), &[]);
-        assert_eq!((a.phase, a.ready, a.reason), (Phase::Ready, true, None));
-        let starting = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}));
-        assert_eq!(assess(Some(&starting), &[]).phase, Phase::Pending);
-        let mut deleting = ready.clone();
-        deleting.metadata.deletion_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
-        assert_eq!(assess(Some(&deleting), &[]).phase, Phase::Terminating);
+    fn running(name: &str) -> serde_json::Value {
+        json!({"name": name, "ready": false, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {}}})
+    }
+
+    fn done(name: &str, message: &str) -> serde_json::Value {
+        json!({"name": name, "ready": true, "restartCount": 0, "image": "i", "imageID": "",
+            "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": message}}})
     }
 
     #[test]
-    fn failures_say_what_to_do() {
+    fn stages_in_the_order_a_server_goes() {
+        let scheduled = json!([{"type": "PodScheduled", "status": "True"}]);
         let cases = [
+            (json!({"phase": "Pending"}), Stage::Pending),
+            (json!({"phase": "Pending", "conditions": scheduled}), Stage::Scheduled),
             (
-                json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "ImagePullBackOff")]}),
-                "cannot be pulled",
+                json!({"phase": "Pending", "conditions": scheduled, "initContainerStatuses": [running("fetch-server")]}),
+                Stage::Fetching,
             ),
             (
-                json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "CrashLoopBackOff")]}),
-                "pip install failed (exit code 1)",
+                json!({"phase": "Pending", "conditions": scheduled, "initContainerStatuses": [done("fetch-server", ""), running("install")]}),
+                Stage::Building,
+            ),
+            (
+                json!({"phase": "Pending", "conditions": [{"type": "Initialized", "status": "True"}],
+                    "initContainerStatuses": [done("fetch-server", ""), done("install", "{}")]}),
+                Stage::Starting,
+            ),
+            (
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}], "containerStatuses": [running("server")]}),
+                Stage::Connecting,
+            ),
+            (
+                json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+                Stage::Ready,
+            ),
+        ];
+        for (status, stage) in cases {
+            let a = assess(Some(&pod(status.clone())), &[]);
+            assert_eq!(a.stage, stage, "{status}");
+            assert_eq!(a.ready(), stage == Stage::Ready);
+        }
+        assert_eq!(assess(None, &[]).stage, Stage::Pending);
+        let mut deleting = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}));
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
+        assert_eq!(assess(Some(&deleting), &[]).phase(), Phase::Terminating);
+        assert_eq!(Stage::Building.phase(), Phase::Installing);
+        assert_eq!(Stage::Connecting.phase(), Phase::Pending);
+    }
+
+    #[test]
+    fn the_versions_come_from_the_build() {
+        let built = pod(json!({"phase": "Running", "initContainerStatuses": [
+            done("install", r#"{"python": "3.11.14", "dill": "0.4.0", "scidx-rexec": "0.1.0"}"#)]}));
+        let versions = assess(Some(&built), &[]).versions.unwrap();
+        assert_eq!(
+            (versions.python.as_deref(), versions.dill.as_deref(), versions.scidx_rexec.as_deref()),
+            (Some("3.11.14"), Some("0.4.0"), Some("0.1.0"))
+        );
+        let building = pod(json!({"phase": "Pending", "initContainerStatuses": [running("install")]}));
+        assert_eq!(assess(Some(&building), &[]).versions, None);
+    }
+
+    #[test]
+    fn failures_say_what_to_do_at_once() {
+        let first_exit = json!({"name": "install", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+            "state": {"terminated": {"exitCode": 1, "reason": "Error",
+                "message": "  x No solution found when resolving dependencies:\n  ╰─▶ Because nosuchpkg was not found in the package registry"}}});
+        let unschedulable = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient memory."}]});
+        let cases = [
+            (
+                json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "ErrImagePull")]}),
+                "cannot be pulled (ErrImagePull)",
+            ),
+            (
+                json!({"phase": "Pending", "initContainerStatuses": [first_exit]}),
+                "cannot be installed (exit code 1): check the package names and versions for this python version, then spawn again. Its last lines:\n  x No solution found",
             ),
             (
                 json!({"phase": "Pending", "initContainerStatuses": [waiting("fetch-server", "CrashLoopBackOff")]}),
-                "source cannot be fetched",
+                "source cannot be fetched (exit code 1)",
             ),
+            (unschedulable.clone(), "No node can run the server: 0/3 nodes are available: 3 Insufficient memory."),
             (
                 json!({"phase": "Running", "containerStatuses": [waiting("server", "CrashLoopBackOff")]}),
                 "keeps crashing",
@@ -220,13 +419,21 @@ mod tests {
         ];
         for (status, expected) in cases {
             let a = assess(Some(&pod(status.clone())), &[]);
-            assert_eq!(a.phase, Phase::Failed, "{status}");
+            assert_eq!(a.phase(), Phase::Failed, "{status}");
             assert!(
                 a.reason.as_deref().unwrap().contains(expected),
                 "{:?} lacks {expected:?}",
                 a.reason
             );
         }
+        // A server that exited once is restarted, not failed; a node on its way is waited for.
+        let restarted = json!({"phase": "Running", "containerStatuses": [{"name": "server", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+            "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]});
+        assert_ne!(assess(Some(&pod(restarted)), &[]).stage, Stage::Failed);
+        let scale_up: Vec<Event> = serde_json::from_value(json!([{"metadata": {"name": "s"}, "involvedObject": {},
+            "type": "Normal", "reason": "TriggeredScaleUp", "message": "pod triggered scale-up"}]))
+        .unwrap();
+        assert_eq!(assess(Some(&pod(unschedulable)), &scale_up).stage, Stage::Pending);
     }
 
     #[test]

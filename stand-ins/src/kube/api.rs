@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::auth::{self, Permission};
 use super::status::{Target, kind_of, not_found, object_response, status};
-use super::{Fault, Shared, store};
+use super::{Fault, Shared, store, watch};
 
 fn dropped_connection() -> Response {
     let stream = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("connection dropped")) });
@@ -70,7 +70,7 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
     let permission: Permission = (
         target.group.clone(),
         target.resource.clone(),
-        auth::verb_of(&method, target.name.is_some()).to_owned(),
+        auth::verb_of(&method, target.name.is_some(), watch::is_watch(&query)).to_owned(),
     );
     shared
         .permissions
@@ -120,9 +120,6 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
         None => {}
     }
 
-    let behaviour = *shared.behaviour.lock().unwrap();
-    let mut store = shared.store.lock().unwrap();
-    store::settle(&mut store, &behaviour);
     let Some((api_version, kind, namespaced)) = kind_of(&target.resource) else {
         return status(
             404,
@@ -146,6 +143,12 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
             json!({}),
         );
     }
+    if method == Method::GET && target.name.is_none() && watch::is_watch(&query) {
+        return watch::serve(shared.clone(), target, &query);
+    }
+    let behaviour = *shared.behaviour.lock().unwrap();
+    let mut store = shared.store.lock().unwrap();
+    store::settle(&mut store, &behaviour);
 
     match (method.clone(), target.name.clone()) {
         (Method::GET, None) => store::list(&store, &target, &query, api_version, kind),

@@ -35,8 +35,9 @@ pub struct Grant {
     pub namespace: Option<String>,
 }
 
-pub(super) fn verb_of(method: &Method, named: bool) -> &'static str {
+pub(super) fn verb_of(method: &Method, named: bool, watch: bool) -> &'static str {
     match (method.as_str(), named) {
+        ("GET", false) if watch => "watch",
         ("GET", true) => "get",
         ("GET", false) => "list",
         ("POST", _) => "create",

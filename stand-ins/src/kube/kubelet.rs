@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::store::{Store, timestamp};
+use super::store::{Key, Store, timestamp};
 
 /// How a pod created from now on behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,17 +63,16 @@ pub(super) struct Pod {
 }
 
 pub(super) fn add_event(store: &mut Store, namespace: &str, pod: &str, kind: &str, reason: &str, message: String) {
-    store.version += 1;
-    let name = format!("{pod}.{:x}", store.version);
+    let name = format!("{pod}.{:x}", store.version + 1);
     let now = timestamp(SystemTime::now());
     let event = json!({
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"name": name, "namespace": namespace, "resourceVersion": store.version.to_string(), "creationTimestamp": now},
+        "metadata": {"name": name, "namespace": namespace, "creationTimestamp": now},
         "involvedObject": {"kind": "Pod", "name": pod, "namespace": namespace, "apiVersion": "v1"},
         "reason": reason, "message": message, "type": kind, "count": 1,
         "firstTimestamp": now, "lastTimestamp": now, "source": {"component": "kubelet"},
     });
-    store.objects.insert(("events".into(), namespace.into(), name), event);
+    store.insert_new(("events".into(), namespace.into(), name), event);
 }
 
 /// Moves the simulated cluster forward to now: namespaces finish terminating, deleted pods go,
@@ -88,9 +87,15 @@ pub(super) fn advance(store: &mut Store, behaviour: &Behaviour) {
         .collect();
     for namespace in finished {
         store.terminating.remove(&namespace);
-        store
+        let purged: Vec<Key> = store
             .objects
-            .retain(|(resource, ns, name), _| *ns != namespace && !(resource == "namespaces" && *name == namespace));
+            .keys()
+            .filter(|(resource, ns, name)| *ns == namespace || (resource == "namespaces" && *name == namespace))
+            .cloned()
+            .collect();
+        for key in purged {
+            store.remove(&key);
+        }
         store.pods.retain(|(ns, _), _| *ns != namespace);
     }
     let gone: Vec<(String, String)> = store
@@ -104,7 +109,7 @@ pub(super) fn advance(store: &mut Store, behaviour: &Behaviour) {
         .collect();
     for (namespace, name) in gone {
         store.pods.remove(&(namespace.clone(), name.clone()));
-        store.objects.remove(&("pods".into(), namespace, name));
+        store.remove(&("pods".into(), namespace, name));
     }
     let keys: Vec<(String, String)> = store.pods.keys().cloned().collect();
     for (namespace, name) in keys {
@@ -155,6 +160,9 @@ fn with_images(status: &mut Value, images: &HashMap<String, String>) {
 
 type Event = Option<(&'static str, &'static str, String)>;
 
+/// The last lines of a failed install, as its termination message holds them.
+pub const INSTALL_FAILURE: &str = "Using Python 3.11.14 environment at: /usr/local\n  × No solution found when resolving dependencies:\n  ╰─▶ Because nosuchpkg was not found in the package registry and you require\n      nosuchpkg, we can conclude that your requirements are unsatisfiable.\n";
+
 fn waiting(name: &str, reason: &str, message: &str) -> Value {
     json!({"name": name, "ready": false, "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}})
 }
@@ -164,8 +172,12 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
     let age = now.duration_since(pod.created);
     let cond = |t: &str, s: bool| json!({"type": t, "status": if s { "True" } else { "False" }});
     let installed = age >= b.install_time;
-    let init_done = json!({"name": "install", "ready": true, "restartCount": 0,
+    let fetched = json!({"name": "fetch-server", "ready": true, "restartCount": 0,
         "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
+    // What the install script writes as its termination message once it succeeded.
+    let installed_versions = r#"{"python": "3.11.14", "dill": "0.4.0", "scidx-rexec": "0.1.0"}"#;
+    let init_done = json!([fetched, {"name": "install", "ready": true, "restartCount": 0,
+        "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": installed_versions}}}]);
     match pod.outcome {
         PodOutcome::ImagePullError => {
             let (stage, reason) = if installed {
@@ -181,7 +193,7 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
         }
         _ if !installed => {
             let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
-                "initContainerStatuses": [{"name": "install", "ready": false, "restartCount": 0, "state": {"running": {"startedAt": timestamp(SystemTime::now())}}}],
+                "initContainerStatuses": [fetched, {"name": "install", "ready": false, "restartCount": 0, "state": {"running": {"startedAt": timestamp(SystemTime::now())}}}],
                 "containerStatuses": [waiting("server", "PodInitializing", "")]});
             (
                 "Installing",
@@ -191,9 +203,9 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
         }
         PodOutcome::InstallFails => {
             let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
-                "initContainerStatuses": [{"name": "install", "ready": false, "restartCount": 2,
+                "initContainerStatuses": [fetched, {"name": "install", "ready": false, "restartCount": 2,
                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed container=install"}},
-                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+                    "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": INSTALL_FAILURE}}}],
                 "containerStatuses": [waiting("server", "PodInitializing", "")]});
             (
                 "InstallFailed",
@@ -212,7 +224,7 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
                 (137, "OOMKilled")
             };
             let status = json!({"phase": "Running", "conditions": [cond("PodScheduled", true), cond("Initialized", true), cond("ContainersReady", false), cond("Ready", false)],
-                "initContainerStatuses": [init_done],
+                "initContainerStatuses": init_done,
                 "containerStatuses": [{"name": "server", "ready": false, "restartCount": 3,
                     "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=server"}},
                     "lastState": {"terminated": {"exitCode": exit, "reason": reason}}}]});
@@ -229,7 +241,7 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
         PodOutcome::Ready => {
             let ready = age >= b.install_time + b.start_time;
             let status = json!({"phase": "Running", "conditions": [cond("PodScheduled", true), cond("Initialized", true), cond("ContainersReady", ready), cond("Ready", ready)],
-                "initContainerStatuses": [init_done],
+                "initContainerStatuses": init_done,
                 "containerStatuses": [{"name": "server", "ready": ready, "restartCount": 0, "started": true,
                     "state": {"running": {"startedAt": timestamp(SystemTime::now())}}}]});
             if ready {

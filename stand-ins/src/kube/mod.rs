@@ -1,6 +1,7 @@
 //! A stand-in for the Kubernetes API server, on 127.0.0.1: [`api`] (routes), [`status`] (the
 //! request target and Status bodies),
-//! [`store`] (objects, selectors, merge, apply), [`quota`] (ResourceQuota admission),
+//! [`store`] (objects, selectors, merge, apply), [`watch`] (streams of changes), [`quota`]
+//! (ResourceQuota admission),
 //! [`kubelet`] (pods and namespaces over time) and [`auth`] (tokens and RBAC).
 //!
 //! No API server installs on these machines, so the tests and the local stack use this one. It
@@ -10,7 +11,7 @@
 //!   cluster-wide `resourceVersion`; `Status` objects with `reason`, `code` and `details` for
 //!   every error: 404 NotFound, 409 AlreadyExists, 409 Conflict on a stale `resourceVersion`,
 //!   422 Invalid for a bad name, 403 Forbidden for content created in a terminating namespace;
-//! - list with equality-based label selectors and field selectors;
+//! - list and watch with equality-based label selectors and field selectors (see [`watch`]);
 //! - `PUT` (optimistic concurrency), JSON merge `PATCH` and server-side apply (a field manager
 //!   required; created when absent; unchanged objects keep their `resourceVersion`);
 //! - ResourceQuota object counts (`pods`, `configmaps`, `count/<kind>`): a creation beyond them is
@@ -31,6 +32,7 @@ mod kubelet;
 mod quota;
 mod status;
 mod store;
+mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -43,7 +45,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use auth::{Grant, Permission, TokenCheck};
-pub use kubelet::{Behaviour, PodOutcome};
+pub use kubelet::{Behaviour, INSTALL_FAILURE, PodOutcome};
 use store::Store;
 
 /// A fault injected into matching requests.
@@ -199,13 +201,24 @@ impl KubeStandIn {
             .and_then(Value::as_str)
             .expect("a name")
             .to_owned();
-        store.version += 1;
         let (api_version, kind, _) = status::kind_of(resource).expect("a known resource");
         object["apiVersion"] = json!(api_version);
         object["kind"] = json!(kind);
-        object["metadata"]["resourceVersion"] = json!(store.version.to_string());
         object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
-        store.objects.insert((resource.to_owned(), namespace, name), object);
+        store.insert_new((resource.to_owned(), namespace, name), object);
+    }
+
+    /// Deletes an object as a `DELETE` by someone else would (an operator, a reaper): a
+    /// namespace starts terminating, a pod stops.
+    pub fn delete(&self, resource: &str, namespace: &str, name: &str) {
+        let mut store = self.shared.store.lock().unwrap();
+        let target = status::Target {
+            resource: resource.to_owned(),
+            namespace: namespace.to_owned(),
+            name: Some(name.to_owned()),
+            group: String::new(),
+        };
+        store::delete(&mut store, &target, name, b"");
     }
 
     /// The object as the cluster holds it now.

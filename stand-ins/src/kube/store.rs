@@ -2,7 +2,7 @@
 //! and a cluster-wide `resourceVersion`; create, replace (optimistic concurrency), JSON merge
 //! patch, server-side apply and delete (preconditions, namespaces that terminate, pods that
 //! stop); lists with label and field selectors. Names are checked with the API server's own
-//! DNS-1123 rules.
+//! DNS-1123 rules. Removed objects leave a tombstone, so that a watch can announce them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Instant, SystemTime};
@@ -15,12 +15,38 @@ use super::kubelet::{self, Behaviour, Pod, add_event};
 use super::quota;
 use super::status::{Target, conflict, kind_of, not_found, object_response, status, status_success};
 
+pub(super) type Key = (String, String, String);
+
 #[derive(Default)]
 pub(super) struct Store {
     pub(super) version: u64,
-    pub(super) objects: BTreeMap<(String, String, String), Value>,
+    pub(super) objects: BTreeMap<Key, Value>,
+    /// The `resourceVersion` each object was created at: a watch tells ADDED from MODIFIED.
+    pub(super) created_at: HashMap<Key, u64>,
+    /// Removed objects, with the `resourceVersion` of their removal, oldest first.
+    pub(super) tombstones: Vec<(u64, Key, Value)>,
     pub(super) pods: HashMap<(String, String), Pod>,
     pub(super) terminating: HashMap<String, Instant>,
+}
+
+impl Store {
+    /// Stores a new object at the next `resourceVersion`.
+    pub(super) fn insert_new(&mut self, key: Key, mut object: Value) {
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.created_at.insert(key.clone(), self.version);
+        self.objects.insert(key, object);
+    }
+
+    /// Removes an object, leaving its tombstone at the next `resourceVersion`.
+    pub(super) fn remove(&mut self, key: &Key) -> Option<Value> {
+        let mut object = self.objects.remove(key)?;
+        self.created_at.remove(key);
+        self.version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.tombstones.push((self.version, key.clone(), object.clone()));
+        Some(object)
+    }
 }
 
 /// Brings the cluster to now: the kubelet's work, then the quota controller's.
@@ -29,7 +55,7 @@ pub(super) fn settle(store: &mut Store, behaviour: &Behaviour) {
     quota::refresh(store);
 }
 
-pub(super) fn key(target: &Target, name: &str) -> (String, String, String) {
+pub(super) fn key(target: &Target, name: &str) -> Key {
     (target.resource.clone(), target.namespace.clone(), name.to_owned())
 }
 
@@ -107,9 +133,7 @@ pub(super) fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, 
     if let Some(refusal) = quota::refusal(store, target, &name, &object) {
         return refusal;
     }
-    store.version += 1;
     let meta = &mut object["metadata"];
-    meta["resourceVersion"] = json!(store.version.to_string());
     meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
     meta["creationTimestamp"] = json!(timestamp(SystemTime::now()));
     if namespaced {
@@ -151,7 +175,7 @@ pub(super) fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, 
         }
         _ => {}
     }
-    store.objects.insert(key(target, &name), object);
+    store.insert_new(key(target, &name), object);
     // What the quota controller writes a moment later, written at once.
     quota::refresh(store);
     object_response(StatusCode::CREATED, &store.objects[&key(target, &name)])
@@ -301,7 +325,7 @@ pub(super) fn delete(store: &mut Store, target: &Target, name: &str, body: &[u8]
             object_response(StatusCode::OK, &object)
         }
         _ => {
-            store.objects.remove(&key(target, &name));
+            store.remove(&key(target, &name));
             status_success(&target.resource, &name)
         }
     }
@@ -353,6 +377,43 @@ fn server_side_apply(
     object_response(StatusCode::OK, &object)
 }
 
+/// A request's label and field selectors.
+#[derive(Default)]
+pub(super) struct Selector {
+    labels: Vec<Term>,
+    fields: Vec<Term>,
+}
+
+impl Selector {
+    /// The selectors of a list or watch request; a 400 Status for one the API server refuses.
+    pub(super) fn from_query(query: &HashMap<String, String>) -> Result<Self, Response> {
+        let terms = |name: &str, refusal: &str| {
+            query
+                .get(name)
+                .map(|s| parse_selector(s))
+                .transpose()
+                .map(Option::unwrap_or_default)
+                .map_err(|reason| status(400, "BadRequest", format!("{refusal}: {reason}"), json!({})))
+        };
+        Ok(Self {
+            labels: terms("labelSelector", "unable to parse requirement")?,
+            fields: terms("fieldSelector", "invalid field selector")?,
+        })
+    }
+
+    /// Whether the object at `key` is of the request's resource and namespace and matches.
+    pub(super) fn selects(&self, target: &Target, key: &Key, object: &Value) -> bool {
+        let (resource, namespace, _) = key;
+        *resource == target.resource
+            && (target.namespace.is_empty() || *namespace == target.namespace)
+            && self
+                .labels
+                .iter()
+                .all(|term| term.matches(object.pointer("/metadata/labels"), false))
+            && self.fields.iter().all(|term| term.matches(Some(object), true))
+    }
+}
+
 pub(super) fn list(
     store: &Store,
     target: &Target,
@@ -360,32 +421,15 @@ pub(super) fn list(
     api_version: &str,
     kind: &str,
 ) -> Response {
-    let selector = |name: &str, refusal: &str| {
-        query
-            .get(name)
-            .map(|s| parse_selector(s))
-            .transpose()
-            .map(Option::unwrap_or_default)
-            .map_err(|reason| format!("{refusal}: {reason}"))
-    };
-    let (labels, fields) = match (
-        selector("labelSelector", "unable to parse requirement"),
-        selector("fieldSelector", "invalid field selector"),
-    ) {
-        (Ok(labels), Ok(fields)) => (labels, fields),
-        (Err(message), _) | (_, Err(message)) => return status(400, "BadRequest", message, json!({})),
+    let selector = match Selector::from_query(query) {
+        Ok(selector) => selector,
+        Err(refusal) => return refusal,
     };
     let items: Vec<Value> = store
         .objects
         .iter()
-        .filter(|((r, ns, _), _)| *r == target.resource && (target.namespace.is_empty() || *ns == target.namespace))
+        .filter(|(key, object)| selector.selects(target, key, object))
         .map(|(_, object)| object.clone())
-        .filter(|object| {
-            labels
-                .iter()
-                .all(|term| term.matches(object.pointer("/metadata/labels"), false))
-        })
-        .filter(|object| fields.iter().all(|term| term.matches(Some(object), true)))
         .collect();
     let body = json!({"apiVersion": api_version, "kind": format!("{kind}List"),
         "metadata": {"resourceVersion": store.version.to_string()}, "items": items});

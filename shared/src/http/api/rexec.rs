@@ -117,14 +117,16 @@ enum TerminateResponses {
         (SpawnJson = "application/json"),
     )),
     responses(
-        (status = 201, description = "Created, or replaced (`force_reinstall`).", body = SpawnAnswer),
-        (status = 200, description = "Reused: the server runs these requirements already.", body = SpawnAnswer),
+        (status = 201, description = "Created, or replaced (`force_reinstall`, or a failed or terminated server), and ready: connected to the broker.", body = SpawnAnswer),
+        (status = 200, description = "Reused: the server runs these requirements already, and is ready.", body = SpawnAnswer),
+        (status = 202, description = "Created, reused or replaced, and not ready when the spawn's wait (REXEC_SPAWN_WAIT_SECONDS) ended: `server.stage` says where it is; GET /server follows it.", body = SpawnAnswer),
         (status = 400, description = "A bad requirement (the line and the reason), no python==X.Y pin, a bad field.", body = ErrorBody),
         (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
         (status = 403, description = "The caller is in no allowed group.", body = ErrorBody),
         (status = 409, description = "A server with other requirements runs (send force_reinstall=True); the previous one is still being removed or the quota has no room yet (Retry-After); a namespace of that name is not yours.", body = ErrorBody),
         (status = 413, description = "Too many requirements, or a body too large.", body = ErrorBody),
         (status = 415, description = "Neither a form nor JSON.", body = ErrorBody),
+        (status = 422, description = "The server failed (its requirements cannot be installed, its image cannot be pulled, no node can run it, it crashed, or it was not ready within REXEC_START_TIMEOUT): the reason, with the installer's last lines. A spawn again tries anew.", body = ErrorBody),
         (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
     )
 )]
