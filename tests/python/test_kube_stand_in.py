@@ -8,7 +8,7 @@ import time
 import uuid
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 
@@ -177,3 +177,38 @@ def test_the_broker_service_is_read(api):
     service = client.CoreV1Api(api).read_namespaced_service("rexec-broker", "rexec")
     assert {p.port for p in service.spec.ports} == {5559, 5560}
     assert service.status.load_balancer.ingress[0].ip == "127.0.0.1"
+
+
+def test_a_watch_sees_a_pod_added_changed_and_deleted(api, namespace):
+    core = client.CoreV1Api(api)
+    listed = core.list_namespaced_pod(namespace)
+    container = {"name": "server", "image": "python:3.11-slim", "command": ["python", "-c", "pass"]}
+    core.create_namespaced_pod(
+        namespace,
+        {"metadata": {"name": "watched"}, "spec": {"initContainers": [dict(container, name="install")], "containers": [container]}},
+    )
+    seen, deleted = [], False
+    stream = watch.Watch()
+    for event in stream.stream(
+        core.list_namespaced_pod,
+        namespace,
+        field_selector="metadata.name=watched",
+        resource_version=listed.metadata.resource_version,
+        timeout_seconds=20,
+    ):
+        pod = event["object"]
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        seen.append((event["type"], pod.status.phase, ready))
+        if ready and not deleted:
+            core.delete_namespaced_pod("watched", namespace)
+            deleted = True
+        if event["type"] == "DELETED":
+            stream.stop()
+    assert seen[0][0] == "ADDED", seen
+    assert ("MODIFIED", "Running", True) in seen, seen
+    assert seen[-1][0] == "DELETED", seen
+    # From a version the store never reached: 410 Expired, as for a compacted one.
+    with pytest.raises(ApiException) as expired:
+        for _ in watch.Watch().stream(core.list_namespaced_pod, namespace, resource_version="999999999", timeout_seconds=5):
+            pass
+    assert expired.value.status == 410

@@ -23,6 +23,8 @@ def test_the_whole_lifecycle_with_the_published_clients(api, identity, tmp_path)
     assert created["NDP_Endpoint_membership"] == "/ndp_ep/ep-dev"
     assert created["outcome"] == "created"
     assert created["server"]["requirements"] == REQUIREMENTS
+    # The spawn answered once the server was connected to the broker.
+    assert (created["server"]["stage"], created["server"]["ready"]) == ("ready", True)
     # The client kept the broker's address and the spawn route for its later calls.
     assert (remote_func.broker_addr, int(remote_func.broker_port)) == ("127.0.0.1", 5559)
     assert remote_func.rexec_api_url == f"{api.rexec}/spawn"
@@ -43,7 +45,13 @@ def test_the_whole_lifecycle_with_the_published_clients(api, identity, tmp_path)
 
     terminated = client.terminate_rexec_environment()
     assert terminated["deleted"] is True
-    assert server(api, token).json()["phase"] == "Terminating"
+    after = server(api, token)
+    assert after.status_code == 404 or after.json()["phase"] == "Terminating"
+
+    # A new environment right after a terminate: no wait for the old one to go.
+    again = client.setup_rexec_environment(REQUIREMENTS)
+    assert (again["outcome"], again["server"]["generation"], again["server"]["ready"]) == ("created", 3, True)
+    client.terminate_rexec_environment()
 
 
 def test_terminate_with_a_bad_token_is_refused(api, identity):

@@ -11,7 +11,8 @@ use rexec_shared::server::broker::BrokerDirectory;
 use rexec_shared::server::error::ServerError;
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Servers, Spawner, Terminated};
-use rexec_stand_ins::kube::{Grant, Permission};
+use rexec_shared::server::status::Stage;
+use rexec_stand_ins::kube::{Behaviour, Grant, Permission, PodOutcome};
 use rexec_tests::stack::Stack;
 use serde_norway::Value;
 
@@ -123,18 +124,29 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
     let policy = RequirementsPolicy::from_vars(&vars("rexec-lambda-spawn")).unwrap();
     let who = caller("u-1");
 
-    // spawn-server: create, reuse, replace.
+    // spawn-server: create, reuse, replace, each waited for; then a build that fails.
     let spawn = Spawner::from_vars(&vars("rexec-lambda-spawn")).unwrap();
     for (lines, force) in [
         (&["python==3.11"][..], false),
         (&["python==3.11"], false),
         (&["python==3.11", "numpy"], true),
     ] {
-        spawn.spawn(&who, &policy.check(lines).unwrap(), force).await.unwrap();
+        let (_, view) = spawn.spawn(&who, &policy.check(lines).unwrap(), force).await.unwrap();
+        assert_eq!(view.stage, Stage::Ready);
     }
-    // get-server
+    stack.cluster.set_behaviour(Behaviour {
+        pod_outcome: PodOutcome::InstallFails,
+        ..Behaviour::default()
+    });
+    let (_, view) = spawn
+        .spawn(&who, &policy.check(&["python==3.11", "nosuchpkg"]).unwrap(), true)
+        .await
+        .unwrap();
+    assert_eq!(view.stage, Stage::Failed);
+    // get-server, while the failed server's pod stops.
     let read = Servers::from_vars(&vars("rexec-lambda-read")).unwrap();
-    read.describe(&who).await.unwrap().expect("a server");
+    let view = read.describe(&who).await.unwrap().expect("a server");
+    assert_eq!(view.stage, Stage::Failed);
     // get-broker-config
     stack.add_broker_service("LoadBalancer");
     let broker_vars = vars("rexec-lambda-broker");
@@ -173,20 +185,17 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
             "{group} cannot spawn: {err:?}"
         );
     }
+    // (spawn-server removes pods itself, when it replaces a server or one failed.)
+    stack.cluster.set_behaviour(Behaviour::default());
     spawn.spawn(&other, &reqs, false).await.unwrap();
-    for group in ["rexec-lambda-read", "rexec-lambda-spawn", "rexec-lambda-broker"] {
+    for group in ["rexec-lambda-read", "rexec-lambda-broker"] {
         let err = Servers::from_vars(&vars(group)).unwrap().terminate(&other).await;
         assert!(
             matches!(err, Err(ServerError::Cluster(ClusterError::Forbidden(_)))),
             "{group} cannot terminate: {err:?}"
         );
     }
-    assert!(
-        stack
-            .cluster
-            .get("namespaces", "", &spawn.servers().owner(&other).namespace)
-            .unwrap()["metadata"]
-            .get("deletionTimestamp")
-            .is_none()
-    );
+    let namespace = spawn.servers().owner(&other).namespace;
+    let pod = stack.cluster.get("pods", &namespace, "rexec-server-1").unwrap();
+    assert!(pod["metadata"].get("deletionTimestamp").is_none());
 }

@@ -4,7 +4,9 @@
 use http::header;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::http::serve::respond;
-use rexec_stand_ins::kube::Fault;
+use std::time::Duration;
+
+use rexec_stand_ins::kube::{Behaviour, Fault, INSTALL_FAILURE, PodOutcome};
 use rexec_tests::events::{event, json_body};
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;
@@ -70,8 +72,13 @@ async fn the_client_form_creates_reuses_refuses_and_replaces() {
     assert_eq!(body["Username"], "alice");
     assert_eq!(body["NDP_Endpoint_membership"], "/ndp_ep/ep-dev");
     assert_eq!(body["outcome"], "created");
-    assert!(body["Status"].as_str().unwrap().contains("created"));
+    assert_eq!(body["Status"], "Your rexec server is ready.");
     let server = &body["server"];
+    assert_eq!(
+        (server["stage"].as_str(), server["ready"].as_bool()),
+        (Some("ready"), Some(true))
+    );
+    assert_eq!(server["versions"]["scidx-rexec"], "0.1.0");
     assert_eq!(server["python_version"], "3.11");
     assert_eq!(
         server["requirements"],
@@ -257,15 +264,60 @@ async fn terminate_and_the_server_route() {
         "Terminating"
     );
 
+    // The namespace stays: a spawn right after the terminate starts the next server at once.
     let resp = api.spawn(with_token("spawn-server", &token)).await;
-    assert_eq!(resp.status(), 409);
-    assert!(resp.headers().contains_key(header::RETRY_AFTER));
-    assert_eq!(json_body(&resp)["error"], "server_terminating");
+    assert_eq!(resp.status(), 201);
+    let body = json_body(&resp);
+    assert_eq!(
+        (body["outcome"].as_str(), body["server"]["generation"].as_u64()),
+        (Some("created"), Some(2))
+    );
 
     let resp = api.delete(form("delete-server", "token=forged")).await;
     assert_eq!(resp.status(), 401);
     let resp = api.delete(form("delete-server", "")).await;
     assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test]
+async fn a_spawn_answers_202_with_the_stage_or_422_with_the_failure() {
+    let stack = Stack::start().await;
+    let token = stack.identity.issue("alice", None);
+    stack.cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(30),
+        ..Behaviour::default()
+    });
+    let vars = stack.vars(&[("REXEC_SPAWN_WAIT_SECONDS", "1")]);
+    let spawn = spawn_server::Deps::from_vars(&vars).unwrap();
+    let resp = respond(with_token("spawn-server", &token), |req| {
+        spawn_server::handler(&spawn, req)
+    })
+    .await;
+    assert_eq!(resp.status(), 202);
+    let body = json_body(&resp);
+    assert_eq!(body["server"]["stage"], "building");
+    assert_eq!(
+        body["Status"],
+        "Your rexec server is on its way (Installing the requirements.). GET /rexec/server follows it."
+    );
+
+    stack.cluster.set_behaviour(Behaviour {
+        pod_outcome: PodOutcome::InstallFails,
+        ..Behaviour::default()
+    });
+    let vars = stack.vars(&[("REXEC_SPAWN_WAIT_SECONDS", "10")]);
+    let spawn = spawn_server::Deps::from_vars(&vars).unwrap();
+    let failing = format!("requirments=python%3D%3D3.11&requirments=nosuchpkg&force_reinstall=True&token={token}");
+    let resp = respond(form("spawn-server", &failing), |req| spawn_server::handler(&spawn, req)).await;
+    assert_eq!(resp.status(), 422);
+    let body = json_body(&resp);
+    assert_eq!(body["error"], "server_failed");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("Your rexec server failed: The requirements cannot be installed")
+            && detail.contains(INSTALL_FAILURE.trim_end()),
+        "{detail}"
+    );
 }
 
 #[tokio::test]

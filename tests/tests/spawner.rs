@@ -250,7 +250,10 @@ async fn terminate_removes_the_server_and_keeps_the_namespace() {
     assert!(s.spawner.servers().describe(&who).await.unwrap().is_none());
     let ns = s.cluster.get("namespaces", "", NS).unwrap();
     assert!(ns["metadata"].get("deletionTimestamp").is_none(), "the namespace stays");
-    assert!(s.cluster.get("networkpolicies", NS, "rexec-egress").is_some(), "with its guard rails");
+    assert!(
+        s.cluster.get("networkpolicies", NS, "rexec-egress").is_some(),
+        "with its guard rails"
+    );
     assert_eq!(s.cluster.count("DELETE", "namespaces"), 0);
 }
 
@@ -266,11 +269,18 @@ async fn a_spawn_right_after_terminate_starts_the_next_server_at_once() {
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
     s.spawner.servers().terminate(&who).await.unwrap();
     let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
-    assert_eq!((outcome, view.generation, view.stage), (Spawned::Created, 2, Stage::Ready));
+    assert_eq!(
+        (outcome, view.generation, view.stage),
+        (Spawned::Created, 2, Stage::Ready)
+    );
     let old = s.cluster.get("pods", NS, "rexec-server-1").expect("still stopping");
     assert!(old["metadata"]["deletionTimestamp"].is_string());
     let claim = s.cluster.get("configmaps", NS, "rexec-server").unwrap();
-    assert!(claim["metadata"]["annotations"].get("rexec.ndp.io/terminated").is_none());
+    assert!(
+        claim["metadata"]["annotations"]
+            .get("rexec.ndp.io/terminated")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -330,7 +340,10 @@ async fn a_spawn_waits_until_the_server_is_connected() {
         .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
         .await
         .unwrap();
-    assert_eq!((outcome, view.stage, view.ready), (Spawned::Created, Stage::Ready, true));
+    assert_eq!(
+        (outcome, view.stage, view.ready),
+        (Spawned::Created, Stage::Ready, true)
+    );
     let versions = view.versions.expect("the build's versions");
     assert_eq!(versions.scidx_rexec.as_deref(), Some("0.1.0"));
     assert!(
@@ -360,7 +373,10 @@ async fn past_its_wait_a_spawn_answers_with_the_stage_reached() {
         .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
         .await
         .unwrap();
-    assert_eq!((outcome, view.stage, view.ready), (Spawned::Created, Stage::Building, false));
+    assert_eq!(
+        (outcome, view.stage, view.ready),
+        (Spawned::Created, Stage::Building, false)
+    );
     assert_eq!(view.reason.as_deref(), Some("Installing the requirements."));
 }
 
@@ -372,21 +388,41 @@ async fn a_failed_build_is_told_with_the_installers_lines_and_outlives_its_pod()
         ..Behaviour::default()
     });
     let who = caller("u-1");
-    let (_, view) = s.spawner.spawn(&who, &reqs(&["python==3.11", "nosuchpkg"]), false).await.unwrap();
+    let (_, view) = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11", "nosuchpkg"]), false)
+        .await
+        .unwrap();
     assert_eq!(view.stage, Stage::Failed);
     let reason = view.reason.unwrap();
-    assert!(reason.contains("cannot be installed") && reason.contains("Because nosuchpkg was not found"), "{reason}");
+    assert!(
+        reason.contains("cannot be installed") && reason.contains("Because nosuchpkg was not found"),
+        "{reason}"
+    );
     let pod = s.cluster.get("pods", NS, "rexec-server-1");
-    assert!(pod.is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string()), "its pod frees the quota");
+    assert!(
+        pod.is_none_or(|p| p["metadata"]["deletionTimestamp"].is_string()),
+        "its pod frees the quota"
+    );
     tokio::time::sleep(s.cluster.behaviour().pod_termination + Duration::from_millis(50)).await;
     assert!(s.cluster.get("pods", NS, "rexec-server-1").is_none());
     let later = s.spawner.servers().describe(&who).await.unwrap().unwrap();
-    assert_eq!((later.stage, later.reason.as_deref()), (Stage::Failed, Some(reason.as_str())));
+    assert_eq!(
+        (later.stage, later.reason.as_deref()),
+        (Stage::Failed, Some(reason.as_str()))
+    );
 
     // Spawning again tries anew, without force_reinstall, whatever the requirements.
     s.cluster.set_behaviour(Behaviour::default());
-    let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11", "six"]), false).await.unwrap();
-    assert_eq!((outcome, view.generation, view.stage), (Spawned::Replaced, 2, Stage::Ready));
+    let (outcome, view) = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11", "six"]), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome, view.generation, view.stage),
+        (Spawned::Replaced, 2, Stage::Ready)
+    );
 }
 
 #[tokio::test]
@@ -403,7 +439,10 @@ async fn an_image_that_cannot_be_pulled_fails_the_spawn_without_waiting() {
         .unwrap();
     assert_eq!(view.stage, Stage::Failed);
     let reason = view.reason.unwrap();
-    assert!(reason.contains("cannot be pulled") && reason.contains("Last event: Failed to pull image"), "{reason}");
+    assert!(
+        reason.contains("cannot be pulled") && reason.contains("Last event: Failed to pull image"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

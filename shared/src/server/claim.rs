@@ -133,7 +133,10 @@ mod tests {
         annotations.insert(FAILURE.into(), "pip said no".into());
         annotations.insert(TERMINATED.into(), "2026-11-23T12:00:00Z".into());
         let claim = Claim::read(&cm).unwrap();
-        assert_eq!((claim.failure.as_deref(), claim.terminated), (Some("pip said no"), true));
+        assert_eq!(
+            (claim.failure.as_deref(), claim.terminated),
+            (Some("pip said no"), true)
+        );
         cm.metadata.annotations.as_mut().unwrap().remove(GENERATION);
         assert_eq!(Claim::read(&cm), Err(ServerError::BrokenClaim));
     }

@@ -285,7 +285,14 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
     };
     let mut server = container(
         SERVER_CONTAINER,
-        json!(["python", "-c", SERVE_SCRIPT, "$(REXEC_BROKER_ADDR)", "--broker_port", "$(REXEC_BROKER_PORT)"]),
+        json!([
+            "python",
+            "-c",
+            SERVE_SCRIPT,
+            "$(REXEC_BROKER_ADDR)",
+            "--broker_port",
+            "$(REXEC_BROKER_PORT)"
+        ]),
         server_env,
     );
     server["workingDir"] = json!("/opt/rexec/server");
@@ -329,8 +336,8 @@ mod tests {
 
     use super::*;
     use crate::config::Vars;
-    use crate::server::claim::{REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
     use crate::identity::Identity;
+    use crate::server::claim::{REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
     use crate::server::naming::Naming;
     use crate::server::requirements::RequirementsPolicy;
 
@@ -413,7 +420,10 @@ mod tests {
             "requirements stay out of the pod spec"
         );
         for file in [REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE] {
-            assert!(INSTALL_SCRIPT.contains(&format!("\"-r\", \"/etc/rexec/{file}\"")), "{file}");
+            assert!(
+                INSTALL_SCRIPT.contains(&format!("\"-r\", \"/etc/rexec/{file}\"")),
+                "{file}"
+            );
         }
         let cm = claim::build(&o, &settings(), &r, 1);
         let data = cm.data.unwrap();

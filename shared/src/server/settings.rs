@@ -107,10 +107,7 @@ fn is_cidr(s: &str) -> bool {
 
 impl ServerSettings {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let image = vars
-            .get("REXEC_SERVER_IMAGE")
-            .unwrap_or(DEFAULT_IMAGE)
-            .to_owned();
+        let image = vars.get("REXEC_SERVER_IMAGE").unwrap_or(DEFAULT_IMAGE).to_owned();
         if !image.contains("{python}") {
             return Err(ConfigError::new(
                 "REXEC_SERVER_IMAGE",

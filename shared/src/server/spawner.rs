@@ -428,7 +428,13 @@ impl Spawner {
 
     /// Records why `claim`'s generation failed and removes its pod, freeing its room in the
     /// quota. A claim changed meanwhile (a replacement won) is left as it is.
-    async fn record_failure(&self, client: &Client, owner: &Owner, claim: &Claim, reason: &str) -> Result<(), ServerError> {
+    async fn record_failure(
+        &self,
+        client: &Client,
+        owner: &Owner,
+        claim: &Claim,
+        reason: &str,
+    ) -> Result<(), ServerError> {
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
         let reason: String = reason.chars().take(4000).collect();
         match annotate(&claims, claim, claim::FAILURE, &reason).await {

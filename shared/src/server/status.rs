@@ -126,7 +126,13 @@ pub fn assess(pod: Option<&Pod>, events: &[Event]) -> Assessment {
 /// How the generation `claim` records is doing: the failure recorded for it (its pod is gone or
 /// going), its pod's assessment, or a failure when it was not ready within `start_timeout` of
 /// its pod's creation.
-pub fn assess_server(claim: &Claim, pod: Option<&Pod>, events: &[Event], start_timeout: Duration, now: SystemTime) -> Assessment {
+pub fn assess_server(
+    claim: &Claim,
+    pod: Option<&Pod>,
+    events: &[Event],
+    start_timeout: Duration,
+    now: SystemTime,
+) -> Assessment {
     if claim.terminated {
         return Assessment::new(Stage::Terminating, Some("The server is being removed.".into()));
     }
@@ -378,7 +384,11 @@ mod tests {
             done("install", r#"{"python": "3.11.14", "dill": "0.4.0", "scidx-rexec": "0.1.0"}"#)]}));
         let versions = assess(Some(&built), &[]).versions.unwrap();
         assert_eq!(
-            (versions.python.as_deref(), versions.dill.as_deref(), versions.scidx_rexec.as_deref()),
+            (
+                versions.python.as_deref(),
+                versions.dill.as_deref(),
+                versions.scidx_rexec.as_deref()
+            ),
             (Some("3.11.14"), Some("0.4.0"), Some("0.1.0"))
         );
         let building = pod(json!({"phase": "Pending", "initContainerStatuses": [running("install")]}));
@@ -405,7 +415,10 @@ mod tests {
                 json!({"phase": "Pending", "initContainerStatuses": [waiting("fetch-server", "CrashLoopBackOff")]}),
                 "source cannot be fetched (exit code 1)",
             ),
-            (unschedulable.clone(), "No node can run the server: 0/3 nodes are available: 3 Insufficient memory."),
+            (
+                unschedulable.clone(),
+                "No node can run the server: 0/3 nodes are available: 3 Insufficient memory.",
+            ),
             (
                 json!({"phase": "Running", "containerStatuses": [waiting("server", "CrashLoopBackOff")]}),
                 "keeps crashing",

@@ -132,10 +132,14 @@ pub(super) fn advance(store: &mut Store, behaviour: &Behaviour) {
     }
 }
 
-/// Completes container statuses as a kubelet writes them: each names its `image`, and its
-/// `imageID` once the image was pulled (empty before).
+/// Completes container statuses as a kubelet writes them: one per container the pod has (the
+/// simulated pod runs `fetch-server` and `install`, then `server`), each naming its `image`, and
+/// its `imageID` once the image was pulled (empty before).
 fn with_images(status: &mut Value, images: &HashMap<String, String>) {
     for list in ["initContainerStatuses", "containerStatuses"] {
+        if let Some(entries) = status[list].as_array_mut() {
+            entries.retain(|entry| images.contains_key(entry["name"].as_str().unwrap_or_default()));
+        }
         for entry in status[list].as_array_mut().into_iter().flatten() {
             let image = images
                 .get(entry["name"].as_str().unwrap_or_default())

@@ -385,15 +385,16 @@ pub(super) struct Selector {
 }
 
 impl Selector {
-    /// The selectors of a list or watch request; a 400 Status for one the API server refuses.
-    pub(super) fn from_query(query: &HashMap<String, String>) -> Result<Self, Response> {
+    /// The selectors of a list or watch request; the message of the 400 the API server gives
+    /// one it refuses.
+    pub(super) fn from_query(query: &HashMap<String, String>) -> Result<Self, String> {
         let terms = |name: &str, refusal: &str| {
             query
                 .get(name)
                 .map(|s| parse_selector(s))
                 .transpose()
                 .map(Option::unwrap_or_default)
-                .map_err(|reason| status(400, "BadRequest", format!("{refusal}: {reason}"), json!({})))
+                .map_err(|reason| format!("{refusal}: {reason}"))
         };
         Ok(Self {
             labels: terms("labelSelector", "unable to parse requirement")?,
@@ -423,7 +424,7 @@ pub(super) fn list(
 ) -> Response {
     let selector = match Selector::from_query(query) {
         Ok(selector) => selector,
-        Err(refusal) => return refusal,
+        Err(message) => return status(400, "BadRequest", message, json!({})),
     };
     let items: Vec<Value> = store
         .objects

@@ -20,7 +20,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::status::Target;
+use super::status::{Target, status};
 use super::store::{self, Selector};
 
 const LOOK_EVERY: Duration = Duration::from_millis(20);
@@ -28,7 +28,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Whether the query asks for a watch.
 pub(super) fn is_watch(query: &HashMap<String, String>) -> bool {
-    matches!(query.get("watch").map(String::as_str), Some("true" | "1"))
+    matches!(
+        query.get("watch").map(String::as_str),
+        Some("1" | "t" | "T" | "true" | "True" | "TRUE")
+    )
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
@@ -41,7 +44,7 @@ fn line(kind: &str, object: &Value) -> Bytes {
 pub(super) fn serve(shared: Arc<Shared>, target: Target, query: &HashMap<String, String>) -> Response {
     let selector = match Selector::from_query(query) {
         Ok(selector) => selector,
-        Err(refusal) => return refusal,
+        Err(message) => return status(400, "BadRequest", message, json!({})),
     };
     let timeout = query
         .get("timeoutSeconds")
@@ -94,14 +97,20 @@ pub(super) fn serve(shared: Arc<Shared>, target: Target, query: &HashMap<String,
                         .filter_map(|(key, object)| {
                             let version: u64 = object["metadata"]["resourceVersion"].as_str()?.parse().ok()?;
                             let created = store.created_at.get(key).copied().unwrap_or_default();
-                            (version > cursor)
-                                .then(|| (version, line(if created > cursor { "ADDED" } else { "MODIFIED" }, object)))
+                            (version > cursor).then(|| {
+                                (
+                                    version,
+                                    line(if created > cursor { "ADDED" } else { "MODIFIED" }, object),
+                                )
+                            })
                         })
                         .chain(
                             store
                                 .tombstones
                                 .iter()
-                                .filter(|(version, key, object)| *version > cursor && selector.selects(&target, key, object))
+                                .filter(|(version, key, object)| {
+                                    *version > cursor && selector.selects(&target, key, object)
+                                })
                                 .map(|(version, _, object)| (*version, line("DELETED", object))),
                         )
                         .collect();
