@@ -4,13 +4,14 @@
 SHELL := /bin/bash
 TOOLS := .venv/tools
 CLIENTS := .venv/clients
+POD := .venv/pod
 OIDC := tests/oidc
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: dev token test deps lint build fuzz
 
-deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(OIDC)/node_modules/.installed
+deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(POD)/.installed $(OIDC)/node_modules/.installed
 
 $(TOOLS)/.installed: requirements/tools.txt
 	python3 -m venv $(TOOLS)
@@ -20,6 +21,14 @@ $(TOOLS)/.installed: requirements/tools.txt
 $(CLIENTS)/.installed: requirements/clients.txt
 	python3 -m venv $(CLIENTS)
 	$(CLIENTS)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+# What stands for a server's image when the tests run its pod (Python with uv), and the wheels
+# of the local package mirror the pod installs from (.venv/mirror).
+$(POD)/.installed: requirements/pod.txt tests/python/package_mirror.py $(CLIENTS)/.installed
+	python3 -m venv $(POD)
+	$(POD)/bin/pip install --quiet --disable-pip-version-check -r $<
+	$(CLIENTS)/bin/python tests/python/package_mirror.py
 	touch $@
 
 $(OIDC)/node_modules/.installed: $(OIDC)/package.json $(OIDC)/package-lock.json

@@ -23,12 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 COUNT = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 
 
-def start_stack():
-    """Starts `scripts/dev --release` and returns (its process, its JSON ready line)."""
+def start_stack(settings: dict[str, str] | None = None, release: bool = True):
+    """Starts `scripts/dev` (`--release` unless told otherwise, with `settings` in its
+    environment) and returns (its process, its JSON ready line)."""
     env = {k: v for k, v in os.environ.items() if k not in ("AUTH_API_URL", "KUBECONFIG")}
-    env["PORT"] = "0"
+    env.update(settings or {}, PORT="0")
     proc = subprocess.Popen(
-        [str(ROOT / "scripts" / "dev"), "--release", "--ignore-changes"],
+        [str(ROOT / "scripts" / "dev"), *(["--release"] if release else []), "--ignore-changes"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, start_new_session=True,
     )
     for line in proc.stdout:

@@ -21,6 +21,11 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[2]
 # Settings of the caller's environment that would point the stack elsewhere.
+# Started as a shell's background job, pytest inherits SIGINT ignored, and so would every stack it
+# starts, which then could not be stopped with Ctrl-C: take SIGINT back, so that the children
+# start with its default.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 STACK_SETTINGS = ("AUTH_API_URL", "AUTH_API_METHOD", "KUBECONFIG", "GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")
 
 

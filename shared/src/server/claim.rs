@@ -30,7 +30,7 @@ pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
 pub const FAILURE: &str = "rexec.ndp.io/failure";
 /// When the caller terminated the generation (RFC 3339).
 pub const TERMINATED: &str = "rexec.ndp.io/terminated";
-/// The files of the claim's data, mounted in the pod at /etc/rexec.
+/// The files of the claim's data, mounted in the pod at /opt/rexec/requirements.
 pub const REQUIREMENTS_FILE: &str = "requirements.txt";
 pub const SERVER_REQUIREMENTS_FILE: &str = "server-requirements.txt";
 

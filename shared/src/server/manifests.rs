@@ -59,10 +59,10 @@ with tarfile.open(fileobj=io.BytesIO(data)) as archive:
 const INSTALL_SCRIPT: &str = r#"import collections, json, os, platform, subprocess, sys
 target = "/opt/rexec/packages"
 if os.environ["REXEC_INSTALLER"] == "uv":
-    command = ["uv", "pip", "install", "--no-cache", "--python", sys.executable]
+    command = ["uv", "pip", "install", "--no-cache", "--link-mode", "copy", "--python", sys.executable]
 else:
-    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input"]
-command += ["--target", target, "-r", "/etc/rexec/server-requirements.txt", "-r", "/etc/rexec/requirements.txt"]
+    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
+command += ["--target", target, "-r", "/opt/rexec/requirements/server-requirements.txt", "-r", "/opt/rexec/requirements/requirements.txt"]
 installer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
 tail = collections.deque(maxlen=25)
 for line in installer.stdout:
@@ -251,7 +251,7 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
     let mounts = json!([
         {"name": "rexec", "mountPath": "/opt/rexec"},
         {"name": "tmp", "mountPath": "/tmp"},
-        {"name": "requirements", "mountPath": "/etc/rexec", "readOnly": true},
+        {"name": "requirements", "mountPath": "/opt/rexec/requirements", "readOnly": true},
     ]);
     let common_env = vec![
         json!({"name": "HOME", "value": "/tmp"}),
@@ -387,6 +387,26 @@ mod tests {
     }
 
     #[test]
+    fn the_installer_changes_one_value_of_the_pod() {
+        let render = |installer: &str| {
+            let s = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_INSTALLER", installer)])).unwrap();
+            serde_json::to_value(pod(&owner(), &s, &reqs(&["python==3.11"]), 1)).unwrap()
+        };
+        let (uv, mut pip) = (render("uv"), render("pip"));
+        let install = &mut pip["spec"]["initContainers"][1];
+        assert_eq!(install["name"], INSTALL_CONTAINER);
+        let entry = install["env"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|e| e["name"] == "REXEC_INSTALLER")
+            .unwrap();
+        assert_eq!(entry["value"], "pip");
+        entry["value"] = json!("uv");
+        assert_eq!(pip, uv, "REXEC_INSTALLER's value is all that differs");
+    }
+
+    #[test]
     fn the_pod_is_locked_down() {
         let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1)).unwrap();
         let spec = &pod["spec"];
@@ -421,7 +441,7 @@ mod tests {
         );
         for file in [REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE] {
             assert!(
-                INSTALL_SCRIPT.contains(&format!("\"-r\", \"/etc/rexec/{file}\"")),
+                INSTALL_SCRIPT.contains(&format!("\"-r\", \"/opt/rexec/requirements/{file}\"")),
                 "{file}"
             );
         }

@@ -1,0 +1,119 @@
+"""Measures a server's way to ready with its pod run for real: the pod a spawn writes (through
+`scripts/dev --release`) is run by the tests' pod runner, with its packages and source from the
+local package mirror and the broker stand-in on 127.0.0.1 (the API runs debug builds: it is
+not what is measured), and prints, over RUNS runs (medians,
+min and max, in seconds):
+- fetch: the rexec-server source fetched and its SHA-256 checked;
+- install (uv), install (pip): the server's own packages and `six` installed, one run each;
+- server ready: from the server's start to the readiness probe passing (connected to the broker);
+- stop: from SIGTERM to the server's processes gone;
+- new environment: fetch + install (uv) + server ready, in sequence, as a new pod goes;
+and the answer of a spawn right after a terminate (through the API and the Kubernetes stand-in).
+
+Run with the clients venv after `make test` has installed it (.venv/pod, .venv/mirror):
+    PATH=.venv/tools/bin:$PATH .venv/clients/bin/python scripts/bench_pod.py [RUNS]
+"""
+
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "python"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench import start_stack  # noqa: E402
+from broker import Broker  # noqa: E402
+from package_mirror import Mirror  # noqa: E402
+from pod_runner import PodRunner  # noqa: E402
+
+RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+
+
+def with_installer(pod: dict, installer: str) -> dict:
+    pod = json.loads(json.dumps(pod))
+    for container in pod["spec"]["initContainers"]:
+        for entry in container["env"]:
+            if entry["name"] == "REXEC_INSTALLER":
+                entry["value"] = installer
+    return pod
+
+
+def until_ready(runner: PodRunner, server: subprocess.Popen) -> float:
+    started = time.monotonic()
+    while not runner.probe("server"):
+        if server.poll() is not None or time.monotonic() - started > 60:
+            raise SystemExit("the server never became ready")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def main():
+    subprocess.run(["cargo", "build", "--quiet", "-p", "rexec-stand-ins", "--bins"], cwd=ROOT, check=True)
+    work = Path(tempfile.mkdtemp(prefix="rexec-bench-pod-"))
+    mirror, broker = Mirror(work / "mirror"), Broker()
+    stack, ready = start_stack({
+        "REXEC_PACKAGE_INDEX_PROXY": mirror.index,
+        "REXEC_SERVER_SOURCE": mirror.source,
+        "REXEC_SERVER_SOURCE_SHA256": mirror.source_sha256,
+        "REXEC_BROKER_PORT": str(broker.server_port),
+    }, release=False)
+    figures: dict[str, list[float]] = {}
+    after_terminate = []
+    note = lambda name, seconds: figures.setdefault(name, []).append(seconds)  # noqa: E731
+    try:
+        broker.identity_url = ready["identity"]
+        token = requests.post(ready["token_url"], json={"user": "alice"}, timeout=5).json()["token"]
+        spawn = {"requirments": ["python==3.11", "six"], "token": token}
+        server = requests.post(f"{ready['ready']}/rexec/spawn", data=spawn, timeout=60).json()["server"]
+        get = lambda path: requests.get(  # noqa: E731
+            f"{ready['cluster']}/api/v1/namespaces/{server['namespace']}/{path}",
+            headers={"Authorization": "Bearer local"}, timeout=10,
+        ).json()
+        pod, claim = get(f"pods/{server['name']}"), get("configmaps/rexec-server")
+        for run in range(RUNS):
+            for installer in ("uv", "pip"):
+                runner = PodRunner(with_installer(pod, installer), {"rexec-server": claim["data"]},
+                                   ["rexec-broker.rexec.svc"], ROOT / ".venv" / "pod" / "bin", work / f"{run}-{installer}")
+                fetched = runner.run("fetch-server")
+                built = runner.run("install")
+                assert fetched.exit_code == 0 and built.exit_code == 0, built.output
+                note(f"install ({installer})", built.seconds)
+                if installer == "pip":
+                    continue
+                note("fetch", fetched.seconds)
+                process = runner.start("server", work / f"{run}-server.log")
+                try:
+                    connected = until_ready(runner, process)
+                    note("server ready", connected)
+                    note("new environment", fetched.seconds + built.seconds + connected)
+                    init = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
+                    stopped = time.monotonic()
+                    os.kill(init, signal.SIGTERM)
+                    process.wait(timeout=30)
+                    note("stop", time.monotonic() - stopped)
+                finally:
+                    PodRunner.kill(process)
+            requests.delete(f"{ready['ready']}/rexec/terminate", data={"token": token}, timeout=60)
+            after_terminate.append(requests.post(f"{ready['ready']}/rexec/spawn", data=spawn, timeout=60).status_code)
+    finally:
+        os.killpg(stack.pid, signal.SIGINT)
+        stack.wait(timeout=60)
+        broker.stop()
+        mirror.stop()
+    print(f"\n{RUNS} runs, seconds          median    min    max")
+    for name, values in figures.items():
+        print(f"{name:<24} {statistics.median(values):7.2f} {min(values):6.2f} {max(values):6.2f}")
+    print(f"spawn right after terminate: answered {sorted(set(after_terminate))} in {len(after_terminate)} runs")
+
+
+if __name__ == "__main__":
+    main()
