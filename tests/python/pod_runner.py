@@ -5,7 +5,9 @@ command, and a pod spec that cannot work fails here.
 Each container runs as PID 1 of its own user, mount and PID namespaces (no privileges needed),
 where the runner does what a kubelet and a container runtime do:
 - the pod's volumes are mounted at their paths: an emptyDir is a directory of the pod, a
-  configMap a directory holding the ConfigMap's data (read-only when the mount says so);
+  configMap a directory holding the ConfigMap's data, a persistentVolumeClaim the directory
+  standing for the claimed volume (shared by every pod given it), `subPath` a directory in it
+  (made when missing, as the kubelet does); read-only when the mount or the claim says so;
 - a mount may only lie under /opt or /tmp (a fresh /opt hides the machine's); any other path
   fails the container, so the runner never writes outside its own directories;
 - /dev is a fresh tmpfs with the usual device nodes, and /dev/termination-log is the
@@ -78,19 +80,27 @@ class Finished:
 
 
 class PodRunner:
-    def __init__(self, pod: dict, configmaps: dict[str, dict[str, str]], services: list[str], image_path: Path, workdir: Path):
+    def __init__(self, pod: dict, configmaps: dict[str, dict[str, str]], services: list[str], image_path: Path,
+                 workdir: Path, claims: dict[str, Path] | None = None):
         self.pod = pod
         self.image_path = image_path
         self.workdir = workdir
         self.volumes: dict[str, Path] = {}
+        self.read_only: set[str] = set()
         for volume in pod["spec"].get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                claim = volume["persistentVolumeClaim"]
+                self.volumes[volume["name"]] = (claims or {})[claim["claimName"]]
+                if claim.get("readOnly"):
+                    self.read_only.add(volume["name"])
+                continue
             path = workdir / "volumes" / volume["name"]
             path.mkdir(parents=True)
             if "configMap" in volume:
                 for key, value in configmaps[volume["configMap"]["name"]].items():
                     (path / key).write_text(value)
             elif "emptyDir" not in volume:
-                raise ValueError(f"volume {volume['name']}: only emptyDir and configMap volumes run here")
+                raise ValueError(f"volume {volume['name']}: only emptyDir, configMap and claimed volumes run here")
             self.volumes[volume["name"]] = path
         self.hosts = workdir / "hosts"
         names = " ".join(f"{s} {s}.cluster.local" for s in services)
@@ -109,7 +119,10 @@ class PodRunner:
             target = mount["mountPath"]
             if not target.startswith(ALLOWED):
                 raise ValueError(f"container {container['name']}: the runner mounts under /opt and /tmp only, not {target}")
-            mounts.append([str(self.volumes[mount["name"]]), target, bool(mount.get("readOnly"))])
+            source = self.volumes[mount["name"]] / mount.get("subPath", "")
+            source.mkdir(parents=True, exist_ok=True)
+            read_only = bool(mount.get("readOnly")) or mount["name"] in self.read_only
+            mounts.append([str(source), target, read_only])
         log = self.workdir / f"{container['name']}.termination-log"
         log.write_text("")
         spec = {

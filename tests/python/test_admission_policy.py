@@ -77,7 +77,13 @@ def written(api, identity, cluster):
         "pod": get(f"/api/v1/namespaces/{ns}/pods/{pod}"),
         "configmap": get(f"/api/v1/namespaces/{ns}/configmaps/rexec-server"),
         "networkpolicy": get(f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/rexec-egress"),
+        "claim": get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/rexec-environments"),
+        "environments": get("/api/v1/namespaces/rexec-environments"),
     }
+    build = objects["pod"]["metadata"]["labels"]
+    objects["job"] = get(
+        f"/apis/batch/v1/namespaces/rexec-environments/jobs/env-{build['rexec.ndp.io/environment']}-{build['rexec.ndp.io/build']}"
+    )
     yield objects
     requests.delete(f"{api.rexec}/terminate", data={"token": token}, timeout=60)
 
@@ -88,7 +94,10 @@ def test_what_the_functions_write_is_admitted(written):
     assert admitted("rexec-lambda-namespaces", "UPDATE", obj=ns, old=ns)
     assert admitted("rexec-lambda-namespaces", "DELETE", old=ns)
     assert admitted("rexec-lambda-pods", "CREATE", obj=pod)
-    for kind in ("pod", "configmap", "networkpolicy"):
+    assert admitted("rexec-lambda-claims", "CREATE", obj=written["claim"])
+    assert admitted("rexec-lambda-builds", "CREATE", obj=written["job"])
+    assert admitted("rexec-lambda-namespaced-writes", "CREATE", obj=written["job"], namespace=written["environments"])
+    for kind in ("pod", "configmap", "networkpolicy", "claim"):
         assert admitted("rexec-lambda-namespaced-writes", "CREATE", obj=written[kind], namespace=ns), kind
     assert admitted("rexec-lambda-namespaced-writes", "DELETE", old=pod, namespace=ns)
 
@@ -138,8 +147,34 @@ HOSTILE_PODS = {
     "ephemeral container": lambda s: s.update(ephemeralContainers=[{"name": "debug", "image": "python:3.11-slim"}]),
     "host port": lambda s: s["containers"][0].update(ports=[{"containerPort": 22, "hostPort": 22}]),
     "image outside the allow-list": lambda s: s["containers"][0].update(image="evil.example/miner:latest"),
-    "init image outside the allow-list": lambda s: s["initContainers"][1].update(image="ghcr.io/x/python:3.11"),
+    "init image outside the allow-list": lambda s: s["initContainers"][0].update(image="ghcr.io/x/python:3.11"),
+    "a writable environment": lambda s: s["volumes"][0]["persistentVolumeClaim"].update(readOnly=False),
+    "another claim": lambda s: s["volumes"][0]["persistentVolumeClaim"].update(claimName="data"),
 }
+
+HOSTILE_BUILDS = {
+    "retries": lambda j: j["spec"].update(backoffLimit=3),
+    "the whole volume writable": lambda j: j["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0].pop("subPath"),
+    "service-account token": lambda j: j["spec"]["template"]["spec"].update(automountServiceAccountToken=True),
+    "privileged": lambda j: j["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(privileged=True),
+    "image outside the allow-list": lambda j: j["spec"]["template"]["spec"]["containers"][0].update(image="evil.example/x"),
+    "host path": lambda j: j["spec"]["template"]["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_BUILDS))
+def test_builds_not_of_our_shape_are_denied(written, case):
+    job = copy.deepcopy(written["job"])
+    HOSTILE_BUILDS[case](job)
+    assert not admitted("rexec-lambda-builds", "CREATE", obj=job)
+
+
+def test_only_the_read_only_environments_claim_is_admitted(written):
+    claim = written["claim"]
+    for change in ({"accessModes": ["ReadWriteMany"]}, {"storageClassName": "gp3"}):
+        hostile_claim = copy.deepcopy(claim)
+        hostile_claim["spec"].update(change)
+        assert not admitted("rexec-lambda-claims", "CREATE", obj=hostile_claim), change
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_PODS))

@@ -1,7 +1,9 @@
-"""The pod a spawn writes, run for real (tests/python/pod_runner.py): its init containers fetch
-the server source and build the environment from a local package mirror with uv or pip, a
-requirement that cannot be installed fails with the installer's own last lines, and the server
-connects to the broker, turns ready, answers a published client's call, and stops on SIGTERM."""
+"""What a spawn writes, run for real (tests/python/pod_runner.py): the environment's build Job
+fetches the server source and installs from a local package mirror with uv or pip into its
+directory of the shared volume; a requirement that cannot be installed fails the build with the
+installer's own last lines, which the server's wait then reports; and a server on a finished
+build starts without installing anything, connects to the broker, turns ready, answers a
+published client's call, and stops on SIGTERM."""
 
 import json
 import os
@@ -19,6 +21,7 @@ from package_mirror import Mirror
 from pod_runner import PodRunner
 
 IMAGE = ROOT / ".venv" / "pod" / "bin"
+SERVICES = ["rexec-broker.rexec.svc"]
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +40,9 @@ def broker():
 
 @pytest.fixture(scope="module")
 def spawned(tmp_path_factory, mirror, broker):
-    """The pod, claim and caller of a spawn through a stack whose servers take their packages
-    and source from the mirror and connect to the broker stand-in."""
+    """The server pod, its environment's build Job and the build's files, of a spawn through a
+    stack whose builds take their packages and source from the mirror and whose servers connect
+    to the broker stand-in."""
     settings = {
         "REXEC_PACKAGE_INDEX_PROXY": mirror.index,
         "REXEC_SERVER_SOURCE": mirror.source,
@@ -55,75 +59,96 @@ def spawned(tmp_path_factory, mirror, broker):
         assert resp.status_code == 201, resp.text
         server = resp.json()["server"]
         get = lambda path: requests.get(  # noqa: E731
-            f"{stack.ready['cluster']}/api/v1/namespaces/{server['namespace']}/{path}",
-            headers={"Authorization": "Bearer local"}, timeout=10,
+            f"{stack.ready['cluster']}{path}", headers={"Authorization": "Bearer local"}, timeout=10
         ).json()
-        yield {"pod": get(f"pods/{server['name']}"), "claim": get("configmaps/rexec-server"), "token": token}
+        pod = get(f"/api/v1/namespaces/{server['namespace']}/pods/{server['name']}")
+        labels = pod["metadata"]["labels"]
+        build = f"env-{labels['rexec.ndp.io/environment']}-{labels['rexec.ndp.io/build']}"
+        yield {
+            "pod": pod,
+            "job": get(f"/apis/batch/v1/namespaces/rexec-environments/jobs/{build}"),
+            "files": get(f"/api/v1/namespaces/rexec-environments/configmaps/{build}"),
+            "token": token,
+        }
 
 
-def runner(spawned, tmp_path, installer=None, requirements=None) -> PodRunner:
-    pod = json.loads(json.dumps(spawned["pod"]))
-    data = dict(spawned["claim"]["data"])
-    if installer:
-        # What REXEC_INSTALLER changes in the pod, and all it changes.
-        install = next(c for c in pod["spec"]["initContainers"] if c["name"] == "install")
-        for entry in install["env"]:
-            if entry["name"] == "REXEC_INSTALLER":
-                entry["value"] = installer
+def builder(spawned, volume: Path, workdir: Path, installer=None, requirements=None) -> PodRunner:
+    """The build Job's pod, on `volume` standing for the shared volume."""
+    job = json.loads(json.dumps(spawned["job"]))
+    template = job["spec"]["template"]
+    files = dict(spawned["files"]["data"])
+    for entry in template["spec"]["containers"][0]["env"]:
+        if installer and entry["name"] == "REXEC_INSTALLER":
+            # What REXEC_INSTALLER changes in the build, with its key (tested in Rust).
+            entry["value"] = installer
     if requirements is not None:
-        # What the claim holds for these requirement lines.
-        data["requirements.txt"] = "".join(f"{line}\n" for line in requirements)
-    services = ["rexec-broker.rexec.svc"]
-    return PodRunner(pod, {"rexec-server": data}, services, IMAGE, tmp_path)
+        # What the build's files hold for these requirement lines.
+        files["requirements.txt"] = "".join(f"{line}\n" for line in requirements)
+    name = spawned["files"]["metadata"]["name"]
+    return PodRunner(template, {name: files}, SERVICES, IMAGE, workdir, claims={"rexec-environments": volume})
+
+
+def server(spawned, volume: Path, workdir: Path) -> PodRunner:
+    return PodRunner(spawned["pod"], {}, SERVICES, IMAGE, workdir, claims={"rexec-environments": volume})
+
+
+def directory(spawned, volume: Path) -> Path:
+    return volume / spawned["pod"]["spec"]["containers"][0]["volumeMounts"][0]["subPath"]
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
-def test_the_init_containers_build_the_environment_from_the_mirror(spawned, tmp_path, installer):
-    pod = runner(spawned, tmp_path, installer=installer)
-    fetched = pod.run("fetch-server")
-    assert fetched.exit_code == 0, fetched.output
-    assert (pod.volumes["rexec"] / "server" / "run_server.py").is_file()
-    built = pod.run("install")
+def test_a_build_installs_the_environment_from_the_mirror(spawned, tmp_path, installer):
+    volume = tmp_path / "volume"
+    built = builder(spawned, volume, tmp_path / "build", installer=installer).run("build")
     assert built.exit_code == 0, built.output
     versions = json.loads(built.termination_message)
     assert versions["scidx-rexec"] == "0.1.0" and versions["dill"] and versions["python"].startswith("3.11")
-    packages = pod.volumes["rexec"] / "packages"
-    assert (packages / "six.py").is_file() and (packages / "zmq").is_dir()
-    print(f"\n{installer}: install step {built.seconds:.2f} s")
+    env = directory(spawned, volume)
+    assert json.loads((env / ".complete").read_text()) == versions
+    assert (env / "server" / "run_server.py").is_file()
+    assert (env / "packages" / "six.py").is_file() and (env / "packages" / "zmq").is_dir()
+    print(f"\n{installer}: build {built.seconds:.2f} s")
 
 
 def test_a_source_that_does_not_match_its_sha256_is_refused(spawned, tmp_path):
-    pod = runner(spawned, tmp_path)
-    fetch = pod.container("fetch-server")
-    for entry in fetch["env"]:
+    volume = tmp_path / "volume"
+    pod = builder(spawned, volume, tmp_path / "build")
+    for entry in pod.container("build")["env"]:
         if entry["name"] == "REXEC_SERVER_SOURCE_SHA256":
             entry["value"] = "0" * 64
-    refused = pod.run("fetch-server")
+    refused = pod.run("build")
     assert refused.exit_code != 0
     assert "is not REXEC_SERVER_SOURCE_SHA256" in refused.termination_message
-    assert not (pod.volumes["rexec"] / "server" / "run_server.py").exists()
+    env = directory(spawned, volume)
+    assert "is not REXEC_SERVER_SOURCE_SHA256" in (env / ".failed").read_text()
+    assert not (env / "server").exists()
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])
-def test_a_requirement_that_cannot_be_installed_fails_with_the_installers_lines(spawned, tmp_path, installer):
-    pod = runner(spawned, tmp_path, installer=installer, requirements=["nosuchpkg-rexec"])
-    assert pod.run("fetch-server").exit_code == 0
-    failed = pod.run("install")
+def test_a_failed_build_is_reported_by_the_server_with_the_installers_lines(spawned, tmp_path, installer):
+    volume = tmp_path / "volume"
+    failed = builder(spawned, volume, tmp_path / "build", installer=installer, requirements=["nosuchpkg-rexec"]).run("build")
     assert failed.exit_code != 0
     assert "nosuchpkg-rexec" in failed.termination_message, failed.termination_message
     assert len(failed.termination_message) <= 3000
+    waited = server(spawned, volume, tmp_path / "server").run("wait-for-environment", timeout=30)
+    assert waited.exit_code != 0
+    assert "nosuchpkg-rexec" in waited.termination_message
 
 
-def test_the_server_connects_turns_ready_answers_and_stops_on_sigterm(spawned, broker, tmp_path):
-    pod = runner(spawned, tmp_path)
-    assert pod.run("fetch-server").exit_code == 0
-    assert pod.run("install").exit_code == 0
+def test_a_server_on_a_finished_build_installs_nothing_connects_answers_and_stops(spawned, broker, tmp_path):
+    volume = tmp_path / "volume"
+    assert builder(spawned, volume, tmp_path / "build").run("build").exit_code == 0
+    before = sorted(p.name for p in (directory(spawned, volume) / "packages").iterdir())
+    pod = server(spawned, volume, tmp_path / "server")
+    waited = pod.run("wait-for-environment", timeout=30)
+    assert waited.exit_code == 0 and json.loads(waited.termination_message)["scidx-rexec"] == "0.1.0"
     assert not pod.probe("server"), "not ready before the server runs"
-    server = pod.start("server", tmp_path / "server.log")
+    process = pod.start("server", tmp_path / "server.log")
     try:
         deadline = time.monotonic() + 30
         while not pod.probe("server"):
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            assert process.poll() is None, (tmp_path / "server.log").read_text()
             assert time.monotonic() < deadline, "never ready"
             time.sleep(0.2)
         remote_func.set_remote_addr("127.0.0.1")
@@ -133,9 +158,11 @@ def test_the_server_connects_turns_ready_answers_and_stops_on_sigterm(spawned, b
         notebook = {"__name__": "__main__"}
         exec("def add_one(x):\n    return x + 1\n", notebook)
         assert remote_func(notebook["add_one"])(41) == 42
-        init = int(Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()[0])
+        init = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
         os.kill(init, signal.SIGTERM)
-        assert server.wait(timeout=5) == 128 + signal.SIGTERM
+        assert process.wait(timeout=5) == 128 + signal.SIGTERM
         assert not pod.probe("server")
     finally:
-        PodRunner.kill(server)
+        PodRunner.kill(process)
+    after = sorted(p.name for p in (directory(spawned, volume) / "packages").iterdir())
+    assert after == before, "the server left the shared environment as it was"

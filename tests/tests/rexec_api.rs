@@ -298,7 +298,7 @@ async fn a_spawn_answers_202_with_the_stage_or_422_with_the_failure() {
     assert_eq!(body["server"]["stage"], "building");
     assert_eq!(
         body["Status"],
-        "Your rexec server is on its way (Installing the requirements.). GET /rexec/server follows it."
+        "Your rexec server is on its way (Building the environment: fetching the server's source and installing the requirements.). GET /rexec/server follows it."
     );
 
     stack.cluster.set_behaviour(Behaviour {
@@ -314,7 +314,7 @@ async fn a_spawn_answers_202_with_the_stage_or_422_with_the_failure() {
     assert_eq!(body["error"], "server_failed");
     let detail = body["detail"].as_str().unwrap();
     assert!(
-        detail.starts_with("Your rexec server failed: The requirements cannot be installed")
+        detail.starts_with("Your rexec server failed: The environment cannot be built")
             && detail.contains(INSTALL_FAILURE.trim_end()),
         "{detail}"
     );

@@ -62,6 +62,42 @@ fn reqs(lines: &[&str]) -> Requirements {
 }
 
 const NS: &str = "rexec-u-1";
+const ENVIRONMENTS: &str = "rexec-environments";
+
+/// The environments' builds: their Jobs, oldest first.
+fn builds(s: &Setup) -> Vec<serde_json::Value> {
+    let mut jobs: Vec<serde_json::Value> = s
+        .cluster
+        .names("jobs", ENVIRONMENTS)
+        .iter()
+        .map(|name| s.cluster.get("jobs", ENVIRONMENTS, name).unwrap())
+        .collect();
+    jobs.sort_by_key(|j| {
+        j["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    });
+    jobs
+}
+
+/// The requirement files of the environments' builds.
+fn build_files(s: &Setup) -> Vec<serde_json::Value> {
+    s.cluster
+        .names("configmaps", ENVIRONMENTS)
+        .iter()
+        .map(|name| s.cluster.get("configmaps", ENVIRONMENTS, name).unwrap())
+        .collect()
+}
+
+/// The build a server's pod runs on.
+fn build_of(pod: &serde_json::Value) -> String {
+    pod["metadata"]["labels"]["rexec.ndp.io/build"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
 
 #[tokio::test]
 async fn a_first_spawn_creates_the_namespace_its_guard_rails_the_claim_and_the_pod() {
@@ -90,7 +126,11 @@ async fn a_first_spawn_creates_the_namespace_its_guard_rails_the_claim_and_the_p
     assert!(s.cluster.get("limitranges", NS, "rexec-limits").is_some());
     assert!(s.cluster.get("networkpolicies", NS, "rexec-egress").is_some());
     let claim = s.cluster.get("configmaps", NS, "rexec-server").unwrap();
-    assert_eq!(claim["data"]["requirements.txt"], "numpy>=1.26\n");
+    assert_eq!(
+        claim["metadata"]["annotations"]["rexec.ndp.io/requirements"],
+        r#"["python==3.11","numpy>=1.26"]"#
+    );
+    assert_eq!(build_files(&s)[0]["data"]["requirements.txt"], "numpy>=1.26\n");
     let pod = s.cluster.get("pods", NS, "rexec-server-1").unwrap();
     let env = &pod["spec"]["containers"][0]["env"];
     assert!(
@@ -157,8 +197,8 @@ async fn different_requirements_are_a_conflict_until_forced() {
         "the old server goes"
     );
     assert_eq!(
-        s.cluster.get("configmaps", NS, "rexec-server").unwrap()["data"]["requirements.txt"],
-        "pandas\n"
+        s.cluster.get("configmaps", NS, "rexec-server").unwrap()["metadata"]["annotations"]["rexec.ndp.io/requirements"],
+        r#"["python==3.11","pandas"]"#
     );
 
     // The quota holds two servers: while the first is still stopping, a third waits.
@@ -200,7 +240,7 @@ async fn describe_follows_the_pod_to_ready() {
 async fn failures_are_explained() {
     let cases = [
         (PodOutcome::ImagePullError, "cannot be pulled"),
-        (PodOutcome::InstallFails, "cannot be installed (exit code 1)"),
+        (PodOutcome::InstallFails, "cannot be built (exit code 1)"),
         (PodOutcome::CrashLoop, "keeps crashing"),
         (PodOutcome::OutOfMemory, "out of memory"),
     ];
@@ -333,6 +373,100 @@ async fn creates_refused_by_a_terminating_namespace_are_told_to_retry() {
 }
 
 #[tokio::test]
+async fn an_environment_is_built_once_for_every_caller_who_asks_for_it() {
+    let s = setup().await;
+    let lines = ["python==3.11", "numpy", "six"];
+    let tasks: Vec<_> = ["u-1", "u-2", "u-3", "u-4"]
+        .into_iter()
+        .map(|who| {
+            let spawner = s.spawner.clone();
+            tokio::spawn(async move { spawner.spawn(&caller(who), &reqs(&lines), false).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let jobs = builds(&s);
+    assert_eq!(jobs.len(), 1, "one build for four callers");
+    let job = &jobs[0];
+    let pod = s.cluster.get("pods", "rexec-u-2", "rexec-server-1").unwrap();
+    let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+    let key = job["metadata"]["annotations"]["rexec.ndp.io/environment"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        (mount["subPath"].as_str(), mount["readOnly"].as_bool()),
+        (Some(format!("{key}/1").as_str()), Some(true)),
+        "each server mounts the build's directory, read-only"
+    );
+    // A caller who comes once it is built reuses it too; other requirements build anew.
+    tokio::time::sleep(s.cluster.behaviour().install_time + Duration::from_millis(100)).await;
+    s.spawner
+        .spawn(&caller("u-5"), &reqs(&["numpy", "six", "python==3.11"]), false)
+        .await
+        .unwrap();
+    assert_eq!(builds(&s).len(), 1);
+    s.spawner
+        .spawn(&caller("u-6"), &reqs(&["python==3.11", "numpy"]), false)
+        .await
+        .unwrap();
+    assert_eq!(builds(&s).len(), 2);
+}
+
+#[tokio::test]
+async fn a_stale_or_failed_build_is_built_again() {
+    let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "0"), ("REXEC_ENV_MAX_AGE", "2")]).await;
+    let lines = ["python==3.11", "six"];
+    s.spawner.spawn(&caller("u-1"), &reqs(&lines), false).await.unwrap();
+    tokio::time::sleep(s.cluster.behaviour().install_time + Duration::from_millis(200)).await;
+    s.spawner.spawn(&caller("u-2"), &reqs(&lines), false).await.unwrap();
+    assert_eq!(builds(&s).len(), 1, "fresh: used");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.spawner.spawn(&caller("u-3"), &reqs(&lines), false).await.unwrap();
+    assert_eq!(builds(&s).len(), 2, "older than REXEC_ENV_MAX_AGE: built again");
+    let pod = |ns: &str| s.cluster.get("pods", ns, "rexec-server-1").unwrap();
+    assert_eq!(
+        (build_of(&pod("rexec-u-1")), build_of(&pod("rexec-u-3"))),
+        ("1".into(), "2".into())
+    );
+
+    s.cluster.set_behaviour(Behaviour {
+        pod_outcome: PodOutcome::InstallFails,
+        ..Behaviour::default()
+    });
+    let failing = ["python==3.11", "nosuchpkg"];
+    s.spawner.spawn(&caller("u-4"), &reqs(&failing), false).await.unwrap();
+    tokio::time::sleep(s.cluster.behaviour().install_time + Duration::from_millis(200)).await;
+    s.cluster.set_behaviour(Behaviour::default());
+    s.spawner.spawn(&caller("u-5"), &reqs(&failing), false).await.unwrap();
+    let failing_env =
+        s.cluster.get("pods", "rexec-u-4", "rexec-server-1").unwrap()["metadata"]["labels"]["rexec.ndp.io/environment"]
+            .clone();
+    let mut attempts: Vec<(String, bool)> = builds(&s)
+        .iter()
+        .filter(|j| j["metadata"]["labels"]["rexec.ndp.io/environment"] == failing_env)
+        .map(|j| {
+            let failed = j["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Failed" && c["status"] == "True"));
+            (
+                j["metadata"]["labels"]["rexec.ndp.io/build"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                failed,
+            )
+        })
+        .collect();
+    attempts.sort();
+    assert_eq!(
+        attempts,
+        [("1".to_owned(), true), ("2".to_owned(), false)],
+        "a failed build is followed by a new one"
+    );
+}
+
+#[tokio::test]
 async fn a_spawn_waits_until_the_server_is_connected() {
     let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "10")]).await;
     let (outcome, view) = s
@@ -377,7 +511,10 @@ async fn past_its_wait_a_spawn_answers_with_the_stage_reached() {
         (outcome, view.stage, view.ready),
         (Spawned::Created, Stage::Building, false)
     );
-    assert_eq!(view.reason.as_deref(), Some("Installing the requirements."));
+    assert_eq!(
+        view.reason.as_deref(),
+        Some("Building the environment: fetching the server's source and installing the requirements.")
+    );
 }
 
 #[tokio::test]
@@ -396,7 +533,7 @@ async fn a_failed_build_is_told_with_the_installers_lines_and_outlives_its_pod()
     assert_eq!(view.stage, Stage::Failed);
     let reason = view.reason.unwrap();
     assert!(
-        reason.contains("cannot be installed") && reason.contains("Because nosuchpkg was not found"),
+        reason.contains("cannot be built") && reason.contains("Because nosuchpkg was not found"),
         "{reason}"
     );
     let pod = s.cluster.get("pods", NS, "rexec-server-1");

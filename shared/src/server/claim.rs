@@ -2,12 +2,10 @@
 //! and which generation runs. Its keys, its builder and its reader are here together.
 //!
 //! Creating the claim is the lock of a first spawn; replacing it with its `resourceVersion` is
-//! the lock of a replacement. Its data holds the requirement files the pod installs; its
-//! annotations hold the digest, the generation, the interpreter and the lines, which is what
+//! the lock of a replacement. Its annotations hold the digest, the generation, the interpreter and the lines, which is what
 //! [`Claim::read`] gives back, and once set, why the generation failed or that it was
 //! terminated: what a person must still be told after the pod is gone.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -16,7 +14,6 @@ use serde_json::json;
 use super::error::ServerError;
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
-use super::settings::ServerSettings;
 
 /// The claim's name in the caller's namespace.
 pub const NAME: &str = "rexec-server";
@@ -30,19 +27,9 @@ pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
 pub const FAILURE: &str = "rexec.ndp.io/failure";
 /// When the caller terminated the generation (RFC 3339).
 pub const TERMINATED: &str = "rexec.ndp.io/terminated";
-/// The files of the claim's data, mounted in the pod at /opt/rexec/requirements.
-pub const REQUIREMENTS_FILE: &str = "requirements.txt";
-pub const SERVER_REQUIREMENTS_FILE: &str = "server-requirements.txt";
 
 /// The claim of a generation: what the server is built from.
-pub fn build(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64) -> ConfigMap {
-    let data: BTreeMap<&str, String> = BTreeMap::from([
-        (REQUIREMENTS_FILE, reqs.file()),
-        (
-            SERVER_REQUIREMENTS_FILE,
-            settings.server_requirements.iter().map(|l| format!("{l}\n")).collect(),
-        ),
-    ]);
+pub fn build(owner: &Owner, reqs: &Requirements, generation: u64) -> ConfigMap {
     serde_json::from_value(json!({
         "metadata": {
             "name": NAME,
@@ -56,7 +43,6 @@ pub fn build(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, gene
                 REQUIREMENTS: serde_json::to_string(&reqs.lines()).expect("strings serialise"),
             },
         },
-        "data": data,
     }))
     .expect("the claim matches the Kubernetes schema")
 }
@@ -116,12 +102,11 @@ mod tests {
             expires_at: None,
         };
         let owner = Owner::new(&Naming::from_vars(&Vars::default()).unwrap(), &identity);
-        let settings = ServerSettings::from_vars(&Vars::default()).unwrap();
         let reqs = RequirementsPolicy::from_vars(&Vars::default())
             .unwrap()
             .check(&["python==3.12", "numpy<2"])
             .unwrap();
-        let mut cm = build(&owner, &settings, &reqs, 7);
+        let mut cm = build(&owner, &reqs, 7);
         let claim = Claim::read(&cm).unwrap();
         assert_eq!(
             (claim.digest.as_str(), claim.generation, claim.python.as_str()),

@@ -7,17 +7,19 @@
 //! only), reconciled on every spawn; the claim (see [`super::claim`]); and a Pod `rexec-server-<generation>` whose storage is bounded
 //! (`sizeLimit` on every emptyDir, ephemeral-storage requests and limits on every container).
 //!
-//! The pod runs fixed commands only. Its init containers fetch the pinned rexec-server source
-//! and install the requirements files mounted from the ConfigMap (uv or pip, `REXEC_INSTALLER`);
-//! the server container runs `run_server.py <broker> --broker_port <port>` under a wrapper that
-//! makes SIGTERM stop it, with Kubernetes' own `$(VAR)` expansion. It is Ready when it holds a
-//! connection to the broker. No caller text ever reaches a command line or a shell.
+//! The pod runs fixed commands only. It mounts its environment read-only from the shared volume
+//! (see [`super::environment`]): an init container waits for the environment's build to end and
+//! fails with the builder's last lines if it failed; the server container runs `run_server.py
+//! <broker> --broker_port <port>` under a wrapper that makes SIGTERM stop it, with Kubernetes'
+//! own `$(VAR)` expansion. It is Ready when it holds a connection to the broker. No caller text
+//! ever reaches a command line or a shell.
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, Pod, ResourceQuota};
+use k8s_openapi::api::core::v1::{LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::json;
 
-use super::claim::{self, DIGEST, GENERATION};
+use super::claim::{DIGEST, GENERATION};
+use super::environment::{BUILD, ENVIRONMENT, Environment};
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
 use super::settings::{Egress, ServerSettings};
@@ -36,28 +38,37 @@ pub const PRIVATE_IPV4: [&str; 5] = [
 ];
 pub const PRIVATE_IPV6: [&str; 2] = ["fc00::/7", "fe80::/10"];
 
-/// Downloads the pinned rexec-server source archive named by `REXEC_SERVER_SOURCE`, checks it
-/// against `REXEC_SERVER_SOURCE_SHA256` when set, and unpacks it into /opt/rexec/server.
-const FETCH_SCRIPT: &str = r#"import hashlib, io, os, sys, tarfile, urllib.request
+/// The build of an environment into /opt/rexec/env (a directory of its own on the shared
+/// volume): the pinned rexec-server source archive `REXEC_SERVER_SOURCE`, checked against
+/// `REXEC_SERVER_SOURCE_SHA256` when set, unpacked into `server/`, then the server's requirements
+/// and the caller's installed into `packages/` by the installer `REXEC_INSTALLER` names, its
+/// output echoed. It ends with a marker: `.complete` holding the JSON of the versions a client
+/// must match (python, dill, scidx-rexec), or `.failed` holding what went wrong (the installer's
+/// last lines); the same text is the container's termination message.
+pub const BUILD_SCRIPT: &str = r#"import collections, hashlib, io, json, os, platform, subprocess, sys, tarfile, urllib.request
+root = "/opt/rexec/env"
+def finish(marker, text, code):
+    with open(os.path.join(root, marker), "w") as out:
+        out.write(text)
+    with open("/dev/termination-log", "w") as log:
+        log.write(text[-3000:])
+    sys.exit(code)
 url = os.environ["REXEC_SERVER_SOURCE"]
 expected = os.environ.get("REXEC_SERVER_SOURCE_SHA256", "")
-data = urllib.request.urlopen(url, timeout=120).read()
+print("fetching the rexec-server source", flush=True)
+try:
+    data = urllib.request.urlopen(url, timeout=120).read()
+except OSError as error:
+    finish(".failed", "the rexec-server source cannot be fetched: " + str(error) + "\n", 1)
 digest = hashlib.sha256(data).hexdigest()
 if expected and digest != expected:
-    sys.exit("rexec-server source: sha256 " + digest + " is not REXEC_SERVER_SOURCE_SHA256")
+    finish(".failed", "rexec-server source: sha256 " + digest + " is not REXEC_SERVER_SOURCE_SHA256\n", 1)
 with tarfile.open(fileobj=io.BytesIO(data)) as archive:
     members = [m for m in archive.getmembers() if "/" in m.name]
     for m in members:
         m.name = m.name.split("/", 1)[1]
-    archive.extractall("/opt/rexec/server", members=members, filter="data")
-"#;
-
-/// Installs the server's requirements and the caller's into /opt/rexec/packages with the
-/// installer `REXEC_INSTALLER` names, echoing its output. On failure its last lines are the
-/// container's termination message; on success the message is the JSON of the versions a client
-/// must match (python, dill, scidx-rexec).
-const INSTALL_SCRIPT: &str = r#"import collections, json, os, platform, subprocess, sys
-target = "/opt/rexec/packages"
+    archive.extractall(os.path.join(root, "server"), members=members, filter="data")
+target = os.path.join(root, "packages")
 if os.environ["REXEC_INSTALLER"] == "uv":
     command = ["uv", "pip", "install", "--no-cache", "--link-mode", "copy", "--python", sys.executable]
 else:
@@ -69,16 +80,32 @@ for line in installer.stdout:
     sys.stdout.write(line)
     tail.append(line)
 if installer.wait() != 0:
-    with open("/dev/termination-log", "w") as log:
-        log.write("".join(tail)[-3000:])
-    sys.exit(installer.returncode)
+    finish(".failed", "".join(tail), installer.returncode)
 from importlib import metadata
 versions = {"python": platform.python_version()}
 for name in ("dill", "scidx-rexec"):
     found = list(metadata.distributions(name=name, path=[target]))
     versions[name] = found[0].version if found else None
-with open("/dev/termination-log", "w") as log:
-    json.dump(versions, log)
+finish(".complete", json.dumps(versions), 0)
+"#;
+
+/// Waits for the build of the environment mounted at /opt/rexec/env to end; its termination
+/// message is the build's marker: the versions, or what went wrong (then it fails).
+const WAIT_SCRIPT: &str = r#"import os, sys, time
+root = "/opt/rexec/env"
+print("waiting for the environment's build", flush=True)
+while True:
+    for marker, code in ((".complete", 0), (".failed", 1)):
+        path = os.path.join(root, marker)
+        if os.path.exists(path):
+            with open(path) as found:
+                text = found.read()
+            with open("/dev/termination-log", "w") as log:
+                log.write(text[-3000:])
+            if code:
+                sys.stdout.write(text)
+            sys.exit(code)
+    time.sleep(0.5)
 "#;
 
 /// Runs the rexec-server as a child in its own process group, so that SIGTERM stops it at once:
@@ -118,10 +145,12 @@ for table in ("/proc/net/tcp", "/proc/net/tcp6"):
 sys.exit("no established connection to the broker")
 "#;
 
-/// The names of the pod's containers, in the order they run.
-pub const FETCH_CONTAINER: &str = "fetch-server";
-pub const INSTALL_CONTAINER: &str = "install";
+/// The containers: the server pod's, in the order they run, and an environment build's.
+pub const WAIT_CONTAINER: &str = "wait-for-environment";
 pub const SERVER_CONTAINER: &str = "server";
+pub const BUILD_CONTAINER: &str = "build";
+/// The claim of the shared volume of environments, in every namespace that mounts it.
+pub const ENVIRONMENT_CLAIM: &str = "rexec-environments";
 
 /// The pod of a generation.
 pub fn pod_name(generation: u64) -> String {
@@ -129,7 +158,7 @@ pub fn pod_name(generation: u64) -> String {
 }
 
 /// A typed object from its JSON manifest.
-fn build<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
     serde_json::from_value(value).expect("manifests match the Kubernetes schema")
 }
 
@@ -141,7 +170,7 @@ pub fn namespace(owner: &Owner) -> Namespace {
         labels[format!("pod-security.kubernetes.io/{mode}")] = json!("restricted");
         labels[format!("pod-security.kubernetes.io/{mode}-version")] = json!("latest");
     }
-    build(json!({
+    typed(json!({
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": owner.namespace, "labels": labels, "annotations": {SUB: owner.sub}},
     }))
@@ -150,12 +179,13 @@ pub fn namespace(owner: &Owner) -> Namespace {
 pub fn resource_quota(owner: &Owner, settings: &ServerSettings) -> ResourceQuota {
     // Room for two servers: the old one terminating while its replacement starts.
     let twice = |quantity: &str| format!("{}", Quantity2(quantity));
-    build(json!({
+    typed(json!({
         "apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": {"name": "rexec-quota", "namespace": owner.namespace, "labels": owner.labels()},
         "spec": {"hard": {
             "pods": "2",
             "configmaps": "4",
+            "persistentvolumeclaims": "1",
             "requests.cpu": twice(&settings.cpu_request),
             "requests.memory": twice(&settings.memory_request),
             "requests.ephemeral-storage": twice(&settings.storage_request),
@@ -169,7 +199,7 @@ pub fn resource_quota(owner: &Owner, settings: &ServerSettings) -> ResourceQuota
 /// Bounds and defaults for every container of the namespace, ours or not.
 pub fn limit_range(owner: &Owner, settings: &ServerSettings) -> LimitRange {
     let limits = json!({"cpu": settings.cpu_limit, "memory": settings.memory_limit, "ephemeral-storage": settings.storage_limit});
-    build(json!({
+    typed(json!({
         "apiVersion": "v1", "kind": "LimitRange",
         "metadata": {"name": "rexec-limits", "namespace": owner.namespace, "labels": owner.labels()},
         "spec": {"limits": [{
@@ -219,7 +249,7 @@ pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy
             json!({"to": [{"ipBlock": {"cidr": format!("{address}/{host}")}}], "ports": [{"protocol": "TCP", "port": port}]})
         }
     };
-    build(json!({
+    typed(json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
         "metadata": {"name": "rexec-egress", "namespace": owner.namespace, "labels": owner.labels()},
         "spec": {
@@ -237,53 +267,80 @@ pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy
     }))
 }
 
-pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64) -> Pod {
-    let image = settings.image.replace("{python}", &reqs.python);
-    let security = json!({
-        "allowPrivilegeEscalation": false,
-        "readOnlyRootFilesystem": true,
-        "capabilities": {"drop": ["ALL"]},
-    });
-    let resources = json!({
-        "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request, "ephemeral-storage": settings.storage_request},
-        "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit, "ephemeral-storage": settings.storage_limit},
-    });
+/// The image of a server or build: `REXEC_SERVER_IMAGE` with the python version.
+pub fn image(settings: &ServerSettings, reqs: &Requirements) -> String {
+    settings.image.replace("{python}", &reqs.python)
+}
+
+/// The pod-level security of servers and builds: non-root, seccomp `RuntimeDefault`.
+pub(super) fn pod_security() -> serde_json::Value {
+    json!({
+        "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    })
+}
+
+/// A container of a server or a build: a fixed command, nothing privileged, bounded, and its
+/// last log lines kept as its termination message when it fails.
+pub(super) fn container(
+    settings: &ServerSettings,
+    reqs: &Requirements,
+    name: &str,
+    command: serde_json::Value,
+    env: Vec<serde_json::Value>,
+    mounts: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "name": name, "image": image(settings, reqs), "command": command, "env": env,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "allowPrivilegeEscalation": false,
+            "readOnlyRootFilesystem": true,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "resources": {
+            "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request, "ephemeral-storage": settings.storage_request},
+            "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit, "ephemeral-storage": settings.storage_limit},
+        },
+        "volumeMounts": mounts,
+    })
+}
+
+/// The caller's claim of the shared volume of environments, which the server mounts read-only.
+pub fn environment_claim(owner: &Owner, settings: &ServerSettings) -> PersistentVolumeClaim {
+    typed(json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": ENVIRONMENT_CLAIM, "namespace": owner.namespace, "labels": owner.labels()},
+        "spec": {
+            "accessModes": ["ReadOnlyMany"],
+            "storageClassName": settings.environments.storage_class,
+            "resources": {"requests": {"storage": "1Gi"}},
+        },
+    }))
+}
+
+/// The server of a generation, on build `build` of its environment.
+pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, generation: u64, build: u64) -> Pod {
+    let environment = Environment::of(settings, reqs);
     let mounts = json!([
-        {"name": "rexec", "mountPath": "/opt/rexec"},
+        {"name": "environment", "mountPath": "/opt/rexec/env", "subPath": environment.directory(build), "readOnly": true},
         {"name": "tmp", "mountPath": "/tmp"},
-        {"name": "requirements", "mountPath": "/opt/rexec/requirements", "readOnly": true},
     ]);
     let common_env = vec![
         json!({"name": "HOME", "value": "/tmp"}),
         json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
     ];
-    let mut install_env = common_env.clone();
-    install_env.push(json!({"name": "REXEC_INSTALLER", "value": settings.installer.name()}));
-    if let Egress::Proxy { url, .. } = &settings.egress {
-        install_env.push(json!({"name": "PIP_INDEX_URL", "value": url}));
-        install_env.push(json!({"name": "UV_DEFAULT_INDEX", "value": url}));
-    }
-    let mut fetch_env = common_env.clone();
-    fetch_env.push(json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}));
-    if let Some(sha) = &settings.source_sha256 {
-        fetch_env.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": sha}));
-    }
     let mut server_env = vec![
         json!({"name": "REXEC_USER_ID", "value": owner.sub}),
         json!({"name": "REXEC_BROKER_ADDR", "value": settings.broker.host()}),
         json!({"name": "REXEC_BROKER_PORT", "value": settings.broker.port.to_string()}),
-        json!({"name": "PYTHONPATH", "value": "/opt/rexec/packages"}),
+        json!({"name": "PYTHONPATH", "value": "/opt/rexec/env/packages"}),
         json!({"name": "PYTHONUNBUFFERED", "value": "1"}),
     ];
-    server_env.extend(common_env);
-    // Every container: fixed command, no privileges, bounded, and its last log lines kept as
-    // its termination message when it fails.
-    let container = |name: &str, command: serde_json::Value, env: Vec<serde_json::Value>| {
-        json!({"name": name, "image": image, "command": command, "env": env,
-               "terminationMessagePolicy": "FallbackToLogsOnError",
-               "securityContext": security, "resources": resources, "volumeMounts": mounts})
-    };
+    server_env.extend(common_env.clone());
     let mut server = container(
+        settings,
+        reqs,
         SERVER_CONTAINER,
         json!([
             "python",
@@ -294,17 +351,27 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
             "$(REXEC_BROKER_PORT)"
         ]),
         server_env,
+        mounts.clone(),
     );
-    server["workingDir"] = json!("/opt/rexec/server");
+    server["workingDir"] = json!("/opt/rexec/env/server");
     server["readinessProbe"] = json!({
         "exec": {"command": ["python", "-c", PROBE_SCRIPT]},
         "periodSeconds": 1, "timeoutSeconds": 5, "successThreshold": 1, "failureThreshold": 3,
     });
-    build(json!({
+    let wait = container(
+        settings,
+        reqs,
+        WAIT_CONTAINER,
+        json!(["python", "-c", WAIT_SCRIPT]),
+        common_env,
+        mounts,
+    );
+    typed(json!({
         "metadata": {
             "name": pod_name(generation),
             "namespace": owner.namespace,
-            "labels": {MANAGED_BY: MANAGER, APP: APP_NAME, OWNER: owner.slug, DIGEST: &reqs.digest[..32], GENERATION: generation.to_string()},
+            "labels": {MANAGED_BY: MANAGER, APP: APP_NAME, OWNER: owner.slug, DIGEST: &reqs.digest[..32],
+                       GENERATION: generation.to_string(), ENVIRONMENT: environment.label(), BUILD: build.to_string()},
             "annotations": {SUB: owner.sub},
         },
         "spec": {
@@ -312,19 +379,12 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
             "enableServiceLinks": false,
             "restartPolicy": "Always",
             "terminationGracePeriodSeconds": 10,
-            "securityContext": {
-                "runAsNonRoot": true, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": pod_security(),
             "volumes": [
-                {"name": "rexec", "emptyDir": {"sizeLimit": settings.storage_limit}},
+                {"name": "environment", "persistentVolumeClaim": {"claimName": ENVIRONMENT_CLAIM, "readOnly": true}},
                 {"name": "tmp", "emptyDir": {"sizeLimit": settings.storage_limit}},
-                {"name": "requirements", "configMap": {"name": claim::NAME}},
             ],
-            "initContainers": [
-                container(FETCH_CONTAINER, json!(["python", "-c", FETCH_SCRIPT]), fetch_env),
-                container(INSTALL_CONTAINER, json!(["python", "-c", INSTALL_SCRIPT]), install_env),
-            ],
+            "initContainers": [wait],
             "containers": [server],
         },
     }))
@@ -337,7 +397,7 @@ mod tests {
     use super::*;
     use crate::config::Vars;
     use crate::identity::Identity;
-    use crate::server::claim::{REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
+    use crate::server::environment::{self, REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
     use crate::server::naming::Naming;
     use crate::server::requirements::RequirementsPolicy;
 
@@ -366,7 +426,7 @@ mod tests {
 
     #[test]
     fn the_pod_carries_the_caller_and_the_broker() {
-        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.12", "numpy"]), 3)).unwrap();
+        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.12", "numpy"]), 3, 1)).unwrap();
         assert_eq!(pod["metadata"]["name"], "rexec-server-3");
         let server = &pod["spec"]["containers"][0];
         assert_eq!(server["image"], "ghcr.io/astral-sh/uv:python3.12-bookworm-slim");
@@ -387,15 +447,21 @@ mod tests {
     }
 
     #[test]
-    fn the_installer_changes_one_value_of_the_pod() {
+    fn the_installer_changes_the_build_and_its_key_only() {
         let render = |installer: &str| {
             let s = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_INSTALLER", installer)])).unwrap();
-            serde_json::to_value(pod(&owner(), &s, &reqs(&["python==3.11"]), 1)).unwrap()
+            let r = reqs(&["python==3.11"]);
+            let env = Environment::of(&s, &r);
+            (
+                env.key.clone(),
+                serde_json::to_string(&environment::build_job(&env, &s, &r, 1)).unwrap(),
+            )
         };
-        let (uv, mut pip) = (render("uv"), render("pip"));
-        let install = &mut pip["spec"]["initContainers"][1];
-        assert_eq!(install["name"], INSTALL_CONTAINER);
-        let entry = install["env"]
+        let ((uv_key, uv), (pip_key, pip)) = (render("uv"), render("pip"));
+        assert_ne!(uv_key, pip_key);
+        let mut pip: serde_json::Value =
+            serde_json::from_str(&pip.replace(&pip_key, &uv_key).replace(&pip_key[..40], &uv_key[..40])).unwrap();
+        let entry = pip["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array_mut()
             .unwrap()
             .iter_mut()
@@ -403,12 +469,16 @@ mod tests {
             .unwrap();
         assert_eq!(entry["value"], "pip");
         entry["value"] = json!("uv");
-        assert_eq!(pip, uv, "REXEC_INSTALLER's value is all that differs");
+        assert_eq!(
+            pip,
+            serde_json::from_str::<serde_json::Value>(&uv).unwrap(),
+            "REXEC_INSTALLER's value is all that differs"
+        );
     }
 
     #[test]
     fn the_pod_is_locked_down() {
-        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1)).unwrap();
+        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1, 1)).unwrap();
         let spec = &pod["spec"];
         assert_eq!(spec["automountServiceAccountToken"], false);
         assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
@@ -419,7 +489,13 @@ mod tests {
             .iter()
             .chain(spec["containers"].as_array().unwrap())
             .collect();
-        assert_eq!(containers.len(), 3);
+        assert_eq!(containers.len(), 2);
+        let mounts = &spec["containers"][0]["volumeMounts"];
+        assert_eq!(
+            mounts[0]["readOnly"], true,
+            "the environment is read-only for the server"
+        );
+        assert_eq!(spec["volumes"][0]["persistentVolumeClaim"]["readOnly"], true);
         for c in containers {
             assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{}", c["name"]);
             assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
@@ -430,28 +506,29 @@ mod tests {
     }
 
     #[test]
-    fn caller_text_reaches_only_the_configmap() {
+    fn caller_text_reaches_only_the_build_files() {
         let hostile = "scipy; python_version > \"3.8\"";
         let r = reqs(&["python==3.11", hostile, "numpy<2"]);
-        let o = owner();
-        let pod_text = serde_json::to_string(&pod(&o, &settings(), &r, 1)).unwrap();
-        assert!(
-            !pod_text.contains("scipy") && !pod_text.contains("numpy"),
-            "requirements stay out of the pod spec"
-        );
+        let s = settings();
+        let env = Environment::of(&s, &r);
+        for text in [
+            serde_json::to_string(&pod(&owner(), &s, &r, 1, 1)).unwrap(),
+            serde_json::to_string(&environment::build_job(&env, &s, &r, 1)).unwrap(),
+        ] {
+            assert!(
+                !text.contains("scipy") && !text.contains("numpy"),
+                "requirements stay out of pod specs"
+            );
+        }
         for file in [REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE] {
             assert!(
-                INSTALL_SCRIPT.contains(&format!("\"-r\", \"/opt/rexec/requirements/{file}\"")),
+                BUILD_SCRIPT.contains(&format!("\"-r\", \"/opt/rexec/requirements/{file}\"")),
                 "{file}"
             );
         }
-        let cm = claim::build(&o, &settings(), &r, 1);
-        let data = cm.data.unwrap();
+        let data = environment::build_files(&env, &s, &r, 1).data.unwrap();
         assert_eq!(data[REQUIREMENTS_FILE], format!("{hostile}\nnumpy<2\n"));
         assert!(data[SERVER_REQUIREMENTS_FILE].contains("pyzmq"));
-        let annotations = cm.metadata.annotations.unwrap();
-        assert_eq!(annotations[DIGEST], r.digest);
-        assert_eq!(annotations[claim::PYTHON], "3.11");
     }
 
     fn egress(settings: &ServerSettings) -> Vec<serde_json::Value> {
@@ -529,9 +606,10 @@ mod tests {
             rules[2],
             json!({"to": [{"ipBlock": {"cidr": "10.0.3.7/32"}}], "ports": [{"protocol": "TCP", "port": 3141}]})
         );
-        let pod = serde_json::to_value(pod(&owner(), &s, &reqs(&["python==3.11"]), 1)).unwrap();
-        let install = &pod["spec"]["initContainers"][1];
-        assert_eq!(install["name"], "install");
+        let r = reqs(&["python==3.11"]);
+        let job = serde_json::to_value(environment::build_job(&Environment::of(&s, &r), &s, &r, 1)).unwrap();
+        let install = &job["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(install["name"], BUILD_CONTAINER);
         for variable in ["PIP_INDEX_URL", "UV_DEFAULT_INDEX"] {
             assert!(
                 install["env"]
@@ -551,7 +629,7 @@ mod tests {
 
     #[test]
     fn storage_is_bounded_everywhere() {
-        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1)).unwrap();
+        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1, 1)).unwrap();
         for volume in pod["spec"]["volumes"].as_array().unwrap() {
             if volume.get("emptyDir").is_some() {
                 assert_eq!(volume["emptyDir"]["sizeLimit"], "8Gi", "{volume}");
@@ -660,7 +738,7 @@ mod tests {
         );
         assert_eq!(ns["metadata"]["labels"][MANAGED_BY], MANAGER);
         assert_eq!(ns["metadata"]["annotations"][SUB], "Alice");
-        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1)).unwrap();
+        let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.11"]), 1, 1)).unwrap();
         assert_eq!(restricted_violations(&pod["spec"]), Vec::<String>::new());
         let mut bad = pod["spec"].clone();
         bad["hostNetwork"] = json!(true);

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 
 use super::broker::BrokerService;
+use super::environment::EnvironmentSettings;
 use crate::config::{ConfigError, Vars};
 
 /// The default image: Python with uv, from uv's publisher.
@@ -30,6 +31,8 @@ pub struct ServerSettings {
     pub storage_request: String,
     pub storage_limit: String,
     pub egress: Egress,
+    /// Where environments are built and kept.
+    pub environments: EnvironmentSettings,
 }
 
 /// What installs a server's requirements. `uv` needs an image that carries it (the default
@@ -161,6 +164,7 @@ impl ServerSettings {
                 .unwrap_or("8Gi")
                 .to_owned(),
             egress: Egress::from_vars(vars)?,
+            environments: EnvironmentSettings::from_vars(vars)?,
         })
     }
 }

@@ -25,6 +25,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{StreamExt, pin_mut};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
@@ -33,6 +34,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::claim::{self, Claim};
+use super::environment::{self, Environment};
 use super::error::ServerError;
 use super::manifests;
 use super::naming::{MANAGER, Naming, Owner};
@@ -289,7 +291,7 @@ impl Spawner {
         let cm = match existing {
             Some(cm) => cm,
             None => match claims
-                .create(&PostParams::default(), &claim::build(&owner, &self.settings, reqs, 1))
+                .create(&PostParams::default(), &claim::build(&owner, reqs, 1))
                 .await
             {
                 Ok(cm) => {
@@ -339,7 +341,7 @@ impl Spawner {
             _ => Spawned::Replaced,
         };
         let generation = current.generation + 1;
-        let mut replacement = claim::build(&owner, &self.settings, reqs, generation);
+        let mut replacement = claim::build(&owner, reqs, generation);
         replacement.metadata.resource_version = current.resource_version.clone();
         let cm = claims
             .replace(claim::NAME, &PostParams::default(), &replacement)
@@ -461,7 +463,8 @@ impl Spawner {
         }
     }
 
-    /// Brings the namespace's labels and its guard rails (quota, limits, network policy) to what
+    /// Brings the namespace's labels, its guard rails (quota, limits, network policy) and its claim
+    /// of the environments' volume to what
     /// this release writes, on every spawn: a hardened release reaches existing namespaces.
     async fn reconcile_guard_rails(&self, client: &Client, owner: &Owner) -> Result<(), ServerError> {
         let ns = &owner.namespace;
@@ -479,11 +482,16 @@ impl Spawner {
                 Api::namespaced(client.clone(), ns),
                 manifests::network_policy(owner, &self.settings)
             ),
+            apply(
+                Api::namespaced(client.clone(), ns),
+                manifests::environment_claim(owner, &self.settings)
+            ),
         )?;
         Ok(())
     }
 
-    /// Creates the pod of `generation`; a concurrent spawn's, when it created it first.
+    /// Creates the pod of `generation`, on the environment's latest usable build (started if
+    /// there is none); a concurrent spawn's, when it created it first.
     async fn create_pod(
         &self,
         pods: &Api<Pod>,
@@ -491,10 +499,11 @@ impl Spawner {
         reqs: &Requirements,
         generation: u64,
     ) -> Result<Option<Pod>, ServerError> {
+        let build = self.environment(pods, reqs).await?;
         match pods
             .create(
                 &PostParams::default(),
-                &manifests::pod(owner, &self.settings, reqs, generation),
+                &manifests::pod(owner, &self.settings, reqs, generation, build),
             )
             .await
         {
@@ -507,6 +516,47 @@ impl Spawner {
                 other => Err(other.into()),
             },
         }
+    }
+
+    /// The number of the environment's build a new server uses: the latest one that runs or is
+    /// fresh, or a new one, started here (see [`environment`](super::environment)).
+    async fn environment(&self, pods: &Api<Pod>, reqs: &Requirements) -> Result<u64, ServerError> {
+        let settings = &self.settings.environments;
+        let env = Environment::of(&self.settings, reqs);
+        let jobs: Api<Job> = Api::namespaced(pods.clone().into_client(), &settings.namespace);
+        let builds = jobs
+            .list(&ListParams::default().labels(&format!("{}={}", environment::ENVIRONMENT, env.label())))
+            .await
+            .map_err(ClusterError::from)?;
+        let number = match environment::latest(&builds.items, settings.max_age, SystemTime::now()) {
+            Some(build) if build.usable => return Ok(build.number),
+            Some(build) => build.number + 1,
+            None => 1,
+        };
+        let files: Api<ConfigMap> = Api::namespaced(jobs.clone().into_client(), &settings.namespace);
+        for created in [
+            files
+                .create(
+                    &PostParams::default(),
+                    &environment::build_files(&env, &self.settings, reqs, number),
+                )
+                .await
+                .map(|_| ()),
+            jobs.create(
+                &PostParams::default(),
+                &environment::build_job(&env, &self.settings, reqs, number),
+            )
+            .await
+            .map(|_| ()),
+        ] {
+            match created.map_err(ClusterError::from) {
+                // Another spawn started this build first: it is the one used.
+                Ok(()) | Err(ClusterError::AlreadyExists) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+        tracing::info!(environment = env.label(), build = number, "environment build started");
+        Ok(number)
     }
 }
 

@@ -14,13 +14,13 @@ use utoipa::ToSchema;
 use std::time::{Duration, SystemTime};
 
 use super::claim::Claim;
-use super::manifests::{FETCH_CONTAINER, INSTALL_CONTAINER};
+use super::manifests::WAIT_CONTAINER;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum Phase {
     /// Created, waiting for a node, an image, or the connection to the broker.
     Pending,
-    /// The rexec-server source and the requirements are being installed.
+    /// The environment is being built.
     Installing,
     /// The server runs and is connected to the broker.
     Ready,
@@ -38,9 +38,8 @@ pub enum Stage {
     Pending,
     /// On a node, its image being pulled.
     Scheduled,
-    /// The rexec-server source is being fetched.
-    Fetching,
-    /// The requirements are being installed.
+    /// The environment is being built (the server's source fetched, the requirements
+    /// installed), by this spawn or by another caller's with the same requirements.
     Building,
     /// The environment is ready; the server is being started.
     Starting,
@@ -56,7 +55,7 @@ impl Stage {
     pub fn phase(self) -> Phase {
         match self {
             Self::Pending | Self::Scheduled | Self::Starting | Self::Connecting => Phase::Pending,
-            Self::Fetching | Self::Building => Phase::Installing,
+            Self::Building => Phase::Installing,
             Self::Ready => Phase::Ready,
             Self::Failed => Phase::Failed,
             Self::Terminating => Phase::Terminating,
@@ -116,7 +115,7 @@ pub fn assess(pod: Option<&Pod>, events: &[Event]) -> Assessment {
         .status
         .as_ref()
         .and_then(|s| s.init_container_statuses.as_ref())
-        .and_then(|inits| inits.iter().find(|c| c.name == INSTALL_CONTAINER))
+        .and_then(|inits| inits.iter().find(|c| c.name == WAIT_CONTAINER))
         .and_then(|c| c.state.as_ref()?.terminated.as_ref())
         .filter(|t| t.exit_code == 0)
         .and_then(|t| serde_json::from_str(t.message.as_deref()?).ok());
@@ -195,12 +194,11 @@ fn stage(pod: &Pod, events: &[Event]) -> Assessment {
         }
         _ => {}
     }
-    if let Some(c) = inits.iter().find(running) {
-        return if c.name == FETCH_CONTAINER {
-            Assessment::new(Stage::Fetching, Some("Fetching the rexec-server source.".into()))
-        } else {
-            Assessment::new(Stage::Building, Some("Installing the requirements.".into()))
-        };
+    if inits.iter().any(|c| running(&c)) {
+        return Assessment::new(
+            Stage::Building,
+            Some("Building the environment: fetching the server's source and installing the requirements.".into()),
+        );
     }
     if !inits.is_empty() && condition(pod, "Initialized") {
         return Assessment::new(Stage::Starting, Some("The server is starting.".into()));
@@ -277,13 +275,9 @@ fn failure(c: &ContainerStatus, init: bool) -> Option<String> {
         .unwrap_or_default();
     // An init container that failed once fails again: what it does depends on nothing else.
     if init && terminated.is_some() {
-        return Some(if c.name == FETCH_CONTAINER {
-            format!("The rexec-server source cannot be fetched{exit}. Check REXEC_SERVER_SOURCE.{output}")
-        } else {
-            format!(
-                "The requirements cannot be installed{exit}: check the package names and versions for this python version, then spawn again.{output}"
-            )
-        });
+        return Some(format!(
+            "The environment cannot be built{exit}: check the package names and versions for this python version, then spawn again.{output}"
+        ));
     }
     let crashing = waiting == Some("CrashLoopBackOff") || (c.restart_count > 0 && terminated.is_some());
     if !crashing {
@@ -343,16 +337,12 @@ mod tests {
             (json!({"phase": "Pending"}), Stage::Pending),
             (json!({"phase": "Pending", "conditions": scheduled}), Stage::Scheduled),
             (
-                json!({"phase": "Pending", "conditions": scheduled, "initContainerStatuses": [running("fetch-server")]}),
-                Stage::Fetching,
-            ),
-            (
-                json!({"phase": "Pending", "conditions": scheduled, "initContainerStatuses": [done("fetch-server", ""), running("install")]}),
+                json!({"phase": "Pending", "conditions": scheduled, "initContainerStatuses": [running("wait-for-environment")]}),
                 Stage::Building,
             ),
             (
                 json!({"phase": "Pending", "conditions": [{"type": "Initialized", "status": "True"}],
-                    "initContainerStatuses": [done("fetch-server", ""), done("install", "{}")]}),
+                    "initContainerStatuses": [done("wait-for-environment", "{}")]}),
                 Stage::Starting,
             ),
             (
@@ -381,7 +371,7 @@ mod tests {
     #[test]
     fn the_versions_come_from_the_build() {
         let built = pod(json!({"phase": "Running", "initContainerStatuses": [
-            done("install", r#"{"python": "3.11.14", "dill": "0.4.0", "scidx-rexec": "0.1.0"}"#)]}));
+            done("wait-for-environment", r#"{"python": "3.11.14", "dill": "0.4.0", "scidx-rexec": "0.1.0"}"#)]}));
         let versions = assess(Some(&built), &[]).versions.unwrap();
         assert_eq!(
             (
@@ -391,29 +381,25 @@ mod tests {
             ),
             (Some("3.11.14"), Some("0.4.0"), Some("0.1.0"))
         );
-        let building = pod(json!({"phase": "Pending", "initContainerStatuses": [running("install")]}));
+        let building = pod(json!({"phase": "Pending", "initContainerStatuses": [running("wait-for-environment")]}));
         assert_eq!(assess(Some(&building), &[]).versions, None);
     }
 
     #[test]
     fn failures_say_what_to_do_at_once() {
-        let first_exit = json!({"name": "install", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
+        let first_exit = json!({"name": "wait-for-environment", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
             "state": {"terminated": {"exitCode": 1, "reason": "Error",
                 "message": "  x No solution found when resolving dependencies:\n  ╰─▶ Because nosuchpkg was not found in the package registry"}}});
         let unschedulable = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": "0/3 nodes are available: 3 Insufficient memory."}]});
         let cases = [
             (
-                json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "ErrImagePull")]}),
+                json!({"phase": "Pending", "initContainerStatuses": [waiting("wait-for-environment", "ErrImagePull")]}),
                 "cannot be pulled (ErrImagePull)",
             ),
             (
                 json!({"phase": "Pending", "initContainerStatuses": [first_exit]}),
-                "cannot be installed (exit code 1): check the package names and versions for this python version, then spawn again. Its last lines:\n  x No solution found",
-            ),
-            (
-                json!({"phase": "Pending", "initContainerStatuses": [waiting("fetch-server", "CrashLoopBackOff")]}),
-                "source cannot be fetched (exit code 1)",
+                "cannot be built (exit code 1): check the package names and versions for this python version, then spawn again. Its last lines:\n  x No solution found",
             ),
             (
                 unschedulable.clone(),
@@ -457,7 +443,9 @@ mod tests {
             {"metadata": {"name": "c"}, "involvedObject": {}, "type": "Normal", "message": "Scheduled", "lastTimestamp": "2026-11-22T10:06:00Z"},
         ]))
         .unwrap();
-        let failing = pod(json!({"phase": "Pending", "initContainerStatuses": [waiting("install", "ErrImagePull")]}));
+        let failing = pod(
+            json!({"phase": "Pending", "initContainerStatuses": [waiting("wait-for-environment", "ErrImagePull")]}),
+        );
         let reason = assess(Some(&failing), &events).reason.unwrap();
         assert!(
             reason.ends_with("Last event: Failed to pull image: not found"),

@@ -1,5 +1,7 @@
-//! The simulated kubelet: pods whose status advances with time (init containers, then Running
-//! and Ready) or fails as configured, with the Events a kubelet writes, and namespaces that
+//! The simulated kubelet and controllers: pods whose status advances with time (the first init
+//! container, then Running and Ready) or fails as configured, with the Events a kubelet writes;
+//! Jobs that complete (or fail) after the same install time, as the job controller records it
+//! (their pods are not made: the tests' pod runner runs a Job's template); and namespaces that
 //! finish terminating.
 
 use std::collections::HashMap;
@@ -17,7 +19,8 @@ pub enum PodOutcome {
     Ready,
     /// The image cannot be pulled (`ErrImagePull`, then `ImagePullBackOff`).
     ImagePullError,
-    /// The `install` init container (pip) exits 1 and backs off.
+    /// The environment's build fails: its Job fails, and the server's first init container
+    /// (the wait for the build) exits 1 with the installer's lines and backs off.
     InstallFails,
     /// The server container exits 1 and backs off (`CrashLoopBackOff`).
     CrashLoop,
@@ -57,6 +60,8 @@ pub(super) struct Pod {
     pub(super) outcome: PodOutcome,
     /// The image of each container, by name, as container statuses report it.
     pub(super) images: HashMap<String, String>,
+    /// The pod's first init container (the server's waits for its environment's build).
+    pub(super) init: String,
     pub(super) deleted: Option<Instant>,
     /// The last status written, so each change is written (and announced by an Event) once.
     pub(super) shown: &'static str,
@@ -110,6 +115,33 @@ pub(super) fn advance(store: &mut Store, behaviour: &Behaviour) {
     for (namespace, name) in gone {
         store.pods.remove(&(namespace.clone(), name.clone()));
         store.remove(&("pods".into(), namespace, name));
+    }
+    let jobs: Vec<(Key, Instant, PodOutcome)> = store
+        .jobs
+        .iter()
+        .map(|(key, (created, outcome))| (key.clone(), *created, *outcome))
+        .collect();
+    for (key, created, outcome) in jobs {
+        if now.duration_since(created) < behaviour.install_time {
+            continue;
+        }
+        store.jobs.remove(&key);
+        let Some(mut job) = store.objects.get(&key).cloned() else {
+            continue;
+        };
+        let at = timestamp(SystemTime::now());
+        let started = job["status"]["startTime"].clone();
+        job["status"] = if outcome == PodOutcome::InstallFails {
+            json!({"startTime": started, "failed": 1, "conditions": [
+                {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"},
+                {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]})
+        } else {
+            json!({"startTime": started, "completionTime": at, "succeeded": 1, "conditions": [
+                {"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]})
+        };
+        store.version += 1;
+        job["metadata"]["resourceVersion"] = json!(store.version.to_string());
+        store.objects.insert(key, job);
     }
     let keys: Vec<(String, String)> = store.pods.keys().cloned().collect();
     for (namespace, name) in keys {
@@ -176,11 +208,10 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
     let age = now.duration_since(pod.created);
     let cond = |t: &str, s: bool| json!({"type": t, "status": if s { "True" } else { "False" }});
     let installed = age >= b.install_time;
-    let fetched = json!({"name": "fetch-server", "ready": true, "restartCount": 0,
-        "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}});
-    // What the install script writes as its termination message once it succeeded.
+    let init = pod.init.as_str();
+    // What the wait for the environment ends with once the build succeeded: the versions.
     let installed_versions = r#"{"python": "3.11.14", "dill": "0.4.0", "scidx-rexec": "0.1.0"}"#;
-    let init_done = json!([fetched, {"name": "install", "ready": true, "restartCount": 0,
+    let init_done = json!([{"name": init, "ready": true, "restartCount": 0,
         "state": {"terminated": {"exitCode": 0, "reason": "Completed", "message": installed_versions}}}]);
     match pod.outcome {
         PodOutcome::ImagePullError => {
@@ -190,25 +221,25 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
                 ("Pull", "ErrImagePull")
             };
             let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
-                "initContainerStatuses": [waiting("install", reason, "Back-off pulling image \"python:3.11-slim\"")],
+                "initContainerStatuses": [waiting(init, reason, "Back-off pulling image \"python:3.11-slim\"")],
                 "containerStatuses": [waiting("server", "PodInitializing", "")]});
             let event = Some(("Warning", "Failed", "Failed to pull image \"python:3.11-slim\": rpc error: code = NotFound desc = failed to pull and unpack image: not found".to_owned()));
             (stage, status, event)
         }
         _ if !installed => {
             let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
-                "initContainerStatuses": [fetched, {"name": "install", "ready": false, "restartCount": 0, "state": {"running": {"startedAt": timestamp(SystemTime::now())}}}],
+                "initContainerStatuses": [{"name": init, "ready": false, "restartCount": 0, "state": {"running": {"startedAt": timestamp(SystemTime::now())}}}],
                 "containerStatuses": [waiting("server", "PodInitializing", "")]});
             (
                 "Installing",
                 status,
-                Some(("Normal", "Started", "Started container install".to_owned())),
+                Some(("Normal", "Started", format!("Started container {init}"))),
             )
         }
         PodOutcome::InstallFails => {
             let status = json!({"phase": "Pending", "conditions": [cond("PodScheduled", true), cond("Initialized", false), cond("Ready", false)],
-                "initContainerStatuses": [fetched, {"name": "install", "ready": false, "restartCount": 2,
-                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed container=install"}},
+                "initContainerStatuses": [{"name": init, "ready": false, "restartCount": 2,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 20s restarting failed container={init}")}},
                     "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": INSTALL_FAILURE}}}],
                 "containerStatuses": [waiting("server", "PodInitializing", "")]});
             (
@@ -217,7 +248,7 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
                 Some((
                     "Warning",
                     "BackOff",
-                    "Back-off restarting failed container install".to_owned(),
+                    format!("Back-off restarting failed container {init}"),
                 )),
             )
         }

@@ -105,6 +105,19 @@ impl KubeStandIn {
         let app = Router::new().fallback(api::serve).with_state(shared.clone());
         let (addr, task) = crate::listen(port, app, "Kubernetes stand-in").await;
         let stand_in = Self { addr, shared, task };
+        // What deploy/k8s/environments.yaml makes: the namespace of the environments' builds,
+        // and its writable claim of the shared volume.
+        stand_in.put(
+            "namespaces",
+            json!({"metadata": {"name": "rexec-environments", "labels": {"app.kubernetes.io/managed-by": "rexec-lambda"}},
+                "status": {"phase": "Active"}}),
+        );
+        stand_in.put(
+            "persistentvolumeclaims",
+            json!({"metadata": {"name": "rexec-environments", "namespace": "rexec-environments"},
+                "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "rexec-environments", "resources": {"requests": {"storage": "100Gi"}}},
+                "status": {"phase": "Bound"}}),
+        );
         stand_in.put(
             "nodes",
             json!({"metadata": {"name": "node-1"}, "status": {"addresses": [

@@ -25,6 +25,8 @@ pub(super) fn kind_of(resource: &str) -> Option<(&'static str, &'static str, boo
         "resourcequotas" => ("v1", "ResourceQuota", true),
         "limitranges" => ("v1", "LimitRange", true),
         "networkpolicies" => ("networking.k8s.io/v1", "NetworkPolicy", true),
+        "jobs" => ("batch/v1", "Job", true),
+        "persistentvolumeclaims" => ("v1", "PersistentVolumeClaim", true),
         _ => return None,
     })
 }

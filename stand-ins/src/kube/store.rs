@@ -26,6 +26,8 @@ pub(super) struct Store {
     /// Removed objects, with the `resourceVersion` of their removal, oldest first.
     pub(super) tombstones: Vec<(u64, Key, Value)>,
     pub(super) pods: HashMap<(String, String), Pod>,
+    /// Jobs not finished yet: when they were created, and how they end.
+    pub(super) jobs: HashMap<Key, (Instant, kubelet::PodOutcome)>,
     pub(super) terminating: HashMap<String, Instant>,
 }
 
@@ -143,6 +145,15 @@ pub(super) fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, 
     object["kind"] = json!(kind);
     match target.resource.as_str() {
         "namespaces" => object["status"] = json!({"phase": "Active"}),
+        "jobs" => {
+            object["status"] = json!({"startTime": timestamp(SystemTime::now()), "active": 1});
+            store
+                .jobs
+                .insert(key(target, &name), (Instant::now(), behaviour.pod_outcome));
+        }
+        "persistentvolumeclaims" => {
+            object["status"] = json!({"phase": "Bound", "accessModes": object["spec"]["accessModes"]})
+        }
         "pods" => {
             object["status"] = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]});
             store.pods.insert(
@@ -160,6 +171,10 @@ pub(super) fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, 
                             )
                         })
                         .collect(),
+                    init: object["spec"]["initContainers"][0]["name"]
+                        .as_str()
+                        .unwrap_or("init")
+                        .to_owned(),
                     deleted: None,
                     shown: "Pending",
                 },
