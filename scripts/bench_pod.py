@@ -40,20 +40,19 @@ RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 
 def with_installer(pod: dict, installer: str) -> dict:
     pod = json.loads(json.dumps(pod))
-    for container in pod["spec"]["initContainers"]:
+    for container in pod["spec"]["containers"]:
         for entry in container["env"]:
             if entry["name"] == "REXEC_INSTALLER":
                 entry["value"] = installer
     return pod
 
 
-def until_ready(runner: PodRunner, server: subprocess.Popen) -> float:
+def until_ready(runner: PodRunner, server: subprocess.Popen) -> None:
     started = time.monotonic()
     while not runner.probe("server"):
         if server.poll() is not None or time.monotonic() - started > 60:
             raise SystemExit("the server never became ready")
         time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def main():
@@ -78,23 +77,34 @@ def main():
             f"{ready['cluster']}/api/v1/namespaces/{server['namespace']}/{path}",
             headers={"Authorization": "Bearer local"}, timeout=10,
         ).json()
-        pod, claim = get(f"pods/{server['name']}"), get("configmaps/rexec-server")
+        pod = get(f"pods/{server['name']}")
+        labels = pod["metadata"]["labels"]
+        build = f"env-{labels['rexec.ndp.io/environment']}-{labels['rexec.ndp.io/build']}"
+        environments = f"{ready['cluster']}/api/v1/namespaces/rexec-environments"
+        files = requests.get(f"{environments}/configmaps/{build}", headers={"Authorization": "Bearer local"}, timeout=10).json()
+        job = requests.get(f"{environments.replace('/api/v1/', '/apis/batch/v1/')}/jobs/{build}",
+                           headers={"Authorization": "Bearer local"}, timeout=10).json()
+        image = ROOT / ".venv" / "pod" / "bin"
+        services = ["rexec-broker.rexec.svc"]
         for run in range(RUNS):
             for installer in ("uv", "pip"):
-                runner = PodRunner(with_installer(pod, installer), {"rexec-server": claim["data"]},
-                                   ["rexec-broker.rexec.svc"], ROOT / ".venv" / "pod" / "bin", work / f"{run}-{installer}")
-                fetched = runner.run("fetch-server")
-                built = runner.run("install")
-                assert fetched.exit_code == 0 and built.exit_code == 0, built.output
-                note(f"install ({installer})", built.seconds)
+                volume = work / f"{run}-{installer}-volume"
+                builder = PodRunner(with_installer(job["spec"]["template"], installer), {build: files["data"]}, services,
+                                    image, work / f"{run}-{installer}-build", claims={"rexec-environments": volume})
+                built = builder.run("build")
+                assert built.exit_code == 0, built.output
+                note(f"build ({installer})", built.seconds)
                 if installer == "pip":
                     continue
-                note("fetch", fetched.seconds)
+                runner = PodRunner(pod, {}, services, image, work / f"{run}-server", claims={"rexec-environments": volume})
+                started = time.monotonic()
+                assert runner.run("wait-for-environment").exit_code == 0
                 process = runner.start("server", work / f"{run}-server.log")
                 try:
-                    connected = until_ready(runner, process)
-                    note("server ready", connected)
-                    note("new environment", fetched.seconds + built.seconds + connected)
+                    until_ready(runner, process)
+                    connected = time.monotonic() - started
+                    note("server ready, built before", connected)
+                    note("new environment", built.seconds + connected)
                     init = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
                     stopped = time.monotonic()
                     os.kill(init, signal.SIGTERM)
@@ -109,9 +119,9 @@ def main():
         stack.wait(timeout=60)
         broker.stop()
         mirror.stop()
-    print(f"\n{RUNS} runs, seconds          median    min    max")
+    print(f"\n{RUNS} runs, seconds              median    min    max")
     for name, values in figures.items():
-        print(f"{name:<24} {statistics.median(values):7.2f} {min(values):6.2f} {max(values):6.2f}")
+        print(f"{name:<28} {statistics.median(values):7.2f} {min(values):6.2f} {max(values):6.2f}")
     print(f"spawn right after terminate: answered {sorted(set(after_terminate))} in {len(after_terminate)} runs")
 
 
