@@ -1,5 +1,6 @@
 //! Environments built once and shared by every caller who asks for the same one, as BinderHub
-//! and Ray's `runtime_env` do.
+//! and Ray's `runtime_env` do: their identity and their builds' state (the build's objects are
+//! in [`super::manifests`]).
 //!
 //! An environment's key is a digest of everything that changes what is built: the image (so the
 //! python and the installer's version), the installer, the package index, the server's source
@@ -17,16 +18,11 @@
 //! Servers mount the volume read-only: no user function ever runs with write access to a
 //! shared environment.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ConfigMap;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::manifests::{self, BUILD_CONTAINER, BUILD_SCRIPT, ENVIRONMENT_CLAIM};
-use super::naming::{MANAGED_BY, MANAGER};
 use super::requirements::Requirements;
 use super::settings::{Egress, ServerSettings};
 use crate::config::{ConfigError, Vars};
@@ -85,7 +81,7 @@ impl Environment {
         };
         let identity = [
             "rexec-environment/1".to_owned(),
-            format!("image={}", manifests::image(settings, reqs)),
+            format!("image={}", settings.image_for(&reqs.python)),
             format!("installer={}", settings.installer.name()),
             format!("index={index}"),
             format!(
@@ -163,85 +159,10 @@ fn number(job: &Job) -> u64 {
         .unwrap_or(0)
 }
 
-fn labels(env: &Environment, n: u64) -> serde_json::Value {
-    json!({MANAGED_BY: MANAGER, ENVIRONMENT: env.label(), BUILD: n.to_string()})
-}
-
-/// The requirement files of build `n`, which its builder reads.
-pub fn build_files(env: &Environment, settings: &ServerSettings, reqs: &Requirements, n: u64) -> ConfigMap {
-    let data: BTreeMap<&str, String> = BTreeMap::from([
-        (REQUIREMENTS_FILE, reqs.file()),
-        (
-            SERVER_REQUIREMENTS_FILE,
-            settings.server_requirements.iter().map(|l| format!("{l}\n")).collect(),
-        ),
-    ]);
-    serde_json::from_value(json!({
-        "metadata": {"name": env.build_name(n), "namespace": settings.environments.namespace, "labels": labels(env, n)},
-        "data": data,
-    }))
-    .expect("the build's files match the Kubernetes schema")
-}
-
-/// The Job of build `n`: one try, the build's directory alone writable, nothing privileged.
-pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requirements, n: u64) -> Job {
-    let mounts = json!([
-        {"name": "environments", "mountPath": "/opt/rexec/env", "subPath": env.directory(n)},
-        {"name": "requirements", "mountPath": "/opt/rexec/requirements", "readOnly": true},
-        {"name": "tmp", "mountPath": "/tmp"},
-    ]);
-    let mut env_vars = vec![
-        json!({"name": "HOME", "value": "/tmp"}),
-        json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
-        json!({"name": "REXEC_INSTALLER", "value": settings.installer.name()}),
-        json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}),
-    ];
-    if let Some(sha) = &settings.source_sha256 {
-        env_vars.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": sha}));
-    }
-    if let Egress::Proxy { url, .. } = &settings.egress {
-        env_vars.push(json!({"name": "PIP_INDEX_URL", "value": url}));
-        env_vars.push(json!({"name": "UV_DEFAULT_INDEX", "value": url}));
-    }
-    let builder = manifests::container(
-        settings,
-        reqs,
-        BUILD_CONTAINER,
-        json!(["python", "-c", BUILD_SCRIPT]),
-        env_vars,
-        mounts,
-    );
-    serde_json::from_value(json!({
-        "metadata": {
-            "name": env.build_name(n),
-            "namespace": settings.environments.namespace,
-            "labels": labels(env, n),
-            "annotations": {ENVIRONMENT: env.key},
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "template": {
-                "metadata": {"labels": labels(env, n)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": false,
-                    "enableServiceLinks": false,
-                    "securityContext": manifests::pod_security(),
-                    "volumes": [
-                        {"name": "environments", "persistentVolumeClaim": {"claimName": ENVIRONMENT_CLAIM}},
-                        {"name": "requirements", "configMap": {"name": env.build_name(n)}},
-                        {"name": "tmp", "emptyDir": {"sizeLimit": settings.storage_limit}},
-                    ],
-                    "containers": [builder],
-                },
-            },
-        },
-    }))
-    .expect("the build's Job matches the Kubernetes schema")
-}
-
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::server::requirements::RequirementsPolicy;
 
@@ -344,34 +265,6 @@ mod tests {
                 number: 2,
                 usable: false
             })
-        );
-    }
-
-    #[test]
-    fn a_build_writes_its_own_directory_only_and_holds_no_privilege() {
-        let s = settings(&[]);
-        let r = reqs(&["python==3.11", "scipy; python_version > \"3.8\""]);
-        let env = Environment::of(&s, &r);
-        let job = serde_json::to_value(build_job(&env, &s, &r, 2)).unwrap();
-        assert_eq!(job["metadata"]["namespace"], "rexec-environments");
-        assert_eq!(job["spec"]["backoffLimit"], 0);
-        let pod = &job["spec"]["template"]["spec"];
-        assert_eq!(pod["automountServiceAccountToken"], false);
-        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-        let builder = &pod["containers"][0];
-        assert_eq!(builder["securityContext"]["allowPrivilegeEscalation"], false);
-        assert_eq!(
-            builder["volumeMounts"][0],
-            json!({"name": "environments", "mountPath": "/opt/rexec/env", "subPath": format!("{}/2", env.key)})
-        );
-        assert!(
-            !serde_json::to_string(&job).unwrap().contains("scipy"),
-            "requirements stay in the ConfigMap"
-        );
-        let files = build_files(&env, &s, &r, 2);
-        assert_eq!(
-            files.data.unwrap()[REQUIREMENTS_FILE],
-            "scipy; python_version > \"3.8\"\n"
         );
     }
 }

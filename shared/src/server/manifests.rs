@@ -1,4 +1,5 @@
-//! The Kubernetes objects of a caller's rexec-server.
+//! The Kubernetes objects of a caller's rexec-server, and of an environment's build (its Job and
+//! requirement files, see [`super::environment`]).
 //!
 //! The namespace enforces the `restricted` Pod Security Standard. In it: the guard rails, a
 //! ResourceQuota, a LimitRange and a NetworkPolicy (no ingress; egress to DNS, the broker's
@@ -14,12 +15,15 @@
 //! own `$(VAR)` expansion. It is Ready when it holds a connection to the broker. No caller text
 //! ever reaches a command line or a shell.
 
-use k8s_openapi::api::core::v1::{LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::json;
 
 use super::claim::{DIGEST, GENERATION};
-use super::environment::{BUILD, ENVIRONMENT, Environment};
+use super::environment::{BUILD, ENVIRONMENT, Environment, REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
 use super::settings::{Egress, ServerSettings};
@@ -267,11 +271,6 @@ pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy
     }))
 }
 
-/// The image of a server or build: `REXEC_SERVER_IMAGE` with the python version.
-pub fn image(settings: &ServerSettings, reqs: &Requirements) -> String {
-    settings.image.replace("{python}", &reqs.python)
-}
-
 /// The pod-level security of servers and builds: non-root, seccomp `RuntimeDefault`.
 pub(super) fn pod_security() -> serde_json::Value {
     json!({
@@ -291,7 +290,7 @@ pub(super) fn container(
     mounts: serde_json::Value,
 ) -> serde_json::Value {
     json!({
-        "name": name, "image": image(settings, reqs), "command": command, "env": env,
+        "name": name, "image": settings.image_for(&reqs.python), "command": command, "env": env,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
             "allowPrivilegeEscalation": false,
@@ -390,6 +389,83 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
     }))
 }
 
+fn build_labels(env: &Environment, n: u64) -> serde_json::Value {
+    json!({MANAGED_BY: MANAGER, ENVIRONMENT: env.label(), BUILD: n.to_string()})
+}
+
+/// The requirement files of build `n`, which its builder reads.
+pub fn build_files(env: &Environment, settings: &ServerSettings, reqs: &Requirements, n: u64) -> ConfigMap {
+    let data: BTreeMap<&str, String> = BTreeMap::from([
+        (REQUIREMENTS_FILE, reqs.file()),
+        (
+            SERVER_REQUIREMENTS_FILE,
+            settings.server_requirements.iter().map(|l| format!("{l}\n")).collect(),
+        ),
+    ]);
+    serde_json::from_value(json!({
+        "metadata": {"name": env.build_name(n), "namespace": settings.environments.namespace, "labels": build_labels(env, n)},
+        "data": data,
+    }))
+    .expect("the build's files match the Kubernetes schema")
+}
+
+/// The Job of build `n`: one try, the build's directory alone writable, nothing privileged.
+pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requirements, n: u64) -> Job {
+    let mounts = json!([
+        {"name": "environments", "mountPath": "/opt/rexec/env", "subPath": env.directory(n)},
+        {"name": "requirements", "mountPath": "/opt/rexec/requirements", "readOnly": true},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]);
+    let mut env_vars = vec![
+        json!({"name": "HOME", "value": "/tmp"}),
+        json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
+        json!({"name": "REXEC_INSTALLER", "value": settings.installer.name()}),
+        json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}),
+    ];
+    if let Some(sha) = &settings.source_sha256 {
+        env_vars.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": sha}));
+    }
+    if let Egress::Proxy { url, .. } = &settings.egress {
+        env_vars.push(json!({"name": "PIP_INDEX_URL", "value": url}));
+        env_vars.push(json!({"name": "UV_DEFAULT_INDEX", "value": url}));
+    }
+    let builder = container(
+        settings,
+        reqs,
+        BUILD_CONTAINER,
+        json!(["python", "-c", BUILD_SCRIPT]),
+        env_vars,
+        mounts,
+    );
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": env.build_name(n),
+            "namespace": settings.environments.namespace,
+            "labels": build_labels(env, n),
+            "annotations": {ENVIRONMENT: env.key},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"labels": build_labels(env, n)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": pod_security(),
+                    "volumes": [
+                        {"name": "environments", "persistentVolumeClaim": {"claimName": ENVIRONMENT_CLAIM}},
+                        {"name": "requirements", "configMap": {"name": env.build_name(n)}},
+                        {"name": "tmp", "emptyDir": {"sizeLimit": settings.storage_limit}},
+                    ],
+                    "containers": [builder],
+                },
+            },
+        },
+    }))
+    .expect("the build's Job matches the Kubernetes schema")
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -397,7 +473,7 @@ mod tests {
     use super::*;
     use crate::config::Vars;
     use crate::identity::Identity;
-    use crate::server::environment::{self, REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
+
     use crate::server::naming::Naming;
     use crate::server::requirements::RequirementsPolicy;
 
@@ -454,7 +530,7 @@ mod tests {
             let env = Environment::of(&s, &r);
             (
                 env.key.clone(),
-                serde_json::to_string(&environment::build_job(&env, &s, &r, 1)).unwrap(),
+                serde_json::to_string(&build_job(&env, &s, &r, 1)).unwrap(),
             )
         };
         let ((uv_key, uv), (pip_key, pip)) = (render("uv"), render("pip"));
@@ -513,7 +589,7 @@ mod tests {
         let env = Environment::of(&s, &r);
         for text in [
             serde_json::to_string(&pod(&owner(), &s, &r, 1, 1)).unwrap(),
-            serde_json::to_string(&environment::build_job(&env, &s, &r, 1)).unwrap(),
+            serde_json::to_string(&build_job(&env, &s, &r, 1)).unwrap(),
         ] {
             assert!(
                 !text.contains("scipy") && !text.contains("numpy"),
@@ -526,7 +602,7 @@ mod tests {
                 "{file}"
             );
         }
-        let data = environment::build_files(&env, &s, &r, 1).data.unwrap();
+        let data = build_files(&env, &s, &r, 1).data.unwrap();
         assert_eq!(data[REQUIREMENTS_FILE], format!("{hostile}\nnumpy<2\n"));
         assert!(data[SERVER_REQUIREMENTS_FILE].contains("pyzmq"));
     }
@@ -607,7 +683,7 @@ mod tests {
             json!({"to": [{"ipBlock": {"cidr": "10.0.3.7/32"}}], "ports": [{"protocol": "TCP", "port": 3141}]})
         );
         let r = reqs(&["python==3.11"]);
-        let job = serde_json::to_value(environment::build_job(&Environment::of(&s, &r), &s, &r, 1)).unwrap();
+        let job = serde_json::to_value(build_job(&Environment::of(&s, &r), &s, &r, 1)).unwrap();
         let install = &job["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(install["name"], BUILD_CONTAINER);
         for variable in ["PIP_INDEX_URL", "UV_DEFAULT_INDEX"] {
@@ -756,5 +832,33 @@ mod tests {
         assert_eq!(quota["spec"]["hard"]["limits.memory"], "8Gi");
         assert_eq!(quota["spec"]["hard"]["requests.cpu"], "500m");
         assert_eq!(quota["spec"]["hard"]["pods"], "2");
+    }
+
+    #[test]
+    fn a_build_writes_its_own_directory_only_and_holds_no_privilege() {
+        let s = settings();
+        let r = reqs(&["python==3.11", "scipy; python_version > \"3.8\""]);
+        let env = Environment::of(&s, &r);
+        let job = serde_json::to_value(build_job(&env, &s, &r, 2)).unwrap();
+        assert_eq!(job["metadata"]["namespace"], "rexec-environments");
+        assert_eq!(job["spec"]["backoffLimit"], 0);
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        let builder = &pod["containers"][0];
+        assert_eq!(builder["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(
+            builder["volumeMounts"][0],
+            json!({"name": "environments", "mountPath": "/opt/rexec/env", "subPath": format!("{}/2", env.key)})
+        );
+        assert!(
+            !serde_json::to_string(&job).unwrap().contains("scipy"),
+            "requirements stay in the ConfigMap"
+        );
+        let files = build_files(&env, &s, &r, 2);
+        assert_eq!(
+            files.data.unwrap()[REQUIREMENTS_FILE],
+            "scipy; python_version > \"3.8\"\n"
+        );
     }
 }

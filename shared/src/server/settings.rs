@@ -109,6 +109,11 @@ fn is_cidr(s: &str) -> bool {
 }
 
 impl ServerSettings {
+    /// The image of a server or build for a python version.
+    pub fn image_for(&self, python: &str) -> String {
+        self.image.replace("{python}", python)
+    }
+
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let image = vars.get("REXEC_SERVER_IMAGE").unwrap_or(DEFAULT_IMAGE).to_owned();
         if !image.contains("{python}") {

@@ -538,13 +538,13 @@ impl Spawner {
             files
                 .create(
                     &PostParams::default(),
-                    &environment::build_files(&env, &self.settings, reqs, number),
+                    &manifests::build_files(&env, &self.settings, reqs, number),
                 )
                 .await
                 .map(|_| ()),
             jobs.create(
                 &PostParams::default(),
-                &environment::build_job(&env, &self.settings, reqs, number),
+                &manifests::build_job(&env, &self.settings, reqs, number),
             )
             .await
             .map(|_| ()),
