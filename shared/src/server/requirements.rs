@@ -10,8 +10,8 @@
 //! `REXEC_MAX_REQUIREMENTS` lines or a line longer than `REXEC_MAX_REQUIREMENT_LENGTH`.
 //!
 //! A refusal names the line by its number with a fixed reason in our words: it never quotes
-//! the line or the parser. Accepted lines reach the pod verbatim as a file read by
-//! `pip install -r`: never a command line. Their identity is a digest of the normalised lines,
+//! the line or the parser. Accepted lines reach the environment's build verbatim as a file the
+//! installer reads with `-r` (uv or pip): never a command line. Their identity is a digest of the normalised lines,
 //! in any order, with the interpreter.
 
 use std::collections::HashMap;
@@ -170,7 +170,7 @@ pub struct Requirements {
 }
 
 impl Requirements {
-    /// The requirements file read by `pip install -r`.
+    /// The requirements file the installer reads with `-r`.
     pub fn file(&self) -> String {
         self.packages.iter().map(|line| format!("{line}\n")).collect()
     }

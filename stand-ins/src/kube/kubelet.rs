@@ -165,8 +165,8 @@ pub(super) fn advance(store: &mut Store, behaviour: &Behaviour) {
 }
 
 /// Completes container statuses as a kubelet writes them: one per container the pod has (the
-/// simulated pod runs `fetch-server` and `install`, then `server`), each naming its `image`, and
-/// its `imageID` once the image was pulled (empty before).
+/// simulated pod runs its first init container, then `server`), each naming its `image`, and its
+/// `imageID` once the image was pulled (empty before).
 fn with_images(status: &mut Value, images: &HashMap<String, String>) {
     for list in ["initContainerStatuses", "containerStatuses"] {
         if let Some(entries) = status[list].as_array_mut() {
