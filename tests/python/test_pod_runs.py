@@ -107,6 +107,7 @@ def test_a_build_installs_the_environment_from_the_mirror(spawned, tmp_path, ins
     assert json.loads((env / ".complete").read_text()) == versions
     assert (env / "server" / "run_server.py").is_file()
     assert (env / "packages" / "six.py").is_file() and (env / "packages" / "zmq").is_dir()
+    assert not (env / ".cache").exists(), "the installer's cache does not stay"
     print(f"\n{installer}: build {built.seconds:.2f} s")
 
 

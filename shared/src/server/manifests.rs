@@ -49,7 +49,7 @@ pub const PRIVATE_IPV6: [&str; 2] = ["fc00::/7", "fe80::/10"];
 /// output echoed. It ends with a marker: `.complete` holding the JSON of the versions a client
 /// must match (python, dill, scidx-rexec), or `.failed` holding what went wrong (the installer's
 /// last lines); the same text is the container's termination message.
-pub const BUILD_SCRIPT: &str = r#"import collections, hashlib, io, json, os, platform, subprocess, sys, tarfile, urllib.request
+pub const BUILD_SCRIPT: &str = r#"import collections, hashlib, io, json, os, platform, shutil, subprocess, sys, tarfile, urllib.request
 root = "/opt/rexec/env"
 def finish(marker, text, code):
     with open(os.path.join(root, marker), "w") as out:
@@ -73,8 +73,10 @@ with tarfile.open(fileobj=io.BytesIO(data)) as archive:
         m.name = m.name.split("/", 1)[1]
     archive.extractall(os.path.join(root, "server"), members=members, filter="data")
 target = os.path.join(root, "packages")
+cache = os.path.join(root, ".cache")
 if os.environ["REXEC_INSTALLER"] == "uv":
-    command = ["uv", "pip", "install", "--no-cache", "--link-mode", "copy", "--python", sys.executable]
+    # A cache in the build's own directory, so that the packages are hard-linked, not copied.
+    command = ["uv", "pip", "install", "--cache-dir", cache, "--link-mode", "hardlink", "--python", sys.executable]
 else:
     command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
 command += ["--target", target, "-r", "/opt/rexec/requirements/server-requirements.txt", "-r", "/opt/rexec/requirements/requirements.txt"]
@@ -83,7 +85,9 @@ tail = collections.deque(maxlen=25)
 for line in installer.stdout:
     sys.stdout.write(line)
     tail.append(line)
-if installer.wait() != 0:
+installer.wait()
+shutil.rmtree(cache, ignore_errors=True)
+if installer.returncode != 0:
     finish(".failed", "".join(tail), installer.returncode)
 from importlib import metadata
 versions = {"python": platform.python_version()}
