@@ -105,7 +105,7 @@ def main():
                     connected = time.monotonic() - started
                     note("server ready, built before", connected)
                     note("new environment", built.seconds + connected)
-                    init = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
+                    init = PodRunner.pid_1(process)
                     stopped = time.monotonic()
                     os.kill(init, signal.SIGTERM)
                     process.wait(timeout=30)

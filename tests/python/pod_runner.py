@@ -150,10 +150,11 @@ class PodRunner:
             message = "\n".join(output.splitlines()[-80:])[-2048:]
         return Finished(process.returncode, output, message, seconds)
 
-    def start(self, name: str, log: Path) -> subprocess.Popen:
-        """Starts a long-running container; its output goes to `log`."""
+    def start(self, name: str, log: Path, command: list[str] | None = None) -> subprocess.Popen:
+        """Starts a long-running container (with `command` instead of its own, when given); its
+        output goes to `log`."""
         with log.open("w") as out:
-            return self._launch(self.container(name), stdout=out, stderr=subprocess.STDOUT)[0]
+            return self._launch(self.container(name), command=command, stdout=out, stderr=subprocess.STDOUT)[0]
 
     def probe(self, name: str) -> bool:
         """Runs the container's exec readiness probe once (in namespaces of its own, with the
@@ -165,6 +166,18 @@ class PodRunner:
             return process.wait(timeout=container["readinessProbe"].get("timeoutSeconds", 1) + 5) == 0
         finally:
             self.kill(process)
+
+    @staticmethod
+    def pid_1(process: subprocess.Popen, timeout: float = 10) -> int:
+        """The container's PID 1 (the child `unshare` forked), as seen from here."""
+        deadline = time.monotonic() + timeout
+        while True:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            if children:
+                return int(children[0])
+            if time.monotonic() > deadline:
+                raise TimeoutError("the container never started")
+            time.sleep(0.01)
 
     @staticmethod
     def kill(process: subprocess.Popen) -> None:

@@ -159,8 +159,7 @@ def test_a_server_on_a_finished_build_installs_nothing_connects_answers_and_stop
         notebook = {"__name__": "__main__"}
         exec("def add_one(x):\n    return x + 1\n", notebook)
         assert remote_func(notebook["add_one"])(41) == 42
-        init = int(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()[0])
-        os.kill(init, signal.SIGTERM)
+        os.kill(PodRunner.pid_1(process), signal.SIGTERM)
         assert process.wait(timeout=5) == 128 + signal.SIGTERM
         assert not pod.probe("server")
     finally:
