@@ -16,6 +16,7 @@ Run with the clients venv after `make test` has installed it (.venv/pod, .venv/m
 
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -119,6 +120,7 @@ def main():
         stack.wait(timeout=60)
         broker.stop()
         mirror.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\n{RUNS} runs, seconds              median    min    max")
     for name, values in figures.items():
         print(f"{name:<28} {statistics.median(values):7.2f} {min(values):6.2f} {max(values):6.2f}")
