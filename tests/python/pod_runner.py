@@ -15,8 +15,9 @@ where the runner does what a kubelet and a container runtime do:
 - /etc/hosts resolves the cluster's Service names (`<name>.<namespace>.svc`) to 127.0.0.1, as
   cluster DNS would;
 - `$(VAR)` in the command is expanded from the container's environment, as Kubernetes does.
-The image is not pulled: `image_path` stands for it (a Python with uv, like the default image).
-Networking is the machine's."""
+The image is not pulled: `image_path`, the `bin` directory of a virtual environment (a Python
+with uv, like the default image), stands for it; it is mounted at /opt/.image and comes first on
+the `PATH`. Networking is the machine's."""
 
 import json
 import os
@@ -53,6 +54,10 @@ for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("st
 open("/dev/termination-log", "w").close()
 run("mount", "--bind", spec["termination_log"], "/dev/termination-log")
 run("mount", "--bind", spec["hosts"], "/etc/hosts")
+# The image, mounted before the pod's /tmp hides whatever of the machine's lies there.
+os.makedirs("/opt/.image")
+run("mount", "--bind", spec["image"], "/opt/.image")
+run("mount", "-o", "remount,bind,ro", "/opt/.image")
 run("umount", "--lazy", "/opt/.host-dev")
 os.rmdir("/opt/.host-dev")
 tmp = None
@@ -111,7 +116,7 @@ class PodRunner:
         return next(c for c in spec.get("initContainers", []) + spec["containers"] if c["name"] == name)
 
     def _launch(self, container: dict, command: list[str] | None = None, **popen) -> tuple[subprocess.Popen, Path]:
-        env = {"PATH": f"{self.image_path}:/usr/local/bin:/usr/bin:/bin"}
+        env = {"PATH": "/opt/.image/bin:/usr/local/bin:/usr/bin:/bin"}
         env.update({e["name"]: e["value"] for e in container.get("env", [])})
         expand = lambda part: re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), part)  # noqa: E731
         mounts = []
@@ -126,7 +131,8 @@ class PodRunner:
         log = self.workdir / f"{container['name']}.termination-log"
         log.write_text("")
         spec = {
-            "termination_log": str(log), "hosts": str(self.hosts), "mounts": mounts, "env": env,
+            "termination_log": str(log), "hosts": str(self.hosts), "image": str(self.image_path.parent),
+            "mounts": mounts, "env": env,
             "working_dir": container.get("workingDir", "/"),
             "command": [expand(part) for part in (command or container["command"])],
         }
