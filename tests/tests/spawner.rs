@@ -8,7 +8,7 @@ use rexec_shared::http::error::ApiError;
 use rexec_shared::identity::Identity;
 use rexec_shared::server::error::ServerError;
 use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
-use rexec_shared::server::spawner::{Spawned, Spawner, Terminated};
+use rexec_shared::server::spawner::{ServerView, Spawned, Spawner, Terminated};
 use rexec_shared::server::status::{Phase, Stage};
 use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, PodOutcome};
 use serde_json::json;
@@ -63,6 +63,14 @@ fn reqs(lines: &[&str]) -> Requirements {
 
 const NS: &str = "rexec-u-1";
 const ENVIRONMENTS: &str = "rexec-environments";
+
+/// u-1's spawn of the plainest environment, which must be answered.
+async fn first_spawn(s: &Setup) -> (Spawned, ServerView) {
+    s.spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap()
+}
 
 /// The environments' builds: their Jobs, oldest first.
 fn builds(s: &Setup) -> Vec<serde_json::Value> {
@@ -469,11 +477,7 @@ async fn a_stale_or_failed_build_is_built_again() {
 #[tokio::test]
 async fn a_spawn_waits_until_the_server_is_connected() {
     let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "10")]).await;
-    let (outcome, view) = s
-        .spawner
-        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap();
+    let (outcome, view) = first_spawn(&s).await;
     assert_eq!(
         (outcome, view.stage, view.ready),
         (Spawned::Created, Stage::Ready, true)
@@ -487,11 +491,7 @@ async fn a_spawn_waits_until_the_server_is_connected() {
         "the pod is watched, not polled"
     );
     assert_eq!(s.cluster.count("GET", "pods"), 1, "one watch, no polling");
-    let (outcome, view) = s
-        .spawner
-        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap();
+    let (outcome, view) = first_spawn(&s).await;
     assert_eq!((outcome, view.stage), (Spawned::Reused, Stage::Ready));
 }
 
@@ -502,11 +502,7 @@ async fn past_its_wait_a_spawn_answers_with_the_stage_reached() {
         install_time: Duration::from_secs(30),
         ..Behaviour::default()
     });
-    let (outcome, view) = s
-        .spawner
-        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap();
+    let (outcome, view) = first_spawn(&s).await;
     assert_eq!(
         (outcome, view.stage, view.ready),
         (Spawned::Created, Stage::Building, false)
@@ -569,11 +565,7 @@ async fn an_image_that_cannot_be_pulled_fails_the_spawn_without_waiting() {
         pod_outcome: PodOutcome::ImagePullError,
         ..Behaviour::default()
     });
-    let (_, view) = s
-        .spawner
-        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap();
+    let (_, view) = first_spawn(&s).await;
     assert_eq!(view.stage, Stage::Failed);
     let reason = view.reason.unwrap();
     assert!(
@@ -589,22 +581,14 @@ async fn a_server_not_ready_within_the_start_timeout_fails_and_frees_its_room() 
         install_time: Duration::from_secs(60),
         ..Behaviour::default()
     });
-    let (_, view) = s
-        .spawner
-        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap();
+    let (_, view) = first_spawn(&s).await;
     // The spawn's wait ended first; the start timeout is seen on a later look.
     if view.stage != Stage::Failed {
         tokio::time::sleep(Duration::from_secs(3)).await;
         let view = s.spawner.servers().describe(&caller("u-1")).await.unwrap().unwrap();
         assert_eq!(view.stage, Stage::Failed);
     }
-    let (outcome, view) = s
-        .spawner
-        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
-        .await
-        .unwrap();
+    let (outcome, view) = first_spawn(&s).await;
     assert_eq!(outcome, Spawned::Replaced, "a timed-out server is tried anew");
     assert_eq!(view.generation, 2);
 }

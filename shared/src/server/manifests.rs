@@ -275,6 +275,15 @@ pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy
     }))
 }
 
+/// The environment every container of servers and builds has: a writable home, no bytecode
+/// written.
+fn common_env() -> Vec<serde_json::Value> {
+    vec![
+        json!({"name": "HOME", "value": "/tmp"}),
+        json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
+    ]
+}
+
 /// The pod-level security of servers and builds: non-root, seccomp `RuntimeDefault`.
 pub(super) fn pod_security() -> serde_json::Value {
     json!({
@@ -329,10 +338,7 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
         {"name": "environment", "mountPath": "/opt/rexec/env", "subPath": environment.directory(build), "readOnly": true},
         {"name": "tmp", "mountPath": "/tmp"},
     ]);
-    let common_env = vec![
-        json!({"name": "HOME", "value": "/tmp"}),
-        json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
-    ];
+    let common_env = common_env();
     let mut server_env = vec![
         json!({"name": "REXEC_USER_ID", "value": owner.sub}),
         json!({"name": "REXEC_BROKER_ADDR", "value": settings.broker.host()}),
@@ -406,11 +412,10 @@ pub fn build_files(env: &Environment, settings: &ServerSettings, reqs: &Requirem
             settings.server_requirements.iter().map(|l| format!("{l}\n")).collect(),
         ),
     ]);
-    serde_json::from_value(json!({
+    typed(json!({
         "metadata": {"name": env.build_name(n), "namespace": settings.environments.namespace, "labels": build_labels(env, n)},
         "data": data,
     }))
-    .expect("the build's files match the Kubernetes schema")
 }
 
 /// The Job of build `n`: one try, the build's directory alone writable, nothing privileged.
@@ -420,12 +425,9 @@ pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requiremen
         {"name": "requirements", "mountPath": "/opt/rexec/requirements", "readOnly": true},
         {"name": "tmp", "mountPath": "/tmp"},
     ]);
-    let mut env_vars = vec![
-        json!({"name": "HOME", "value": "/tmp"}),
-        json!({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}),
-        json!({"name": "REXEC_INSTALLER", "value": settings.installer.name()}),
-        json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}),
-    ];
+    let mut env_vars = common_env();
+    env_vars.push(json!({"name": "REXEC_INSTALLER", "value": settings.installer.name()}));
+    env_vars.push(json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}));
     if let Some(sha) = &settings.source_sha256 {
         env_vars.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": sha}));
     }
@@ -441,7 +443,7 @@ pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requiremen
         env_vars,
         mounts,
     );
-    serde_json::from_value(json!({
+    typed(json!({
         "metadata": {
             "name": env.build_name(n),
             "namespace": settings.environments.namespace,
@@ -467,7 +469,6 @@ pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requiremen
             },
         },
     }))
-    .expect("the build's Job matches the Kubernetes schema")
 }
 
 #[cfg(test)]
