@@ -120,6 +120,34 @@ def test_pods_read_at_every_stage_listed_by_selectors_and_deleted_with_precondit
     assert core.read_namespaced_pod("rexec-server-1", namespace).metadata.deletion_timestamp is not None
 
 
+def test_logs_are_served_as_the_kubelet_serves_them(api, namespace):
+    core = client.CoreV1Api(api)
+    container = {"name": "server", "image": "python:3.11-slim", "command": ["python", "-c", "pass"]}
+    core.create_namespaced_pod(
+        namespace,
+        {"metadata": {"name": "rexec-server-1"},
+         "spec": {"initContainers": [dict(container, name="install")], "containers": [container]}},
+    )
+    # The init container runs (the stand-in's take seconds); the server waits for it.
+    assert core.read_namespaced_pod_log("rexec-server-1", namespace, container="install", tail_lines=20) == ""
+    with pytest.raises(ApiException) as waiting:
+        core.read_namespaced_pod_log("rexec-server-1", namespace)
+    assert waiting.value.status == 400
+    assert json.loads(waiting.value.body)["message"] == (
+        'container "server" in pod "rexec-server-1" is waiting to start: PodInitializing'
+    )
+    assert refused(core.read_namespaced_pod_log, "rexec-server-1", namespace, container="nope") == (400, "BadRequest")
+    assert refused(core.read_namespaced_pod_log, "rexec-server-2", namespace) == (404, "NotFound")
+    core.create_namespaced_pod(
+        namespace, {"metadata": {"name": "two"}, "spec": {"containers": [container, dict(container, name="sidecar")]}}
+    )
+    with pytest.raises(ApiException) as unnamed:
+        core.read_namespaced_pod_log("two", namespace)
+    assert json.loads(unnamed.value.body)["message"] == (
+        "a container name must be specified for pod two, choose one of: [server sidecar]"
+    )
+
+
 def test_guard_rails_by_server_side_apply(api, namespace):
     core = client.CoreV1Api(api)
     networking = client.NetworkingV1Api(api)

@@ -137,6 +137,28 @@ def test_a_failed_build_is_reported_by_the_server_with_the_installers_lines(spaw
     assert "nosuchpkg-rexec" in waited.termination_message
 
 
+def test_the_wait_for_a_build_follows_its_steps_and_the_installers_lines(spawned, tmp_path):
+    volume = tmp_path / "volume"
+    output = tmp_path / "wait.log"
+    waiting = server(spawned, volume, tmp_path / "server").start("wait-for-environment", output)
+    try:
+        built = builder(spawned, volume, tmp_path / "build").run("build")
+        assert built.exit_code == 0, built.output
+        assert waiting.wait(timeout=30) == 0, output.read_text()
+    finally:
+        PodRunner.kill(waiting)
+    lines = output.read_text().splitlines()
+    # The steps GET /rexec/server reads from the tail of this log (status::STEP_*).
+    assert [line for line in lines if line.startswith("rexec: ")] == [
+        "rexec: waiting for the environment's build",
+        "rexec: fetching the rexec-server source",
+        "rexec: installing the requirements with uv",
+    ]
+    installing = lines.index("rexec: installing the requirements with uv")
+    assert any(line.startswith("Installed ") for line in lines[installing:]), lines
+    assert (directory(spawned, volume) / ".log").read_text().splitlines() == lines[1:], "the build's own log"
+
+
 def test_a_server_on_a_finished_build_installs_nothing_connects_answers_and_stops(spawned, broker, tmp_path):
     volume = tmp_path / "volume"
     assert builder(spawned, volume, tmp_path / "build").run("build").exit_code == 0

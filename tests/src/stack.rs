@@ -9,6 +9,9 @@ use serde_json::json;
 use rexec_stand_ins::identity_service::{IdentityService, dev_users};
 use rexec_stand_ins::kube::KubeStandIn;
 
+/// `REXEC_SERVER_SOURCE_SHA256` for the stand-in, whose pods run nothing: no source is fetched.
+pub const UNFETCHED_SOURCE_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 pub struct Stack {
     pub identity: IdentityService,
     pub cluster: KubeStandIn,
@@ -28,7 +31,7 @@ impl Stack {
     }
 
     /// Settings for a function: the identity service, the allowed group of the development
-    /// users, the stand-in's kubeconfig, then `extra`.
+    /// users, the stand-in's kubeconfig, the server source's SHA-256, then `extra`.
     pub fn vars(&self, extra: &[(&str, &str)]) -> Vars {
         let url = self.identity.url();
         let mut pairs = vec![
@@ -36,6 +39,7 @@ impl Stack {
             ("GROUP_NAMES", "/ndp_ep/ep-dev"),
             ("KUBECONFIG", self.kubeconfig.to_str().unwrap()),
             ("KUBE_TIMEOUT_SECONDS", "2"),
+            ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
         ];
         pairs.extend_from_slice(extra);
         Vars::from_pairs(pairs)

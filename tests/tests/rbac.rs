@@ -3,6 +3,7 @@
 //! those rules enforced, under the bearer token of its own group.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
 
 use rexec_shared::cluster::{Cluster, ClusterError};
 use rexec_shared::config::Vars;
@@ -147,6 +148,23 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
     let read = Servers::from_vars(&vars("rexec-lambda-read")).unwrap();
     let view = read.describe(&who).await.unwrap().expect("a server");
     assert_eq!(view.stage, Stage::Failed);
+    // get-server while an environment is built: the build's progress, from its wait's log.
+    stack.cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(30),
+        ..Behaviour::default()
+    });
+    let answer_at_once = stack.vars(&[
+        ("KUBECONFIG", kubeconfigs["rexec-lambda-spawn"].as_str()),
+        ("REXEC_SPAWN_WAIT_SECONDS", "0"),
+    ]);
+    let building = caller("u-3");
+    Spawner::from_vars(&answer_at_once)
+        .unwrap()
+        .spawn(&building, &policy.check(&["python==3.11"]).unwrap(), false)
+        .await
+        .unwrap();
+    let view = read.describe(&building).await.unwrap().expect("a server");
+    assert_eq!(view.stage, Stage::Building);
     // get-broker-config
     stack.add_broker_service("LoadBalancer");
     let broker_vars = vars("rexec-lambda-broker");

@@ -298,7 +298,7 @@ async fn a_spawn_answers_202_with_the_stage_or_422_with_the_failure() {
     assert_eq!(body["server"]["stage"], "building");
     assert_eq!(
         body["Status"],
-        "Your rexec server is on its way (Building the environment: fetching the server's source and installing the requirements.). GET /rexec/server follows it."
+        "Your rexec server is on its way (Building the environment.). GET /rexec/server follows it."
     );
 
     stack.cluster.set_behaviour(Behaviour {

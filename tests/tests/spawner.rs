@@ -9,8 +9,9 @@ use rexec_shared::identity::Identity;
 use rexec_shared::server::error::ServerError;
 use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
 use rexec_shared::server::spawner::{ServerView, Spawned, Spawner, Terminated};
-use rexec_shared::server::status::{Phase, Stage};
+use rexec_shared::server::status::{Phase, STEP_FETCHING, STEP_INSTALLING, STEP_WAITING, Stage};
 use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, PodOutcome};
+use rexec_tests::stack::UNFETCHED_SOURCE_SHA256;
 use serde_json::json;
 
 /// The answer the API gives for `err`: how a caller sees it.
@@ -34,6 +35,7 @@ async fn setup_with(settings: &[(&str, &str)]) -> Setup {
     let mut pairs = vec![
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("KUBE_TIMEOUT_SECONDS", "2"),
+        ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
     ];
     pairs.extend_from_slice(settings);
     let spawner = Spawner::from_vars(&Vars::from_pairs(pairs)).unwrap();
@@ -507,10 +509,69 @@ async fn past_its_wait_a_spawn_answers_with_the_stage_reached() {
         (outcome, view.stage, view.ready),
         (Spawned::Created, Stage::Building, false)
     );
+    assert_eq!(view.reason.as_deref(), Some("Building the environment."));
+    assert_eq!(view.progress, None, "a spawn reads the pod's status only");
+}
+
+#[tokio::test]
+async fn while_the_environment_is_built_get_server_follows_the_build() {
+    let s = setup().await;
+    s.cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(30),
+        ..Behaviour::default()
+    });
+    first_spawn(&s).await;
+    let who = caller("u-1");
+    let describe = || async { s.spawner.servers().describe(&who).await.unwrap().unwrap() };
+    let view = describe().await;
+    assert_eq!((view.stage, view.phase), (Stage::Building, Phase::Installing));
     assert_eq!(
         view.reason.as_deref(),
-        Some("Building the environment: fetching the server's source and installing the requirements.")
+        Some("Building the environment: installing the requirements.")
     );
+    // What the wait for the build prints, step by step, as its script does.
+    let wait = "wait-for-environment";
+    s.cluster
+        .write_log(NS, "rexec-server-1", wait, &format!("{STEP_WAITING}\n"));
+    let view = describe().await;
+    assert_eq!(
+        (view.stage, view.reason.as_deref(), view.progress),
+        (
+            Stage::Building,
+            Some("Waiting for the environment's build to start."),
+            None
+        )
+    );
+    s.cluster
+        .write_log(NS, "rexec-server-1", wait, &format!("{STEP_FETCHING}\n"));
+    assert_eq!(describe().await.stage, Stage::Fetching);
+    s.cluster.write_log(
+        NS,
+        "rexec-server-1",
+        wait,
+        &format!("{STEP_INSTALLING} with uv\nResolved 6 packages in 41ms\nPrepared 6 packages in 380ms\n"),
+    );
+    let view = describe().await;
+    assert_eq!(
+        (view.stage, view.progress.as_deref()),
+        (Stage::Building, Some("Prepared 6 packages in 380ms"))
+    );
+    assert_eq!(s.cluster.count("GET", "pods/log"), 4, "one read of the log per answer");
+    // A log that cannot be read: the stage from the pod's status, the answer unharmed.
+    s.cluster
+        .inject(Some("GET"), Some("pods/log"), Fault::Status(500), None);
+    let view = describe().await;
+    assert_eq!((view.stage, view.progress), (Stage::Building, None));
+    s.cluster.clear_faults();
+    // Built and started: the log is not read any more.
+    s.cluster.set_behaviour(Behaviour {
+        install_time: Duration::ZERO,
+        start_time: Duration::ZERO,
+        ..Behaviour::default()
+    });
+    let reads = s.cluster.count("GET", "pods/log");
+    assert_eq!(describe().await.stage, Stage::Ready);
+    assert_eq!(s.cluster.count("GET", "pods/log"), reads);
 }
 
 #[tokio::test]

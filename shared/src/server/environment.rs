@@ -84,11 +84,7 @@ impl Environment {
             format!("image={}", settings.image_for(&reqs.python)),
             format!("installer={}", settings.installer.name()),
             format!("index={index}"),
-            format!(
-                "source={}#{}",
-                settings.source,
-                settings.source_sha256.as_deref().unwrap_or_default()
-            ),
+            format!("source={}#{}", settings.source, settings.source_sha256),
             format!("server={}", settings.server_requirements.join("\n")),
             format!("requirements={}", reqs.digest),
         ]
@@ -165,6 +161,7 @@ mod tests {
 
     use super::*;
     use crate::server::requirements::RequirementsPolicy;
+    use crate::server::settings::test_settings;
 
     fn reqs(lines: &[&str]) -> Requirements {
         RequirementsPolicy::from_vars(&Vars::default())
@@ -174,7 +171,7 @@ mod tests {
     }
 
     fn settings(pairs: &[(&str, &str)]) -> ServerSettings {
-        ServerSettings::from_vars(&Vars::from_pairs(pairs.iter().copied())).unwrap()
+        test_settings(pairs).unwrap()
     }
 
     #[test]

@@ -44,29 +44,39 @@ pub const PRIVATE_IPV6: [&str; 2] = ["fc00::/7", "fe80::/10"];
 
 /// The build of an environment into /opt/rexec/env (a directory of its own on the shared
 /// volume): the pinned rexec-server source archive `REXEC_SERVER_SOURCE`, checked against
-/// `REXEC_SERVER_SOURCE_SHA256` when set, unpacked into `server/`, then the server's requirements
-/// and the caller's installed into `packages/` by the installer `REXEC_INSTALLER` names, its
-/// output echoed. It ends with a marker: `.complete` holding the JSON of the versions a client
+/// `REXEC_SERVER_SOURCE_SHA256`, unpacked into `server/`, then the server's requirements
+/// and the caller's installed into `packages/` by the installer `REXEC_INSTALLER` names. It
+/// prints a line at each step ([`super::status::STEP_FETCHING`], [`super::status::STEP_INSTALLING`])
+/// and the installer's output, and keeps them in `.log` (lines cut at 500 characters). It ends with a marker: `.complete` holding the JSON of the versions a client
 /// must match (python, dill, scidx-rexec), or `.failed` holding what went wrong (the installer's
 /// last lines); the same text is the container's termination message.
 pub const BUILD_SCRIPT: &str = r#"import collections, hashlib, io, json, os, platform, shutil, subprocess, sys, tarfile, urllib.request
 root = "/opt/rexec/env"
+# The build's output, kept with it: the servers' wait for the build follows it.
+log = open(os.path.join(root, ".log"), "a")
+def say(line):
+    sys.stdout.write(line)
+    log.write(line[:500].rstrip("\n") + "\n")
+    log.flush()
 def finish(marker, text, code):
     with open(os.path.join(root, marker), "w") as out:
         out.write(text)
-    with open("/dev/termination-log", "w") as log:
-        log.write(text[-3000:])
+    with open("/dev/termination-log", "w") as out:
+        out.write(text[-3000:])
     sys.exit(code)
+def fail(text):
+    say(text)
+    finish(".failed", text, 1)
 url = os.environ["REXEC_SERVER_SOURCE"]
-expected = os.environ.get("REXEC_SERVER_SOURCE_SHA256", "")
-print("fetching the rexec-server source", flush=True)
+expected = os.environ["REXEC_SERVER_SOURCE_SHA256"]
+say("rexec: fetching the rexec-server source\n")
 try:
     data = urllib.request.urlopen(url, timeout=120).read()
 except OSError as error:
-    finish(".failed", "the rexec-server source cannot be fetched: " + str(error) + "\n", 1)
+    fail("the rexec-server source cannot be fetched: " + str(error) + "\n")
 digest = hashlib.sha256(data).hexdigest()
-if expected and digest != expected:
-    finish(".failed", "rexec-server source: sha256 " + digest + " is not REXEC_SERVER_SOURCE_SHA256\n", 1)
+if digest != expected:
+    fail("rexec-server source: sha256 " + digest + " is not REXEC_SERVER_SOURCE_SHA256\n")
 with tarfile.open(fileobj=io.BytesIO(data)) as archive:
     members = [m for m in archive.getmembers() if "/" in m.name]
     for m in members:
@@ -74,21 +84,23 @@ with tarfile.open(fileobj=io.BytesIO(data)) as archive:
     archive.extractall(os.path.join(root, "server"), members=members, filter="data")
 target = os.path.join(root, "packages")
 cache = os.path.join(root, ".cache")
-if os.environ["REXEC_INSTALLER"] == "uv":
+installer = os.environ["REXEC_INSTALLER"]
+if installer == "uv":
     # A cache in the build's own directory, so that the packages are hard-linked, not copied.
     command = ["uv", "pip", "install", "--cache-dir", cache, "--link-mode", "hardlink", "--python", sys.executable]
 else:
     command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
 command += ["--target", target, "-r", "/opt/rexec/requirements/server-requirements.txt", "-r", "/opt/rexec/requirements/requirements.txt"]
-installer = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+say("rexec: installing the requirements with " + installer + "\n")
+process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
 tail = collections.deque(maxlen=25)
-for line in installer.stdout:
-    sys.stdout.write(line)
+for line in process.stdout:
+    say(line)
     tail.append(line)
-installer.wait()
+process.wait()
 shutil.rmtree(cache, ignore_errors=True)
-if installer.returncode != 0:
-    finish(".failed", "".join(tail), installer.returncode)
+if process.returncode != 0:
+    finish(".failed", "".join(tail), process.returncode)
 from importlib import metadata
 versions = {"python": platform.python_version()}
 for name in ("dill", "scidx-rexec"):
@@ -97,22 +109,33 @@ for name in ("dill", "scidx-rexec"):
 finish(".complete", json.dumps(versions), 0)
 "#;
 
-/// Waits for the build of the environment mounted at /opt/rexec/env to end; its termination
-/// message is the build's marker: the versions, or what went wrong (then it fails).
+/// Waits for the build of the environment mounted at /opt/rexec/env to end, printing the build's
+/// output as it comes (its log, `.log`): the tail of this container's log says where the build
+/// is. Its termination message is the build's marker: the versions, or what went wrong (then it
+/// fails).
 const WAIT_SCRIPT: &str = r#"import os, sys, time
 root = "/opt/rexec/env"
-print("waiting for the environment's build", flush=True)
+print("rexec: waiting for the environment's build", flush=True)
+shown = 0
 while True:
-    for marker, code in ((".complete", 0), (".failed", 1)):
-        path = os.path.join(root, marker)
-        if os.path.exists(path):
-            with open(path) as found:
-                text = found.read()
-            with open("/dev/termination-log", "w") as log:
-                log.write(text[-3000:])
-            if code:
-                sys.stdout.write(text)
-            sys.exit(code)
+    # The markers are looked for first: the build writes its last lines before its marker.
+    ended = [(m, c) for m, c in ((".complete", 0), (".failed", 1)) if os.path.exists(os.path.join(root, m))]
+    try:
+        with open(os.path.join(root, ".log"), "rb") as log:
+            log.seek(shown)
+            output = log.read()
+    except FileNotFoundError:
+        output = b""
+    if output:
+        shown += len(output)
+        sys.stdout.buffer.write(output)
+        sys.stdout.flush()
+    for marker, code in ended:
+        with open(os.path.join(root, marker)) as found:
+            text = found.read()
+        with open("/dev/termination-log", "w") as out:
+            out.write(text[-3000:])
+        sys.exit(code)
     time.sleep(0.5)
 "#;
 
@@ -428,9 +451,7 @@ pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requiremen
     let mut env_vars = common_env();
     env_vars.push(json!({"name": "REXEC_INSTALLER", "value": settings.installer.name()}));
     env_vars.push(json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}));
-    if let Some(sha) = &settings.source_sha256 {
-        env_vars.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": sha}));
-    }
+    env_vars.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": settings.source_sha256}));
     if let Egress::Proxy { url, .. } = &settings.egress {
         env_vars.push(json!({"name": "PIP_INDEX_URL", "value": url}));
         env_vars.push(json!({"name": "UV_DEFAULT_INDEX", "value": url}));
@@ -481,9 +502,10 @@ mod tests {
 
     use crate::server::naming::Naming;
     use crate::server::requirements::RequirementsPolicy;
+    use crate::server::settings::test_settings;
 
     fn settings() -> ServerSettings {
-        ServerSettings::from_vars(&Vars::default()).unwrap()
+        test_settings(&[]).unwrap()
     }
 
     fn owner() -> Owner {
@@ -530,7 +552,7 @@ mod tests {
     #[test]
     fn the_installer_changes_the_build_and_its_key_only() {
         let render = |installer: &str| {
-            let s = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_INSTALLER", installer)])).unwrap();
+            let s = test_settings(&[("REXEC_INSTALLER", installer)]).unwrap();
             let r = reqs(&["python==3.11"]);
             let env = Environment::of(&s, &r);
             (
@@ -651,11 +673,7 @@ mod tests {
 
     #[test]
     fn the_service_range_is_excluded_too() {
-        let s = ServerSettings::from_vars(&Vars::from_pairs([(
-            "REXEC_CLUSTER_SERVICE_CIDRS",
-            "198.18.0.0/16, fd00:10:96::/112",
-        )]))
-        .unwrap();
+        let s = test_settings(&[("REXEC_CLUSTER_SERVICE_CIDRS", "198.18.0.0/16, fd00:10:96::/112")]).unwrap();
         let public = &egress(&s)[2];
         assert!(
             public["to"][0]["ipBlock"]["except"]
@@ -670,18 +688,14 @@ mod tests {
                 .contains(&json!("fd00:10:96::/112"))
         );
         for bad in ["10.100.0.0", "10.100.0.0/33", "x/8", "::/129"] {
-            let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_CLUSTER_SERVICE_CIDRS", bad)])).unwrap_err();
+            let err = test_settings(&[("REXEC_CLUSTER_SERVICE_CIDRS", bad)]).unwrap_err();
             assert_eq!(err.variable, "REXEC_CLUSTER_SERVICE_CIDRS", "{bad}");
         }
     }
 
     #[test]
     fn a_package_index_proxy_replaces_the_internet() {
-        let s = ServerSettings::from_vars(&Vars::from_pairs([(
-            "REXEC_PACKAGE_INDEX_PROXY",
-            "http://10.0.3.7:3141/root/pypi/+simple/",
-        )]))
-        .unwrap();
+        let s = test_settings(&[("REXEC_PACKAGE_INDEX_PROXY", "http://10.0.3.7:3141/root/pypi/+simple/")]).unwrap();
         let rules = egress(&s);
         assert_eq!(
             rules[2],
@@ -700,11 +714,7 @@ mod tests {
                 "{variable}"
             );
         }
-        let err = ServerSettings::from_vars(&Vars::from_pairs([(
-            "REXEC_PACKAGE_INDEX_PROXY",
-            "https://pypi.internal/simple",
-        )]))
-        .unwrap_err();
+        let err = test_settings(&[("REXEC_PACKAGE_INDEX_PROXY", "https://pypi.internal/simple")]).unwrap_err();
         assert_eq!(err.variable, "REXEC_PACKAGE_INDEX_PROXY");
     }
 
@@ -837,6 +847,14 @@ mod tests {
         assert_eq!(quota["spec"]["hard"]["limits.memory"], "8Gi");
         assert_eq!(quota["spec"]["hard"]["requests.cpu"], "500m");
         assert_eq!(quota["spec"]["hard"]["pods"], "2");
+    }
+
+    #[test]
+    fn the_build_and_its_wait_print_the_steps_progress_is_read_from() {
+        use crate::server::status::{STEP_FETCHING, STEP_INSTALLING, STEP_WAITING};
+        assert!(WAIT_SCRIPT.contains(&format!("print(\"{STEP_WAITING}\"")));
+        assert!(BUILD_SCRIPT.contains(&format!("say(\"{STEP_FETCHING}\\n\")")));
+        assert!(BUILD_SCRIPT.contains(&format!("say(\"{STEP_INSTALLING} with \" + installer")));
     }
 
     #[test]

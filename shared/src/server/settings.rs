@@ -18,7 +18,8 @@ pub struct ServerSettings {
     pub image: String,
     /// Pinned rexec-server source archive (`REXEC_SERVER_SOURCE`).
     pub source: String,
-    pub source_sha256: Option<String>,
+    /// Its SHA-256 (`REXEC_SERVER_SOURCE_SHA256`), always checked before it is installed.
+    pub source_sha256: String,
     /// The server's own dependencies (`REXEC_SERVER_REQUIREMENTS`, comma-separated).
     pub server_requirements: Vec<String>,
     /// What installs the requirements (`REXEC_INSTALLER`).
@@ -129,15 +130,22 @@ impl ServerSettings {
             },
             String::from,
         );
-        let source_sha256 = vars.get("REXEC_SERVER_SOURCE_SHA256").map(str::to_owned);
-        if let Some(sha) = &source_sha256
-            && (sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
+        // Every server runs this archive's code: it is never installed unchecked.
+        let Some(source_sha256) = vars.get("REXEC_SERVER_SOURCE_SHA256") else {
+            return Err(ConfigError::new(
+                "REXEC_SERVER_SOURCE_SHA256",
+                format!(
+                    "is required: the SHA-256 of {source}, checked before it is installed (curl -sL <url> | sha256sum)"
+                ),
+            ));
+        };
+        if source_sha256.len() != 64 || !source_sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(ConfigError::new(
                 "REXEC_SERVER_SOURCE_SHA256",
                 "must be 64 hexadecimal digits",
             ));
         }
+        let source_sha256 = source_sha256.to_ascii_lowercase();
         let mut server_requirements = vars.list("REXEC_SERVER_REQUIREMENTS");
         if server_requirements.is_empty() {
             server_requirements = ["pyzmq", "dill", "dxspaces", "scidx-rexec==0.1.0"]
@@ -174,19 +182,42 @@ impl ServerSettings {
     }
 }
 
+/// Settings for unit tests: `pairs` over the required source SHA-256 (no test fetches the
+/// source through these).
+#[cfg(test)]
+pub(crate) fn test_settings(pairs: &[(&str, &str)]) -> Result<ServerSettings, ConfigError> {
+    let mut all = vec![("REXEC_SERVER_SOURCE_SHA256", "5e1f".repeat(16))];
+    all.extend(pairs.iter().map(|&(k, v)| (k, v.to_owned())));
+    ServerSettings::from_vars(&Vars::from_pairs(all.iter().map(|(k, v)| (*k, v.as_str()))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn settings_are_validated() {
-        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_IMAGE", "python:3.11")])).unwrap_err();
+        let err = test_settings(&[("REXEC_SERVER_IMAGE", "python:3.11")]).unwrap_err();
         assert_eq!(err.variable, "REXEC_SERVER_IMAGE");
-        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_SOURCE_SHA256", "abc")])).unwrap_err();
+        let err = test_settings(&[("REXEC_SERVER_SOURCE_SHA256", "abc")]).unwrap_err();
         assert_eq!(err.variable, "REXEC_SERVER_SOURCE_SHA256");
-        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_INSTALLER", "conda")])).unwrap_err();
+        let err = test_settings(&[("REXEC_INSTALLER", "conda")]).unwrap_err();
         assert_eq!(err.variable, "REXEC_INSTALLER");
-        let err = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_BROKER_PORT", "x")])).unwrap_err();
+        let err = test_settings(&[("REXEC_BROKER_PORT", "x")]).unwrap_err();
         assert_eq!(err.variable, "REXEC_BROKER_PORT");
+        assert_eq!(test_settings(&[]).unwrap().source_sha256, "5e1f".repeat(16));
+    }
+
+    #[test]
+    fn the_source_is_never_installed_unchecked() {
+        let err = ServerSettings::from_vars(&Vars::default()).unwrap_err();
+        assert_eq!(err.variable, "REXEC_SERVER_SOURCE_SHA256");
+        assert!(err.to_string().contains("is required"), "{err}");
+        let upper = test_settings(&[("REXEC_SERVER_SOURCE_SHA256", &"AB".repeat(32))]).unwrap();
+        assert_eq!(
+            upper.source_sha256,
+            "ab".repeat(32),
+            "compared with hashlib's lowercase digest"
+        );
     }
 }

@@ -24,11 +24,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use futures_util::{StreamExt, pin_mut};
+use futures_util::{AsyncReadExt, StreamExt, pin_mut};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -59,6 +59,9 @@ pub struct ServerView {
     pub ready: bool,
     /// When something is wrong or pending: what, in words a person can act on.
     pub reason: Option<String>,
+    /// While the environment is built: the installer's latest line (`GET /server` only).
+    #[schema(example = "Prepared 12 packages in 3.41s")]
+    pub progress: Option<String>,
     #[schema(example = "3.11")]
     pub python_version: String,
     /// The versions in the server's environment, once built: a client's must match.
@@ -171,6 +174,9 @@ impl Servers {
             let events = events(&client, &owner, &name).await?;
             view = self.view(&owner, &claim, pod.as_ref(), &events);
         }
+        if view.stage == Stage::Building {
+            follow_build(&pods, &mut view).await;
+        }
         if namespace.metadata.deletion_timestamp.is_some() {
             view.phase = Phase::Terminating;
             view.stage = Stage::Terminating;
@@ -219,6 +225,7 @@ impl Servers {
             stage: a.stage,
             ready: a.ready(),
             reason: a.reason,
+            progress: None,
             python_version: claim.python.clone(),
             versions: a.versions,
             requirements: claim.requirements.clone(),
@@ -568,6 +575,37 @@ async fn events(client: &Client, owner: &Owner, name: &str) -> Result<Vec<Event>
         .await
         .map_err(ClusterError::from)?
         .items)
+}
+
+/// Where the environment's build of a server being built is: the tail of its wait for the
+/// build, whose log follows the build's. Read at most 16 KiB, any bytes; a log that cannot be
+/// read leaves the view as it was.
+async fn follow_build(pods: &Api<Pod>, view: &mut ServerView) {
+    const TAIL_BYTES: u64 = 16 * 1024;
+    let params = LogParams {
+        container: Some(manifests::WAIT_CONTAINER.into()),
+        tail_lines: Some(20),
+        limit_bytes: Some(TAIL_BYTES as i64),
+        ..LogParams::default()
+    };
+    let mut tail = Vec::new();
+    let read = match pods.log_stream(&view.name, &params).await {
+        Ok(log) => log
+            .take(TAIL_BYTES)
+            .read_to_end(&mut tail)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(err) => Err(ClusterError::from(err).to_string()),
+    };
+    if let Err(error) = read {
+        tracing::warn!(namespace = %view.namespace, %error, "cannot read the build's progress");
+        return;
+    }
+    let progress = status::build_progress(&String::from_utf8_lossy(&tail));
+    view.stage = progress.stage;
+    view.phase = progress.stage.phase();
+    view.reason = Some(progress.reason);
+    view.progress = progress.latest;
 }
 
 /// Sets an annotation of the claim, if the claim is still the one read (409 otherwise).

@@ -38,8 +38,10 @@ pub enum Stage {
     Pending,
     /// On a node, its image being pulled.
     Scheduled,
-    /// The environment is being built (the server's source fetched, the requirements
-    /// installed), by this spawn or by another caller's with the same requirements.
+    /// The environment's build is fetching the server's source.
+    Fetching,
+    /// The environment is being built (the requirements installed), by this spawn or by another
+    /// caller's with the same requirements; `progress` says how far.
     Building,
     /// The environment is ready; the server is being started.
     Starting,
@@ -55,7 +57,7 @@ impl Stage {
     pub fn phase(self) -> Phase {
         match self {
             Self::Pending | Self::Scheduled | Self::Starting | Self::Connecting => Phase::Pending,
-            Self::Building => Phase::Installing,
+            Self::Fetching | Self::Building => Phase::Installing,
             Self::Ready => Phase::Ready,
             Self::Failed => Phase::Failed,
             Self::Terminating => Phase::Terminating,
@@ -195,10 +197,7 @@ fn stage(pod: &Pod, events: &[Event]) -> Assessment {
         _ => {}
     }
     if inits.iter().any(|c| running(&c)) {
-        return Assessment::new(
-            Stage::Building,
-            Some("Building the environment: fetching the server's source and installing the requirements.".into()),
-        );
+        return Assessment::new(Stage::Building, Some("Building the environment.".into()));
     }
     if !inits.is_empty() && condition(pod, "Initialized") {
         return Assessment::new(Stage::Starting, Some("The server is starting.".into()));
@@ -289,6 +288,57 @@ fn failure(c: &ContainerStatus, init: bool) -> Option<String> {
     ))
 }
 
+/// The lines the build and the wait for it print at each step: the wait's log follows the
+/// build's, and its last step line says where the build is.
+pub const STEP_WAITING: &str = "rexec: waiting for the environment's build";
+pub const STEP_FETCHING: &str = "rexec: fetching the rexec-server source";
+pub const STEP_INSTALLING: &str = "rexec: installing the requirements";
+/// The longest progress line shown.
+const PROGRESS_CHARS: usize = 300;
+
+/// Where a build is, read from the tail of the server's wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildProgress {
+    pub stage: Stage,
+    pub reason: String,
+    /// The installer's latest line, control characters removed.
+    pub latest: Option<String>,
+}
+
+/// Where the build is, from the last lines of the wait container's log (any bytes).
+pub fn build_progress(tail: &str) -> BuildProgress {
+    let lines: Vec<&str> = tail.lines().collect();
+    let step = lines.iter().rposition(|l| l.starts_with("rexec: "));
+    let latest = lines[step.map_or(0, |i| i + 1)..]
+        .iter()
+        .rev()
+        .map(|l| {
+            l.chars()
+                .filter(|c| !c.is_control())
+                .take(PROGRESS_CHARS)
+                .collect::<String>()
+                .trim()
+                .to_owned()
+        })
+        .find(|l| !l.is_empty());
+    let (stage, reason) = match step.map(|i| lines[i].trim_end()) {
+        Some(STEP_FETCHING) => (
+            Stage::Fetching,
+            "Building the environment: fetching the server's source.",
+        ),
+        Some(STEP_WAITING) => (Stage::Building, "Waiting for the environment's build to start."),
+        _ => (
+            Stage::Building,
+            "Building the environment: installing the requirements.",
+        ),
+    };
+    BuildProgress {
+        stage,
+        reason: reason.to_owned(),
+        latest,
+    }
+}
+
 /// Adds the latest Warning Event's message, which often names the cause exactly.
 fn with_event(reason: String, events: &[Event]) -> String {
     let latest = events
@@ -365,6 +415,7 @@ mod tests {
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()));
         assert_eq!(assess(Some(&deleting), &[]).phase(), Phase::Terminating);
         assert_eq!(Stage::Building.phase(), Phase::Installing);
+        assert_eq!(Stage::Fetching.phase(), Phase::Installing);
         assert_eq!(Stage::Connecting.phase(), Phase::Pending);
     }
 
@@ -433,6 +484,50 @@ mod tests {
             "type": "Normal", "reason": "TriggeredScaleUp", "message": "pod triggered scale-up"}]))
         .unwrap();
         assert_eq!(assess(Some(&pod(unschedulable)), &scale_up).stage, Stage::Pending);
+    }
+
+    #[test]
+    fn a_build_is_followed_through_its_steps() {
+        let cases = [
+            ("", Stage::Building, "install", None),
+            (STEP_WAITING, Stage::Building, "Waiting", None),
+            (
+                &format!("{STEP_WAITING}\n{STEP_FETCHING}\n"),
+                Stage::Fetching,
+                "fetching",
+                None,
+            ),
+            (
+                &format!("{STEP_WAITING}\n{STEP_FETCHING}\n{STEP_INSTALLING} with uv\nResolved 7 packages in 12ms\n\n"),
+                Stage::Building,
+                "installing",
+                Some("Resolved 7 packages in 12ms"),
+            ),
+            // The step line scrolled out of the tail: the installer is past fetching.
+            (
+                "Collecting six\r\n  Downloading six-1.17.0-py2.py3-none-any.whl\x1b[0m\n",
+                Stage::Building,
+                "installing",
+                Some("Downloading six-1.17.0-py2.py3-none-any.whl[0m"),
+            ),
+        ];
+        for (tail, stage, reason, latest) in cases {
+            let p = build_progress(tail);
+            assert_eq!((p.stage, p.latest.as_deref()), (stage, latest), "{tail:?}");
+            assert!(p.reason.contains(reason), "{tail:?}: {}", p.reason);
+        }
+        let long = build_progress(&format!("{STEP_INSTALLING}\n{}\n", "x".repeat(5000)));
+        assert_eq!(long.latest.unwrap().len(), PROGRESS_CHARS);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_log_tail_is_read(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let p = build_progress(&String::from_utf8_lossy(&bytes));
+            proptest::prop_assert!(matches!(p.stage, Stage::Fetching | Stage::Building));
+            let latest = p.latest.unwrap_or_default();
+            proptest::prop_assert!(latest.chars().count() <= PROGRESS_CHARS && !latest.chars().any(char::is_control));
+        }
     }
 
     #[test]

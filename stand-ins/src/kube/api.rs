@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::auth::{self, Permission};
 use super::status::{Target, kind_of, not_found, object_response, status};
-use super::{Fault, Shared, store, watch};
+use super::{Fault, Shared, kubelet, store, watch};
 
 fn dropped_connection() -> Response {
     let stream = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("connection dropped")) });
@@ -30,6 +30,15 @@ fn parse_path(path: &str) -> Option<Target> {
         [resource] => ("", *resource, None),
         ["namespaces", ns, resource] => (*ns, *resource, None),
         ["namespaces", ns, resource, name] => (*ns, *resource, Some(*name)),
+        // A subresource (`pods/log`) is authorised and served as a resource of its own.
+        ["namespaces", ns, resource, name, sub] => {
+            return Some(Target {
+                resource: format!("{resource}/{sub}"),
+                namespace: (*ns).to_owned(),
+                name: Some((*name).to_owned()),
+                group,
+            });
+        }
         [resource, name] => ("", *resource, Some(*name)),
         _ => return None,
     };
@@ -120,6 +129,12 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
         None => {}
     }
 
+    if target.resource == "pods/log" && method == Method::GET {
+        let behaviour = *shared.behaviour.lock().unwrap();
+        let mut store = shared.store.lock().unwrap();
+        store::settle(&mut store, &behaviour);
+        return kubelet::log(&store, &target, &query);
+    }
     let Some((api_version, kind, namespaced)) = kind_of(&target.resource) else {
         return status(
             404,

@@ -51,9 +51,14 @@ pub(super) fn verb_of(method: &Method, named: bool, watch: bool) -> &'static str
 
 /// 403 as RBAC answers it: the caller may not use `verb` on the target.
 pub(super) fn forbidden(target: &Target, verb: &str) -> Response {
+    // A subresource's refusal names its resource and the object (`pods "x"` for `pods/log`).
+    let resource = target.resource.split('/').next().unwrap_or_default();
+    let object = match &target.name {
+        Some(name) => format!("{resource} \"{name}\""),
+        None => resource.to_owned(),
+    };
     let message = format!(
-        "{} is forbidden: User \"rexec-lambda\" cannot {verb} resource \"{}\" in API group \"{}\"{}",
-        target.resource,
+        "{object} is forbidden: User \"rexec-lambda\" cannot {verb} resource \"{}\" in API group \"{}\"{}",
         target.resource,
         target.group,
         if target.namespace.is_empty() {
@@ -66,7 +71,10 @@ pub(super) fn forbidden(target: &Target, verb: &str) -> Response {
         403,
         "Forbidden",
         message,
-        json!({"kind": target.resource, "group": target.group}),
+        match &target.name {
+            Some(name) => json!({"name": name, "kind": resource, "group": target.group}),
+            None => json!({"kind": resource, "group": target.group}),
+        },
     )
 }
 

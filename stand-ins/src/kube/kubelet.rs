@@ -1,8 +1,8 @@
 //! The simulated kubelet and controllers: pods whose status advances with time (the first init
 //! container, then Running and Ready) or fails as configured, with the Events a kubelet writes;
 //! Jobs that complete (or fail) after the same install time, as the job controller records it
-//! (their pods are not made: the tests' pod runner runs a Job's template); and namespaces that
-//! finish terminating.
+//! (their pods are not made: the tests' pod runner runs a Job's template); namespaces that
+//! finish terminating; and containers' logs, served as the kubelet serves them.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
@@ -10,6 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use axum::response::{IntoResponse, Response};
+
+use super::status::{Target, not_found, status};
 use super::store::{Key, Store, timestamp};
 
 /// How a pod created from now on behaves.
@@ -62,6 +65,8 @@ pub(super) struct Pod {
     pub(super) images: HashMap<String, String>,
     /// The pod's first init container (the server's waits for its environment's build).
     pub(super) init: String,
+    /// What each container printed, by name (see [`super::KubeStandIn::write_log`]).
+    pub(super) logs: HashMap<String, String>,
     pub(super) deleted: Option<Instant>,
     /// The last status written, so each change is written (and announced by an Event) once.
     pub(super) shown: &'static str,
@@ -290,4 +295,83 @@ fn pod_status(pod: &Pod, now: Instant, b: &Behaviour) -> (&'static str, Value, E
             }
         }
     }
+}
+
+/// `GET pods/{name}/log`: what a container printed, as the kubelet serves it: the one regular
+/// container when none is named, 400 for a container the pod lacks or one not started yet,
+/// then the last `tailLines` lines, cut at `limitBytes`.
+pub(super) fn log(store: &Store, target: &Target, query: &HashMap<String, String>) -> Response {
+    let name = target.name.as_deref().unwrap_or_default();
+    let Some(object) = store
+        .objects
+        .get(&("pods".into(), target.namespace.clone(), name.to_owned()))
+    else {
+        return not_found("pods", name);
+    };
+    let names = |list: &str| -> Vec<String> {
+        object["spec"][list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (containers, inits) = (names("containers"), names("initContainers"));
+    let container = match query.get("container") {
+        Some(c) => c.clone(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            let mut message = format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            );
+            if !inits.is_empty() {
+                message += &format!(" or one of the init containers: [{}]", inits.join(" "));
+            }
+            return status(400, "BadRequest", message, json!({}));
+        }
+    };
+    if !containers.contains(&container) && !inits.contains(&container) {
+        return status(
+            400,
+            "BadRequest",
+            format!("container {container} is not valid for pod {name}"),
+            json!({}),
+        );
+    }
+    let state = ["initContainerStatuses", "containerStatuses"]
+        .iter()
+        .flat_map(|list| object["status"][list].as_array().cloned().unwrap_or_default())
+        .find(|c| c["name"] == container.as_str());
+    let started = state.as_ref().is_some_and(|c| {
+        c["state"].get("waiting").is_none() || c.get("lastState").is_some_and(|l| l.get("terminated").is_some())
+    });
+    if !started {
+        let reason = state
+            .as_ref()
+            .and_then(|c| c["state"]["waiting"]["reason"].as_str())
+            .unwrap_or("ContainerCreating")
+            .to_owned();
+        return status(
+            400,
+            "BadRequest",
+            format!("container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"),
+            json!({}),
+        );
+    }
+    let printed = store
+        .pods
+        .get(&(target.namespace.clone(), name.to_owned()))
+        .and_then(|pod| pod.logs.get(&container))
+        .map_or("", String::as_str);
+    let lines: Vec<&str> = printed.split_inclusive('\n').collect();
+    let tail = query
+        .get("tailLines")
+        .and_then(|n| n.parse::<usize>().ok())
+        .map_or(0, |n| lines.len().saturating_sub(n));
+    let mut bytes = lines[tail..].concat().into_bytes();
+    if let Some(limit) = query.get("limitBytes").and_then(|n| n.parse::<usize>().ok()) {
+        bytes.truncate(limit);
+    }
+    ([("content-type", "text/plain")], bytes).into_response()
 }

@@ -234,6 +234,16 @@ impl KubeStandIn {
         store::delete(&mut store, &target, name, b"");
     }
 
+    /// Appends `text` to what `container` of a pod printed, as the container itself would.
+    pub fn write_log(&self, namespace: &str, pod: &str, container: &str, text: &str) {
+        let mut store = self.shared.store.lock().unwrap();
+        let pod = store
+            .pods
+            .get_mut(&(namespace.to_owned(), pod.to_owned()))
+            .expect("a pod the kubelet runs");
+        pod.logs.entry(container.to_owned()).or_default().push_str(text);
+    }
+
     /// The object as the cluster holds it now.
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         let mut store = self.shared.store.lock().unwrap();

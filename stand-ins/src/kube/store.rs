@@ -171,6 +171,7 @@ pub(super) fn create(store: &mut Store, target: &Target, behaviour: &Behaviour, 
                             )
                         })
                         .collect(),
+                    logs: HashMap::new(),
                     init: object["spec"]["initContainers"][0]["name"]
                         .as_str()
                         .unwrap_or("init")
