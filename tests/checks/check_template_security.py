@@ -18,6 +18,7 @@ GROUPS = {
     "delete-server": "rexec-lambda-delete",
     "get-server": "rexec-lambda-read",
     "get-broker-config": "rexec-lambda-broker",
+    "reap-servers": "rexec-lambda-reap",
 }
 
 

@@ -114,6 +114,9 @@ def test_namespaces_not_ours_are_never_touched(written):
     assert not admitted("rexec-lambda-namespaces", "CREATE", obj=unlabelled)
     assert not admitted("rexec-lambda-namespaces", "CREATE", obj=no_owner)
     assert not admitted("rexec-lambda-namespaces", "DELETE", old=foreign)
+    # The environments' namespace is ours but no caller's: the reaper never deletes it.
+    environments = {"metadata": {"name": "rexec-environments", "labels": {"app.kubernetes.io/managed-by": "rexec-lambda"}}}
+    assert not admitted("rexec-lambda-namespaces", "DELETE", old=environments)
     hijacked = copy.deepcopy(foreign)
     hijacked["metadata"]["labels"] = ns["metadata"]["labels"]
     hijacked["metadata"]["annotations"] = ns["metadata"]["annotations"]

@@ -2,6 +2,7 @@
 identity service and cluster named by the environment when given, and stops with nothing left
 behind, even when it is killed without a chance to clean up."""
 
+import os
 import signal
 import subprocess
 
@@ -48,6 +49,13 @@ def test_make_dev_uses_the_identity_service_and_cluster_of_the_environment(tmp_p
         "AUTH_API_URL": identity.url, "AUTH_API_METHOD": "POST", "KUBECONFIG": cluster["kubeconfig"],
         "ENABLE_GROUP_BASED_ACCESS": "false",
     }
+    # A cluster of the environment runs pods: the server's source must be pinned by its digest.
+    unpinned = subprocess.run(
+        [str(ROOT / "scripts" / "dev"), "--ignore-changes"], env={**os.environ, **external, "PORT": "0"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert unpinned.returncode == 2 and "set REXEC_SERVER_SOURCE_SHA256" in unpinned.stderr, unpinned.stderr
+    external["REXEC_SERVER_SOURCE_SHA256"] = "ab" * 32
     with running_stack(["make", "--no-print-directory", "dev"], external, tmp_path / "make-dev.log") as stack:
         assert stack.ready["identity"] is None and stack.ready["cluster"] is None, stack.ready
         assert not answers(stack.port + 1) and not answers(stack.port + 2), "no helpers of its own"

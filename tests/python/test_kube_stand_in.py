@@ -148,6 +148,26 @@ def test_logs_are_served_as_the_kubelet_serves_them(api, namespace):
     )
 
 
+def test_lists_come_in_pages_and_the_metrics_api_is_absent_until_installed(api, namespace):
+    core = client.CoreV1Api(api)
+    for i in range(5):
+        core.create_namespaced_config_map(namespace, {"metadata": {"name": f"page-{i}", "labels": {"page": "yes"}}})
+    names, token, pages = [], None, 0
+    while True:
+        page = core.list_namespaced_config_map(namespace, label_selector="page=yes", limit=2, _continue=token)
+        pages += 1
+        names += [c.metadata.name for c in page.items]
+        assert len(page.items) <= 2
+        token = page.metadata._continue
+        if not token:
+            break
+        assert page.metadata.remaining_item_count == 5 - len(names)
+    assert (names, pages) == ([f"page-{i}" for i in range(5)], 3)
+    assert refused(core.list_namespaced_config_map, namespace, limit=2, _continue="not-a-token") == (400, "BadRequest")
+    metrics = client.CustomObjectsApi(api)
+    assert refused(metrics.list_cluster_custom_object, "metrics.k8s.io", "v1beta1", "pods")[0] == 404
+
+
 def test_guard_rails_by_server_side_apply(api, namespace):
     core = client.CoreV1Api(api)
     networking = client.NetworkingV1Api(api)

@@ -1,22 +1,61 @@
 //! Capturing the functions' log lines in a test, in the format they are written on Lambda.
+//!
+//! One subscriber serves the whole test binary, installed at the first capture: it writes to the
+//! capture of the thread the line was logged on, if any. A subscriber per test would race with
+//! the other tests' threads over what each log statement is known to be listened to by.
 
+use std::cell::RefCell;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 
 use serde_json::Value;
-use tracing::subscriber::DefaultGuard;
 
 #[derive(Clone, Default)]
 pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
 
+thread_local! {
+    static CAPTURE: RefCell<Option<CapturedLogs>> = const { RefCell::new(None) };
+}
+
+/// Ends the capture of its thread when dropped.
+pub struct Capturing;
+
+impl Drop for Capturing {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+/// Writes a line to the capture of the current thread, or nowhere.
+struct ThreadWriter;
+
+impl Write for ThreadWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        CAPTURE.with(|c| {
+            if let Some(logs) = c.borrow().as_ref() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl CapturedLogs {
     /// Captures what the current thread logs until the guard is dropped (use a current-thread
     /// runtime so the request runs on this thread).
-    pub fn start() -> (Self, DefaultGuard) {
+    pub fn start() -> (Self, Capturing) {
+        static INSTALLED: Once = Once::new();
+        INSTALLED.call_once(|| {
+            tracing::subscriber::set_global_default(rexec_shared::http::logging::subscriber(|| ThreadWriter))
+                .expect("no other subscriber in a test binary");
+        });
         let logs = Self::default();
-        let writer = logs.clone();
-        let guard = tracing::subscriber::set_default(rexec_shared::http::logging::subscriber(move || writer.clone()));
-        (logs, guard)
+        CAPTURE.with(|c| *c.borrow_mut() = Some(logs.clone()));
+        (logs, Capturing)
     }
 
     pub fn text(&self) -> String {
@@ -28,16 +67,5 @@ impl CapturedLogs {
             .lines()
             .map(|l| serde_json::from_str(l).expect("JSON log lines"))
             .collect()
-    }
-}
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }

@@ -3,18 +3,18 @@
 //! those rules enforced, under the bearer token of its own group.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use rexec_shared::cluster::{Cluster, ClusterError};
 use rexec_shared::config::Vars;
-use rexec_shared::identity::Identity;
 use rexec_shared::server::broker::BrokerDirectory;
 use rexec_shared::server::error::ServerError;
+use rexec_shared::server::reaper::Reaper;
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Servers, Spawner, Terminated};
 use rexec_shared::server::status::Stage;
 use rexec_stand_ins::kube::{Behaviour, Grant, Permission, PodOutcome};
-use rexec_tests::stack::Stack;
+use rexec_tests::stack::{Stack, caller};
 use serde_norway::Value;
 
 /// The grants of each Kubernetes group, from the roles and bindings of deploy/k8s/rbac.yaml.
@@ -84,17 +84,6 @@ fn token(group: &str) -> String {
     format!("{group}-token")
 }
 
-fn caller(sub: &str) -> Identity {
-    Identity {
-        sub: sub.into(),
-        username: sub.into(),
-        roles: vec![],
-        groups: vec![],
-        client: None,
-        expires_at: None,
-    }
-}
-
 #[tokio::test]
 async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
     let stack = Stack::start().await;
@@ -105,6 +94,7 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
             "rexec-lambda-broker",
             "rexec-lambda-delete",
             "rexec-lambda-read",
+            "rexec-lambda-reap",
             "rexec-lambda-spawn"
         ]
     );
@@ -176,6 +166,33 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
     // delete-server
     let delete = Servers::from_vars(&vars("rexec-lambda-delete")).unwrap();
     assert_eq!(delete.terminate(&who).await.unwrap(), Terminated::Deleted);
+    // reap-servers, with the metrics API: an idle server marked, then removed; the building one
+    // failed for its time; then the namespaces left without a server.
+    stack.cluster.install_metrics();
+    stack.cluster.set_behaviour(Behaviour {
+        install_time: Duration::ZERO,
+        start_time: Duration::ZERO,
+        ..Behaviour::default()
+    });
+    let idle = caller("u-4");
+    spawn
+        .spawn(&idle, &policy.check(&["python==3.11"]).unwrap(), false)
+        .await
+        .unwrap();
+    let idle_namespace = spawn.servers().owner(&idle).namespace;
+    stack.cluster.set_cpu_usage(&idle_namespace, "rexec-server-1", "0");
+    let reaper = Reaper::from_vars(&vars("rexec-lambda-reap")).unwrap();
+    let now = SystemTime::now();
+    for at in [
+        now,
+        now + Duration::from_secs(5 * 3600),
+        now + Duration::from_secs(9 * 24 * 3600),
+    ] {
+        let report = reaper.run(at, Instant::now() + Duration::from_secs(60)).await.unwrap();
+        assert_eq!(report.left, 0, "{report:?}");
+    }
+    let gone = stack.cluster.get("namespaces", "", &idle_namespace);
+    assert!(gone.is_none_or(|ns| ns["status"]["phase"] == "Terminating"));
 
     for (group, rules) in &grants {
         let used = stack.cluster.permissions_used_by(&token(group));

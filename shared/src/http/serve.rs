@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::Instant;
 
 use http::HeaderValue;
-use lambda_http::{Body, Request, Response, service_fn};
+use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
 use tracing::Instrument;
 
 use crate::config::{ConfigError, Vars};
@@ -68,6 +68,23 @@ where
     crate::http::logging::init();
     let deps: &'static D = Box::leak(Box::new(build(&Vars::from_env()).map_err(init_failed)?));
     run(move |req| handler(deps, req)).await
+}
+
+/// The whole `main` of a function run by a schedule rather than a request: logs, its
+/// dependencies built once, then `handler` on each event, its report the invocation's result.
+pub async fn main_scheduled<D, F, Fut, R>(
+    build: fn(&Vars) -> Result<D, ConfigError>,
+    handler: F,
+) -> Result<(), lambda_http::Error>
+where
+    D: Send + Sync + 'static,
+    F: Fn(&'static D, LambdaEvent<serde_json::Value>) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = Result<R, lambda_http::Error>> + Send,
+    R: serde::Serialize,
+{
+    crate::http::logging::init();
+    let deps: &'static D = Box::leak(Box::new(build(&Vars::from_env()).map_err(init_failed)?));
+    lambda_http::lambda_runtime::run(service_fn(move |event| handler(deps, event))).await
 }
 
 /// Serves `handler` on the Lambda runtime until the container stops.

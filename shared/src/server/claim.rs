@@ -25,8 +25,12 @@ pub const PYTHON: &str = "rexec.ndp.io/python";
 pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
 /// Why the generation failed, recorded when its pod is removed for it.
 pub const FAILURE: &str = "rexec.ndp.io/failure";
-/// When the caller terminated the generation (RFC 3339).
+/// When the failure was recorded (RFC 3339).
+pub const FAILED_AT: &str = "rexec.ndp.io/failed-at";
+/// When the generation was terminated, by its caller or the reaper (RFC 3339).
 pub const TERMINATED: &str = "rexec.ndp.io/terminated";
+/// Since when the reaper has seen the server idle (RFC 3339); removed once it is busy again.
+pub const IDLE_SINCE: &str = "rexec.ndp.io/idle-since";
 
 /// The claim of a generation: what the server is built from.
 pub fn build(owner: &Owner, reqs: &Requirements, generation: u64) -> ConfigMap {
@@ -57,13 +61,17 @@ pub struct Claim {
     pub created: Option<SystemTime>,
     pub resource_version: Option<String>,
     pub failure: Option<String>,
+    pub failed_at: Option<SystemTime>,
     pub terminated: bool,
+    pub terminated_at: Option<SystemTime>,
+    pub idle_since: Option<SystemTime>,
 }
 
 impl Claim {
     /// Reads a claim; one without its digest or generation was not written by this service.
     pub fn read(cm: &ConfigMap) -> Result<Self, ServerError> {
         let annotation = |key: &str| cm.metadata.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+        let time = |key: &str| annotation(key).and_then(|t| humantime::parse_rfc3339(&t).ok());
         let broken = || {
             tracing::error!(namespace = ?cm.metadata.namespace, "the rexec-server ConfigMap lacks its annotations");
             ServerError::BrokenClaim
@@ -78,7 +86,10 @@ impl Claim {
             created: cm.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0)),
             resource_version: cm.metadata.resource_version.clone(),
             failure: annotation(FAILURE),
+            failed_at: time(FAILED_AT),
             terminated: annotation(TERMINATED).is_some(),
+            terminated_at: time(TERMINATED),
+            idle_since: time(IDLE_SINCE),
         })
     }
 }

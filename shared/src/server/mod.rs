@@ -7,6 +7,7 @@ pub mod environment;
 pub mod error;
 pub mod manifests;
 pub mod naming;
+pub mod reaper;
 pub mod requirements;
 pub mod settings;
 pub mod spawner;

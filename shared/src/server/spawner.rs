@@ -97,12 +97,12 @@ pub enum Terminated {
     NothingThere,
 }
 
-/// Reading and removing callers' servers: what get-server and delete-server need.
+/// Reading and removing callers' servers: what get-server, delete-server and the reaper need.
 pub struct Servers {
-    cluster: Cluster,
+    pub(super) cluster: Cluster,
     naming: Naming,
     /// How long a server may take to become ready before it counts as failed.
-    start_timeout: Duration,
+    pub(super) start_timeout: Duration,
 }
 
 /// Creating, reusing and replacing callers' servers: [`Servers`] and what a server is built with.
@@ -202,12 +202,10 @@ impl Servers {
             return Ok(Terminated::NothingThere);
         };
         let claim = Claim::read(&cm)?;
-        if !claim.terminated {
-            let now = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-            annotate(&claims, &claim, claim::TERMINATED, &now).await?;
-        }
-        let pods: Api<Pod> = Api::namespaced(client, &owner.namespace);
-        let removed = remove_pod(&pods, claim.generation).await?;
+        let removed = match claim.terminated {
+            false => end(&client, &owner.namespace, &claim, SystemTime::now()).await?,
+            true => remove_pod(&Api::namespaced(client, &owner.namespace), claim.generation).await?,
+        };
         Ok(match (claim.terminated, removed) {
             (false, _) => Terminated::Deleted,
             (true, true) => Terminated::AlreadyTerminating,
@@ -428,32 +426,11 @@ impl Spawner {
             let events = events(client, owner, &name).await?;
             view = self.servers.view(owner, claim, pod.as_ref(), &events);
             if view.stage == Stage::Failed {
-                self.record_failure(client, owner, claim, view.reason.as_deref().unwrap_or_default())
-                    .await?;
+                let reason = view.reason.as_deref().unwrap_or_default();
+                record_failure(client, &owner.namespace, claim, reason, SystemTime::now()).await?;
             }
         }
         Ok(view)
-    }
-
-    /// Records why `claim`'s generation failed and removes its pod, freeing its room in the
-    /// quota. A claim changed meanwhile (a replacement won) is left as it is.
-    async fn record_failure(
-        &self,
-        client: &Client,
-        owner: &Owner,
-        claim: &Claim,
-        reason: &str,
-    ) -> Result<(), ServerError> {
-        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
-        let reason: String = reason.chars().take(4000).collect();
-        match annotate(&claims, claim, claim::FAILURE, &reason).await {
-            Ok(()) => {}
-            Err(ServerError::Cluster(ClusterError::Conflict(_))) => return Ok(()),
-            Err(err) => return Err(err),
-        }
-        tracing::info!(namespace = %owner.namespace, generation = claim.generation, "the server failed; its pod is removed");
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
-        remove_pod(&pods, claim.generation).await.map(|_| ())
     }
 
     /// Creates the caller's namespace; one found instead must be ours and the caller's.
@@ -608,14 +585,54 @@ async fn follow_build(pods: &Api<Pod>, view: &mut ServerView) {
     view.progress = progress.latest;
 }
 
-/// Sets an annotation of the claim, if the claim is still the one read (409 otherwise).
-async fn annotate(claims: &Api<ConfigMap>, claim: &Claim, key: &str, value: &str) -> Result<(), ServerError> {
-    let patch = json!({"metadata": {"resourceVersion": claim.resource_version, "annotations": {key: value}}});
+/// Sets annotations of the claim (`null` removes one), if the claim is still the one read (409
+/// otherwise).
+pub(super) async fn annotate(
+    claims: &Api<ConfigMap>,
+    claim: &Claim,
+    annotations: serde_json::Value,
+) -> Result<(), ServerError> {
+    let patch = json!({"metadata": {"resourceVersion": claim.resource_version, "annotations": annotations}});
     claims
         .patch(claim::NAME, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(ClusterError::from)?;
     Ok(())
+}
+
+/// An RFC 3339 time, as the claim's annotations hold it.
+pub(super) fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Records why and when `claim`'s generation failed and removes its pod, freeing its room in
+/// the quota; whether it did. A claim changed meanwhile (a replacement won) is left as it is.
+pub(super) async fn record_failure(
+    client: &Client,
+    namespace: &str,
+    claim: &Claim,
+    reason: &str,
+    now: SystemTime,
+) -> Result<bool, ServerError> {
+    let claims: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let reason: String = reason.chars().take(4000).collect();
+    let annotations = json!({claim::FAILURE: reason, claim::FAILED_AT: rfc3339(now)});
+    match annotate(&claims, claim, annotations).await {
+        Ok(()) => {}
+        Err(ServerError::Cluster(ClusterError::Conflict(_))) => return Ok(false),
+        Err(err) => return Err(err),
+    }
+    tracing::info!(%namespace, generation = claim.generation, "the server failed; its pod is removed");
+    remove_pod(&Api::namespaced(client.clone(), namespace), claim.generation).await?;
+    Ok(true)
+}
+
+/// Ends `claim`'s generation: the claim marked terminated (409 if it changed meanwhile), then
+/// its pod removed; whether there was a pod.
+pub(super) async fn end(client: &Client, namespace: &str, claim: &Claim, now: SystemTime) -> Result<bool, ServerError> {
+    let claims: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    annotate(&claims, claim, json!({claim::TERMINATED: rfc3339(now)})).await?;
+    remove_pod(&Api::namespaced(client.clone(), namespace), claim.generation).await
 }
 
 /// Deletes the pod of `generation`; whether there was one.

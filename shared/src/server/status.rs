@@ -141,10 +141,19 @@ pub fn assess_server(
         return Assessment::new(Stage::Failed, Some(failure.clone()));
     }
     let mut assessment = assess(pod, events);
-    let age = pod
+    // Not ready since the pod's creation, or since it lost its readiness (the Ready
+    // condition's last transition): a server that was ready gets the same time to reconnect.
+    let created = pod
         .and_then(|p| p.metadata.creation_timestamp.as_ref())
-        .and_then(|t| now.duration_since(SystemTime::from(t.0)).ok());
-    if !assessment.stage.is_final() && age.is_some_and(|age| age > start_timeout) {
+        .map(|t| SystemTime::from(t.0));
+    let unready_since = pod
+        .and_then(|p| p.status.as_ref()?.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| SystemTime::from(t.0));
+    let since = created.max(unready_since);
+    let unready = since.and_then(|t| now.duration_since(t).ok());
+    if !assessment.stage.is_final() && unready.is_some_and(|d| d > start_timeout) {
         assessment.reason = Some(format!(
             "The server was not ready within {} s (REXEC_START_TIMEOUT); it was at the stage {:?}: {}",
             start_timeout.as_secs(),

@@ -129,6 +129,12 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
         None => {}
     }
 
+    if target.group == "metrics.k8s.io" && method == Method::GET {
+        let behaviour = *shared.behaviour.lock().unwrap();
+        let mut store = shared.store.lock().unwrap();
+        store::settle(&mut store, &behaviour);
+        return kubelet::metrics(&store, &target, &query);
+    }
     if target.resource == "pods/log" && method == Method::GET {
         let behaviour = *shared.behaviour.lock().unwrap();
         let mut store = shared.store.lock().unwrap();

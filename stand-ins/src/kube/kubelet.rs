@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::status::{Target, not_found, status};
@@ -374,4 +375,65 @@ pub(super) fn log(store: &Store, target: &Target, query: &HashMap<String, String
         bytes.truncate(limit);
     }
     ([("content-type", "text/plain")], bytes).into_response()
+}
+
+/// `GET /apis/metrics.k8s.io/v1beta1/[namespaces/{ns}/]pods[/{name}]`, as metrics-server serves
+/// it: the usage of the running pods it has a figure for, label selectors applied; 404 for the
+/// whole group while it is not installed.
+pub(super) fn metrics(store: &Store, target: &Target, query: &HashMap<String, String>) -> Response {
+    let Some(usage) = store.cpu_usage.as_ref().filter(|_| target.resource == "pods") else {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            json!({}),
+        );
+    };
+    let selector = match super::store::Selector::from_query(query) {
+        Ok(selector) => selector,
+        Err(message) => return status(400, "BadRequest", message, json!({})),
+    };
+    let pods = Target {
+        resource: "pods".into(),
+        namespace: target.namespace.clone(),
+        name: None,
+        group: String::new(),
+    };
+    let now = timestamp(SystemTime::now());
+    let items: Vec<Value> = store
+        .objects
+        .iter()
+        .filter(|(key, pod)| selector.selects(&pods, key, pod) && pod["status"]["phase"] == "Running")
+        .filter(|((_, ns, name), _)| target.name.as_ref().is_none_or(|n| n == name) && usage.contains_key(&(ns.clone(), name.clone())))
+        .map(|((_, ns, name), pod)| {
+            let containers: Vec<Value> = pod["spec"]["containers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(|(i, c)| {
+                    // The pod's usage, on its first container.
+                    let cpu = if i == 0 { usage[&(ns.clone(), name.clone())].as_str() } else { "0" };
+                    json!({"name": c["name"], "usage": {"cpu": cpu, "memory": "0"}})
+                })
+                .collect();
+            json!({"metadata": {"name": name, "namespace": ns, "labels": pod["metadata"]["labels"], "creationTimestamp": now},
+                "timestamp": now, "window": "15s", "containers": containers})
+        })
+        .collect();
+    match &target.name {
+        Some(name) => match items.into_iter().next() {
+            Some(mut item) => {
+                item["kind"] = json!("PodMetrics");
+                item["apiVersion"] = json!("metrics.k8s.io/v1beta1");
+                (StatusCode::OK, axum::Json(item)).into_response()
+            }
+            None => not_found("pods", name),
+        },
+        None => (
+            StatusCode::OK,
+            axum::Json(json!({"kind": "PodMetricsList", "apiVersion": "metrics.k8s.io/v1beta1", "metadata": {}, "items": items})),
+        )
+            .into_response(),
+    }
 }

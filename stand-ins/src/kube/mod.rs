@@ -218,6 +218,9 @@ impl KubeStandIn {
         object["apiVersion"] = json!(api_version);
         object["kind"] = json!(kind);
         object["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        if object["metadata"].get("creationTimestamp").is_none() {
+            object["metadata"]["creationTimestamp"] = json!(store::timestamp(std::time::SystemTime::now()));
+        }
         store.insert_new((resource.to_owned(), namespace, name), object);
     }
 
@@ -232,6 +235,28 @@ impl KubeStandIn {
             group: String::new(),
         };
         store::delete(&mut store, &target, name, b"");
+    }
+
+    /// Installs the metrics API (metrics-server): from now on it reports the CPU usage set with
+    /// [`Self::set_cpu_usage`] of running pods.
+    pub fn install_metrics(&self) {
+        self.shared
+            .store
+            .lock()
+            .unwrap()
+            .cpu_usage
+            .get_or_insert_with(Default::default);
+    }
+
+    /// The CPU usage the metrics API reports for a pod (`"3m"`, `"250000n"`, `"1"`).
+    pub fn set_cpu_usage(&self, namespace: &str, pod: &str, cpu: &str) {
+        self.shared
+            .store
+            .lock()
+            .unwrap()
+            .cpu_usage
+            .get_or_insert_with(Default::default)
+            .insert((namespace.to_owned(), pod.to_owned()), cpu.to_owned());
     }
 
     /// Appends `text` to what `container` of a pod printed, as the container itself would.

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use serde_json::{Value, json};
 
 use super::kubelet::{self, Behaviour, Pod, add_event};
@@ -29,6 +30,9 @@ pub(super) struct Store {
     /// Jobs not finished yet: when they were created, and how they end.
     pub(super) jobs: HashMap<Key, (Instant, kubelet::PodOutcome)>,
     pub(super) terminating: HashMap<String, Instant>,
+    /// The metrics API (`metrics.k8s.io`, as metrics-server serves it) once installed: each
+    /// pod's CPU usage, by (namespace, name).
+    pub(super) cpu_usage: Option<BTreeMap<(String, String), String>>,
 }
 
 impl Store {
@@ -442,14 +446,46 @@ pub(super) fn list(
         Ok(selector) => selector,
         Err(message) => return status(400, "BadRequest", message, json!({})),
     };
-    let items: Vec<Value> = store
+    // A page starts after the key its `continue` token names; the token is opaque to clients.
+    let after: Option<Key> = match query.get("continue").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => match base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|raw| serde_json::from_slice::<Key>(&raw).ok())
+        {
+            Some(key) => Some(key),
+            None => {
+                return status(
+                    400,
+                    "BadRequest",
+                    "continue key is not valid: illegal base64 data".into(),
+                    json!({}),
+                );
+            }
+        },
+    };
+    let limit = query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|&l| l > 0);
+    let mut selected = store
         .objects
         .iter()
-        .filter(|(key, object)| selector.selects(target, key, object))
-        .map(|(_, object)| object.clone())
-        .collect();
-    let body = json!({"apiVersion": api_version, "kind": format!("{kind}List"),
-        "metadata": {"resourceVersion": store.version.to_string()}, "items": items});
+        .filter(|(key, _)| after.as_ref().is_none_or(|after| *key > after))
+        .filter(|(key, object)| selector.selects(target, key, object));
+    let page: Vec<(&Key, &Value)> = selected.by_ref().take(limit.unwrap_or(usize::MAX)).collect();
+    let remaining = selected.count();
+    let mut metadata = json!({"resourceVersion": store.version.to_string()});
+    if remaining > 0
+        && let Some((last, _)) = page.last()
+    {
+        let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(last).unwrap());
+        metadata["continue"] = json!(token);
+        metadata["remainingItemCount"] = json!(remaining);
+    }
+    let items: Vec<Value> = page.into_iter().map(|(_, object)| object.clone()).collect();
+    let body = json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": metadata, "items": items});
     (StatusCode::OK, axum::Json(body)).into_response()
 }
 

@@ -1,0 +1,677 @@
+//! The reaper: what a scheduled run removes, and why. Each run lists every caller's claim, every
+//! server pod and, when idle servers are reaped, the pods' CPU from the metrics API, all paged;
+//! decides for each server with [`decide`], a pure function of the claim, the pod, its CPU and
+//! the time; then acts, a few at a time, until the run's deadline. Every decision is logged with
+//! its reason, acted on or not (`REXEC_REAPER_DRY_RUN`).
+//!
+//! A server is removed (its claim marked terminated, its pod deleted) when it is:
+//! - **failed**: a failure not recorded yet (a failed build, a crash loop, no readiness within
+//!   `REXEC_START_TIMEOUT`) is recorded and the pod removed at once, freeing the quota; the
+//!   failure stays visible to `GET /rexec/server` for `REXEC_FAILED_RETENTION`, then the server
+//!   counts as terminated;
+//! - **older than `REXEC_SERVER_MAX_AGE`** (its pod's age; 0, the default, never);
+//! - **idle for `REXEC_SERVER_IDLE_TIMEOUT`**: a ready server whose CPU, as the metrics API
+//!   reports it (metrics-server's window, about 15 s), stayed at or below
+//!   `REXEC_SERVER_IDLE_CPU` at every run since the first run that saw it so. API calls do not
+//!   count: a long computation makes none, and a server waiting for calls makes only its
+//!   heartbeat. Where the metrics API is not installed, no server is reaped for idleness and
+//!   each run says so.
+//!
+//! A namespace whose server was terminated more than `REXEC_NAMESPACE_RETENTION` ago, or which
+//! holds no claim and is older than that, is deleted: its claim first, with its
+//! `resourceVersion`, so that a spawn that came meanwhile keeps its namespace.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
+use kube::Client;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectList, Preconditions};
+use serde::Serialize;
+use serde_json::json;
+
+use super::claim::{self, Claim};
+use super::error::ServerError;
+use super::manifests::{self, APP, APP_NAME};
+use super::naming::{MANAGED_BY, MANAGER, OWNER, SUB};
+use super::spawner::{self, Servers};
+use super::status::{self, Stage};
+use crate::cluster::ClusterError;
+use crate::config::{ConfigError, Vars};
+
+/// Objects per page of a list.
+const PAGE: u32 = 500;
+/// Actions under way at once.
+const CONCURRENCY: usize = 8;
+
+/// What the reaper removes, and when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReapPolicy {
+    pub idle_timeout: Option<Duration>,
+    /// CPU at or below which a server counts as idle, in millicores.
+    pub idle_cpu_millis: f64,
+    pub max_age: Option<Duration>,
+    pub failed_retention: Duration,
+    pub namespace_retention: Option<Duration>,
+    pub dry_run: bool,
+}
+
+impl ReapPolicy {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        // 0 turns a rule off.
+        let unless_zero = |d: Duration| Some(d).filter(|d| !d.is_zero());
+        let hours = |n: u64| Duration::from_secs(n * 3600);
+        let cpu = vars.get("REXEC_SERVER_IDLE_CPU").unwrap_or("10m");
+        Ok(Self {
+            idle_timeout: unless_zero(vars.seconds_or("REXEC_SERVER_IDLE_TIMEOUT", hours(4))?),
+            idle_cpu_millis: cpu_millis(cpu)
+                .ok_or_else(|| ConfigError::new("REXEC_SERVER_IDLE_CPU", "expected a CPU quantity such as 10m"))?,
+            max_age: unless_zero(vars.seconds_or("REXEC_SERVER_MAX_AGE", Duration::ZERO)?),
+            failed_retention: vars.seconds_or("REXEC_FAILED_RETENTION", hours(24))?,
+            namespace_retention: unless_zero(vars.seconds_or("REXEC_NAMESPACE_RETENTION", hours(7 * 24))?),
+            dry_run: vars.bool_or("REXEC_REAPER_DRY_RUN", false)?,
+        })
+    }
+}
+
+/// A CPU quantity (`250m`, `1`, `0.5`, `1500000n`, `20u`) in millicores.
+pub fn cpu_millis(quantity: &str) -> Option<f64> {
+    let (number, scale) = match quantity.char_indices().last()? {
+        (i, 'n') => (&quantity[..i], 1e-6),
+        (i, 'u') => (&quantity[..i], 1e-3),
+        (i, 'm') => (&quantity[..i], 1.0),
+        _ => (quantity, 1e3),
+    };
+    let value: f64 = number.parse().ok()?;
+    (value.is_finite() && value >= 0.0).then_some(value * scale)
+}
+
+/// What the reaper does to one server or namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A failure seen first: recorded, and the pod removed.
+    RecordFailure,
+    /// A failure recorded longer ago than the retention: the server is terminated.
+    RemoveFailed,
+    /// Older than the maximum age: terminated.
+    Expire,
+    /// Idle for the idle timeout: terminated.
+    RemoveIdle,
+    /// Seen idle for the first time: the claim records since when.
+    MarkIdle,
+    /// Busy again: the claim's idle mark is removed.
+    MarkBusy,
+    /// Without a server past the retention: the namespace is deleted.
+    RemoveNamespace,
+}
+
+/// An action and why, in words an operator can read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: String,
+}
+
+impl Decision {
+    fn new(action: Action, reason: String) -> Option<Self> {
+        Some(Self { action, reason })
+    }
+}
+
+fn older_than(since: Option<SystemTime>, limit: Duration, now: SystemTime) -> bool {
+    since
+        .and_then(|t| now.duration_since(t).ok())
+        .is_some_and(|age| age > limit)
+}
+
+/// What to do with the server a claim records, with its pod and the pod's CPU (millicores,
+/// `None` without the metrics API or a figure for it), at `now`.
+pub fn decide(
+    claim: &Claim,
+    pod: Option<&Pod>,
+    cpu: Option<f64>,
+    policy: &ReapPolicy,
+    start_timeout: Duration,
+    now: SystemTime,
+) -> Option<Decision> {
+    if claim.terminated {
+        let retention = policy.namespace_retention?;
+        return older_than(claim.terminated_at, retention, now).then(|| Decision {
+            action: Action::RemoveNamespace,
+            reason: format!(
+                "terminated more than {} s ago (REXEC_NAMESPACE_RETENTION)",
+                retention.as_secs()
+            ),
+        });
+    }
+    let assessment = status::assess_server(claim, pod, &[], start_timeout, now);
+    if assessment.stage == Stage::Failed {
+        if claim.failure.is_none() {
+            return Decision::new(Action::RecordFailure, assessment.reason.unwrap_or_default());
+        }
+        // A failure recorded without its time predates the time: it is old.
+        let failed_at = claim.failed_at.or(Some(SystemTime::UNIX_EPOCH));
+        return older_than(failed_at, policy.failed_retention, now).then(|| Decision {
+            action: Action::RemoveFailed,
+            reason: format!(
+                "failed more than {} s ago (REXEC_FAILED_RETENTION): {}",
+                policy.failed_retention.as_secs(),
+                claim.failure.as_deref().unwrap_or_default()
+            ),
+        });
+    }
+    let pod = pod.filter(|_| assessment.stage != Stage::Terminating)?;
+    let created = pod.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0));
+    if let Some(max_age) = policy.max_age
+        && older_than(created, max_age, now)
+    {
+        return Decision::new(
+            Action::Expire,
+            format!("older than {} s (REXEC_SERVER_MAX_AGE)", max_age.as_secs()),
+        );
+    }
+    let (timeout, cpu) = (policy.idle_timeout?, cpu?);
+    if assessment.stage != Stage::Ready {
+        return None;
+    }
+    match (cpu <= policy.idle_cpu_millis, claim.idle_since) {
+        (true, None) => Decision::new(
+            Action::MarkIdle,
+            format!("CPU {cpu:.1}m, at most {:.1}m", policy.idle_cpu_millis),
+        ),
+        (true, Some(_)) if older_than(claim.idle_since, timeout, now) => Decision::new(
+            Action::RemoveIdle,
+            format!(
+                "CPU at most {:.1}m for more than {} s (REXEC_SERVER_IDLE_TIMEOUT)",
+                policy.idle_cpu_millis,
+                timeout.as_secs()
+            ),
+        ),
+        (false, Some(_)) => Decision::new(Action::MarkBusy, format!("CPU {cpu:.1}m")),
+        _ => None,
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// Claims examined.
+    pub servers: usize,
+    /// Decisions acted on (or only logged, in a dry run), by action.
+    pub done: HashMap<Action, usize>,
+    /// Decisions not acted on: the run's deadline came, or the object changed meanwhile.
+    pub left: usize,
+    pub dry_run: bool,
+    /// Whether the metrics API answered (idle servers are reaped only then).
+    pub metrics_api: bool,
+}
+
+/// A scheduled run's work: [`Servers`] (the cluster and the start timeout) and the policy.
+pub struct Reaper {
+    servers: Servers,
+    policy: ReapPolicy,
+}
+
+/// Every object a list names, page by page.
+async fn list_all<K>(api: Api<K>, params: ListParams) -> Result<Vec<K>, ClusterError>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let mut all = Vec::new();
+    let mut params = params.limit(PAGE);
+    loop {
+        let page: ObjectList<K> = api.list(&params).await.map_err(ClusterError::from)?;
+        all.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// The key of an object: (namespace, name).
+fn key<K: kube::Resource>(object: &K) -> (String, String) {
+    let meta = object.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+impl Reaper {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        Ok(Self {
+            servers: Servers::from_vars(vars)?,
+            policy: ReapPolicy::from_vars(vars)?,
+        })
+    }
+
+    /// Each running server pod's CPU in millicores, or `None` where the metrics API is not
+    /// installed.
+    async fn cpu(&self, client: &Client) -> Result<Option<HashMap<(String, String), f64>>, ClusterError> {
+        let resource = ApiResource {
+            group: "metrics.k8s.io".into(),
+            version: "v1beta1".into(),
+            api_version: "metrics.k8s.io/v1beta1".into(),
+            kind: "PodMetrics".into(),
+            plural: "pods".into(),
+        };
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let metrics = match api
+            .list(&ListParams::default().labels(&format!("{APP}={APP_NAME}")))
+            .await
+        {
+            Ok(list) => list.items,
+            Err(err) => match ClusterError::from(err) {
+                ClusterError::NotFound => return Ok(None),
+                other => return Err(other),
+            },
+        };
+        Ok(Some(
+            metrics
+                .iter()
+                .map(|m| {
+                    let total = m.data["containers"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|c| cpu_millis(c["usage"]["cpu"].as_str()?))
+                        .sum();
+                    (key(m), total)
+                })
+                .collect(),
+        ))
+    }
+
+    /// One run: every decision logged, acted on until `deadline` (unless a dry run).
+    pub async fn run(&self, now: SystemTime, deadline: Instant) -> Result<Report, ServerError> {
+        let client = self.servers.cluster.client().await?;
+        let (claims, pods, namespaces, cpu) = tokio::try_join!(
+            list_all(
+                Api::<ConfigMap>::all(client.clone()),
+                ListParams::default()
+                    .labels(&format!("{MANAGED_BY}={MANAGER}"))
+                    .fields(&format!("metadata.name={}", claim::NAME))
+            ),
+            list_all(
+                Api::<Pod>::all(client.clone()),
+                ListParams::default().labels(&format!("{APP}={APP_NAME}"))
+            ),
+            list_all(
+                Api::<Namespace>::all(client.clone()),
+                ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER},{OWNER}"))
+            ),
+            async {
+                match self.policy.idle_timeout {
+                    Some(_) => self.cpu(&client).await,
+                    None => Ok(None),
+                }
+            },
+        )?;
+        if self.policy.idle_timeout.is_some() && cpu.is_none() {
+            tracing::warn!("the metrics API (metrics.k8s.io) is not installed: no server is reaped for idleness");
+        }
+        let pods: HashMap<(String, String), Pod> = pods.into_iter().map(|p| (key(&p), p)).collect();
+        // Namespaces being deleted hold nothing to act on.
+        let going: HashSet<String> = namespaces
+            .iter()
+            .filter(|ns| ns.metadata.deletion_timestamp.is_some())
+            .map(|ns| key(ns).1)
+            .collect();
+        let mut work = Vec::new();
+        let mut claimed = HashSet::new();
+        for cm in &claims {
+            let (namespace, _) = key(cm);
+            claimed.insert(namespace.clone());
+            let Ok(claim) = Claim::read(cm) else { continue };
+            let pod_key = (namespace.clone(), manifests::pod_name(claim.generation));
+            let usage = cpu.as_ref().and_then(|c| c.get(&pod_key).copied());
+            let decision = decide(
+                &claim,
+                pods.get(&pod_key),
+                usage,
+                &self.policy,
+                self.servers.start_timeout,
+                now,
+            );
+            if let Some(decision) = decision.filter(|_| !going.contains(&namespace)) {
+                let sub = cm.metadata.annotations.as_ref().and_then(|a| a.get(SUB)).cloned();
+                work.push(Work {
+                    namespace,
+                    claim: Some(claim),
+                    sub,
+                    decision,
+                });
+            }
+        }
+        if let Some(retention) = self.policy.namespace_retention {
+            for ns in &namespaces {
+                let (_, name) = key(ns);
+                let created = ns.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0));
+                if claimed.contains(&name) || going.contains(&name) || !older_than(created, retention, now) {
+                    continue;
+                }
+                let reason = format!(
+                    "no server, older than {} s (REXEC_NAMESPACE_RETENTION)",
+                    retention.as_secs()
+                );
+                work.push(Work {
+                    namespace: name,
+                    claim: None,
+                    sub: ns.metadata.annotations.as_ref().and_then(|a| a.get(SUB)).cloned(),
+                    decision: Decision {
+                        action: Action::RemoveNamespace,
+                        reason,
+                    },
+                });
+            }
+        }
+        let mut report = Report {
+            servers: claims.len(),
+            dry_run: self.policy.dry_run,
+            metrics_api: cpu.is_some(),
+            ..Report::default()
+        };
+        let outcomes: Vec<(Action, Outcome)> = stream::iter(work)
+            .map(|work| {
+                let client = client.clone();
+                async move {
+                    let outcome = if self.policy.dry_run {
+                        Outcome::DryRun
+                    } else if Instant::now() >= deadline {
+                        Outcome::OutOfTime
+                    } else {
+                        match act(&client, &work.namespace, work.claim.as_ref(), &work.decision, now).await {
+                            Ok(true) => Outcome::Done,
+                            Ok(false) => Outcome::Changed,
+                            Err(err) => Outcome::Failed(err.to_string()),
+                        }
+                    };
+                    tracing::info!(
+                        action = ?work.decision.action,
+                        namespace = %work.namespace,
+                        sub = work.sub.as_deref().unwrap_or_default(),
+                        reason = %work.decision.reason,
+                        outcome = outcome.words(),
+                        error = match &outcome { Outcome::Failed(e) => Some(e.as_str()), _ => None },
+                        "reaper decision"
+                    );
+                    (work.decision.action, outcome)
+                }
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (action, outcome) in outcomes {
+            match outcome {
+                Outcome::Done | Outcome::DryRun => *report.done.entry(action).or_default() += 1,
+                _ => report.left += 1,
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// A decision about one server or namespace.
+struct Work {
+    namespace: String,
+    claim: Option<Claim>,
+    /// The owner, for the log.
+    sub: Option<String>,
+    decision: Decision,
+}
+
+/// What came of a decision.
+enum Outcome {
+    Done,
+    DryRun,
+    /// Not started: the run's time was up; the next run finds it again.
+    OutOfTime,
+    /// The claim changed meanwhile: someone acted first.
+    Changed,
+    Failed(String),
+}
+
+impl Outcome {
+    fn words(&self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::DryRun => "dry run",
+            Self::OutOfTime => "left for the next run: the run's time was up",
+            Self::Changed => "left: the claim changed meanwhile",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Carries out one decision; `false` when the claim changed meanwhile (someone acted first).
+async fn act(
+    client: &Client,
+    namespace: &str,
+    claim: Option<&Claim>,
+    decision: &Decision,
+    now: SystemTime,
+) -> Result<bool, ServerError> {
+    let claims: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let done = match (decision.action, claim) {
+        (Action::RecordFailure, Some(c)) => {
+            return spawner::record_failure(client, namespace, c, &decision.reason, now).await;
+        }
+        (Action::RemoveFailed | Action::Expire | Action::RemoveIdle, Some(c)) => {
+            spawner::end(client, namespace, c, now).await.map(|_| ())
+        }
+        (Action::MarkIdle, Some(c)) => {
+            spawner::annotate(&claims, c, json!({claim::IDLE_SINCE: spawner::rfc3339(now)})).await
+        }
+        (Action::MarkBusy, Some(c)) => spawner::annotate(&claims, c, json!({claim::IDLE_SINCE: null})).await,
+        (Action::RemoveNamespace, c) => {
+            async {
+                if let Some(c) = c {
+                    let precondition = DeleteParams {
+                        preconditions: Some(Preconditions {
+                            resource_version: c.resource_version.clone(),
+                            uid: None,
+                        }),
+                        ..DeleteParams::default()
+                    };
+                    claims
+                        .delete(claim::NAME, &precondition)
+                        .await
+                        .map_err(ClusterError::from)?;
+                }
+                let namespaces: Api<Namespace> = Api::all(client.clone());
+                namespaces
+                    .delete(namespace, &DeleteParams::default())
+                    .await
+                    .map_err(ClusterError::from)?;
+                Ok(())
+            }
+            .await
+        }
+        (_, None) => return Ok(false),
+    };
+    match done {
+        Ok(()) => Ok(true),
+        Err(ServerError::Cluster(ClusterError::Conflict(_) | ClusterError::NotFound)) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn policy() -> ReapPolicy {
+        ReapPolicy::from_vars(&Vars::from_pairs([("REXEC_SERVER_MAX_AGE", "86400")])).unwrap()
+    }
+
+    fn claim() -> Claim {
+        Claim {
+            digest: "d".into(),
+            generation: 1,
+            python: "3.11".into(),
+            requirements: vec![],
+            created: None,
+            resource_version: Some("7".into()),
+            failure: None,
+            failed_at: None,
+            terminated: false,
+            terminated_at: None,
+            idle_since: None,
+        }
+    }
+
+    /// A pod created at `created`, Ready or not since then.
+    fn pod(created: SystemTime, ready: bool) -> Pod {
+        pod_changed(created, ready, created)
+    }
+
+    /// A pod created at `created`, Ready or not since `changed`.
+    fn pod_changed(created: SystemTime, ready: bool, changed: SystemTime) -> Pod {
+        let at = |t| humantime::format_rfc3339_seconds(t).to_string();
+        let state = if ready { "True" } else { "False" };
+        serde_json::from_value(json!({"metadata": {"name": "rexec-server-1", "creationTimestamp": at(created)},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": state, "lastTransitionTime": at(changed)}],
+                "containerStatuses": [{"name": "server", "ready": ready, "restartCount": 0, "image": "i", "imageID": "", "state": {"running": {}}}]}}))
+        .unwrap()
+    }
+
+    fn action(claim: &Claim, pod: Option<&Pod>, cpu: Option<f64>, now: SystemTime) -> Option<Action> {
+        decide(claim, pod, cpu, &policy(), Duration::from_secs(300), now).map(|d| d.action)
+    }
+
+    #[test]
+    fn the_policy_reads_its_settings_and_zero_turns_a_rule_off() {
+        let p = ReapPolicy::from_vars(&Vars::default()).unwrap();
+        assert_eq!(
+            (
+                p.idle_timeout,
+                p.max_age,
+                p.failed_retention,
+                p.namespace_retention,
+                p.dry_run
+            ),
+            (Some(4 * HOUR), None, 24 * HOUR, Some(7 * 24 * HOUR), false)
+        );
+        assert_eq!(p.idle_cpu_millis, 10.0);
+        let off = ReapPolicy::from_vars(&Vars::from_pairs([
+            ("REXEC_SERVER_IDLE_TIMEOUT", "0"),
+            ("REXEC_NAMESPACE_RETENTION", "0"),
+        ]))
+        .unwrap();
+        assert_eq!((off.idle_timeout, off.namespace_retention), (None, None));
+        for (name, bad) in [
+            ("REXEC_SERVER_IDLE_CPU", "lots"),
+            ("REXEC_REAPER_DRY_RUN", "maybe"),
+            ("REXEC_SERVER_MAX_AGE", "-1"),
+        ] {
+            assert_eq!(
+                ReapPolicy::from_vars(&Vars::from_pairs([(name, bad)]))
+                    .unwrap_err()
+                    .variable,
+                name
+            );
+        }
+    }
+
+    #[test]
+    fn cpu_quantities_in_millicores() {
+        for (quantity, millis) in [
+            ("250m", 250.0),
+            ("1", 1000.0),
+            ("0.5", 500.0),
+            ("1500000n", 1.5),
+            ("20u", 0.02),
+            ("0", 0.0),
+        ] {
+            assert_eq!(cpu_millis(quantity), Some(millis), "{quantity}");
+        }
+        for bad in ["", "m", "-1", "1Ki", "NaN", "inf"] {
+            assert_eq!(cpu_millis(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_failure_is_recorded_at_once_and_its_server_removed_after_the_retention() {
+        let now = SystemTime::now();
+        // Not ready 301 s after its pod was created: failed, seen first.
+        let slow = pod(now - Duration::from_secs(301), false);
+        assert_eq!(action(&claim(), Some(&slow), None, now), Some(Action::RecordFailure));
+        let young = pod(now - Duration::from_secs(30), false);
+        assert_eq!(action(&claim(), Some(&young), None, now), None);
+        let recorded = |ago: Duration| Claim {
+            failure: Some("The environment cannot be built".into()),
+            failed_at: Some(now - ago),
+            ..claim()
+        };
+        assert_eq!(
+            action(&recorded(HOUR), None, None, now),
+            None,
+            "kept for people to read"
+        );
+        assert_eq!(
+            action(&recorded(25 * HOUR), None, None, now),
+            Some(Action::RemoveFailed)
+        );
+    }
+
+    #[test]
+    fn old_servers_expire_and_idle_ones_are_marked_then_removed() {
+        let now = SystemTime::now();
+        let ready = pod(now - HOUR, true);
+        assert_eq!(
+            action(&claim(), Some(&pod(now - 25 * HOUR, true)), Some(500.0), now),
+            Some(Action::Expire)
+        );
+        assert_eq!(action(&claim(), Some(&ready), Some(500.0), now), None, "busy");
+        assert_eq!(action(&claim(), Some(&ready), Some(2.0), now), Some(Action::MarkIdle));
+        assert_eq!(
+            action(&claim(), Some(&ready), None, now),
+            None,
+            "no metrics: never idle"
+        );
+        let idle = |ago: Duration| Claim {
+            idle_since: Some(now - ago),
+            ..claim()
+        };
+        assert_eq!(action(&idle(HOUR), Some(&ready), Some(2.0), now), None);
+        assert_eq!(
+            action(&idle(5 * HOUR), Some(&ready), Some(2.0), now),
+            Some(Action::RemoveIdle)
+        );
+        assert_eq!(
+            action(&idle(5 * HOUR), Some(&ready), Some(40.0), now),
+            Some(Action::MarkBusy)
+        );
+        // A server that is not ready (reconnecting to the broker) is never idle; it has the start
+        // timeout to reconnect, counted from when it lost its connection.
+        let reconnecting = pod_changed(now - 5 * HOUR, false, now - Duration::from_secs(60));
+        assert_eq!(action(&idle(5 * HOUR), Some(&reconnecting), Some(2.0), now), None);
+        let lost = pod_changed(now - 5 * HOUR, false, now - Duration::from_secs(400));
+        assert_eq!(
+            action(&idle(5 * HOUR), Some(&lost), Some(2.0), now),
+            Some(Action::RecordFailure)
+        );
+    }
+
+    #[test]
+    fn a_terminated_servers_namespace_goes_after_the_retention() {
+        let now = SystemTime::now();
+        let terminated = |ago: Duration| Claim {
+            terminated: true,
+            terminated_at: Some(now - ago),
+            ..claim()
+        };
+        assert_eq!(action(&terminated(HOUR), None, None, now), None);
+        assert_eq!(
+            action(&terminated(8 * 24 * HOUR), None, None, now),
+            Some(Action::RemoveNamespace)
+        );
+    }
+}
