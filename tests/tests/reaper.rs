@@ -227,17 +227,23 @@ async fn namespaces_left_without_a_server_go_after_the_retention_and_no_other() 
     for kept in ["rexec-u-2", "team-a", "rexec-environments"] {
         assert!(!terminating(kept), "{kept}");
     }
-    // Each decision is one log line: what, where, whose, why, and what came of it.
-    let decisions: Vec<Value> = logs
+    // Each removal is an entry of the audit trail: what, by whom, whose, where, why, and what
+    // came of it.
+    let entries: Vec<Value> = logs
         .lines()
         .into_iter()
-        .filter(|l| l["message"] == "reaper decision")
+        .filter(|l| l["message"] == "audit" && l["event"] == "reap")
         .collect();
-    assert_eq!(decisions.len(), 2);
-    let u1 = decisions.iter().find(|l| l["namespace"] == "rexec-u-1").unwrap();
+    assert_eq!(entries.len(), 2);
+    let u1 = entries.iter().find(|l| l["target"] == "rexec-u-1").unwrap();
     assert_eq!(
-        (&u1["action"], &u1["sub"], &u1["outcome"]),
-        (&json!("RemoveNamespace"), &json!("u-1"), &json!("done"))
+        (&u1["action"], &u1["actor"], &u1["owner"], &u1["outcome"]),
+        (
+            &json!("remove_namespace"),
+            &json!("reaper"),
+            &json!("u-1"),
+            &json!("done")
+        )
     );
     assert!(u1["reason"].as_str().unwrap().contains("REXEC_NAMESPACE_RETENTION"));
 }
@@ -266,7 +272,7 @@ async fn a_namespace_whose_caller_spawned_meanwhile_is_kept() {
     let decision = logs
         .lines()
         .into_iter()
-        .find(|l| l["message"] == "reaper decision")
+        .find(|l| l["message"] == "audit" && l["event"] == "reap")
         .unwrap();
     assert_eq!(decision["outcome"], "left: the claim changed meanwhile");
     assert!(s.claim("u-1").is_some());

@@ -10,6 +10,7 @@ use rexec_stand_ins::kube::{Behaviour, Fault, INSTALL_FAILURE, PodOutcome};
 use rexec_tests::events::{event, json_body};
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;
+use serde_json::{Value, json};
 
 /// The event with its token placeholder replaced.
 fn with_token(name: &str, token: &str) -> Request {
@@ -375,6 +376,55 @@ async fn an_rbac_refusal_is_500_and_the_log_names_the_missing_permission() {
         permission.contains("cannot patch resource \"networkpolicies\" in API group \"networking.k8s.io\""),
         "{permission}"
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_spawn_and_terminate_of_a_known_caller_is_an_audit_entry() {
+    let stack = Stack::start().await;
+    let api = Api::new(&stack);
+    let token = stack.identity.issue("alice", None);
+    let (logs, _guard) = CapturedLogs::start();
+    assert_eq!(api.spawn(with_token("spawn-server", &token)).await.status(), 201);
+    assert_eq!(api.spawn(with_token("spawn-server", &token)).await.status(), 200);
+    let other = format!("requirments=python%3D%3D3.11&requirments=six&token={token}");
+    assert_eq!(api.spawn(form("spawn-server", &other)).await.status(), 409);
+    let bad = format!("requirments=python%3D%3D3.11&requirments=%21%21&token={token}");
+    assert_eq!(api.spawn(form("spawn-server", &bad)).await.status(), 400);
+    assert_eq!(api.delete(with_token("delete-server", &token)).await.status(), 200);
+    assert_eq!(api.delete(with_token("delete-server", &token)).await.status(), 200);
+    // An unknown caller changes nothing: no entry.
+    assert_eq!(api.spawn(with_token("spawn-server", "not-a-token")).await.status(), 401);
+
+    let entries: Vec<Value> = logs.lines().into_iter().filter(|l| l["message"] == "audit").collect();
+    let seen: Vec<(&str, &str, Option<&str>)> = entries
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+                e["reason"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("spawn", "created", None),
+            ("spawn", "reused", None),
+            ("spawn", "refused", Some("different_requirements")),
+            ("spawn", "refused", Some("invalid_requirement")),
+            ("terminate", "deleted", None),
+            ("terminate", "already_terminating", None),
+        ]
+    );
+    let namespace = json_body(&api.spawn(with_token("spawn-server", &token)).await)["server"]["namespace"].clone();
+    for entry in &entries {
+        let sub = "alice-0000-4000-8000-000000000001";
+        assert_eq!((&entry["actor"], &entry["owner"]), (&json!(sub), &json!(sub)));
+        assert_eq!(entry["target"], namespace);
+        assert!(entry["span"]["request_id"].is_string(), "{entry}");
+        assert!(!entry.to_string().contains(&token), "never the token");
+    }
 }
 
 async fn broker_config(stack: &Stack, extra: &[(&str, &str)], token: Option<&str>) -> Response<Body> {

@@ -9,6 +9,7 @@ use rexec_shared::http::api::rexec::TerminateAnswer;
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, json};
 use rexec_shared::identity::access::Access;
+use rexec_shared::server::audit::{self, Audit, Event};
 use rexec_shared::server::spawner::{Servers, Terminated};
 
 pub struct Deps {
@@ -25,11 +26,27 @@ impl Deps {
     }
 }
 
-/// Remove the caller's rexec-server: both routes.
+/// Remove the caller's rexec-server: both routes. Once the caller is known, every answer is an
+/// entry of the audit trail.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     let caller = request::caller(&deps.access, &req).await?;
-    let outcome = deps.servers.terminate(&caller).await?;
-    tracing::info!(outcome = ?outcome, "terminate");
+    let namespace = deps.servers.owner(&caller).namespace;
+    let terminated = deps.servers.terminate(&caller).await.map_err(ApiError::from);
+    let (outcome, reason) = match &terminated {
+        Ok(outcome) => (audit::word(outcome), None),
+        Err(err) => (err.outcome().to_owned(), Some(err.code)),
+    };
+    Audit {
+        event: Event::Terminate,
+        action: None,
+        actor: &caller.sub,
+        owner: &caller.sub,
+        target: &namespace,
+        outcome: &outcome,
+        reason,
+    }
+    .record();
+    let outcome = terminated?;
     let status = match outcome {
         Terminated::Deleted => "Your rexec server is being removed.",
         Terminated::AlreadyTerminating => "Your rexec server is already being removed.",
@@ -42,7 +59,7 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
             username: caller.username.clone(),
             deleted: outcome != Terminated::NothingThere,
             outcome,
-            namespace: deps.servers.owner(&caller).namespace,
+            namespace,
         },
     ))
 }

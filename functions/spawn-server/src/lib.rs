@@ -14,7 +14,9 @@ use rexec_shared::config::{ConfigError, Vars, parse_bool};
 use rexec_shared::http::api::rexec::{SpawnAnswer, SpawnJson};
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, MAX_FORM_BYTES, has_content_type, json};
+use rexec_shared::identity::Identity;
 use rexec_shared::identity::access::Access;
+use rexec_shared::server::audit::{self, Audit, Event};
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Spawned, Spawner};
 use rexec_shared::server::status::Stage;
@@ -35,15 +37,41 @@ impl Deps {
     }
 }
 
-/// Create, reuse or replace the caller's rexec-server.
+/// Create, reuse or replace the caller's rexec-server; once the caller is known, every answer
+/// is an entry of the audit trail.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     let body = SpawnBody::read(&req)?;
     let token = request::bearer_or(&req, body.token())?;
     let caller = deps.access.authenticate(&token).await?;
+    let answered = spawn(deps, &caller, body).await;
+    let (outcome, reason): (String, Option<&str>) = match &answered {
+        Ok((status, answer)) => (
+            audit::word(&answer.outcome),
+            // Answered before the server was ready: how far it got.
+            (*status == StatusCode::ACCEPTED).then(|| answer.server.reason.as_deref().unwrap_or_default()),
+        ),
+        Err(err) if err.code == "server_failed" => ("failed".into(), Some(&err.detail)),
+        Err(err) => (err.outcome().into(), Some(err.code)),
+    };
+    Audit {
+        event: Event::Spawn,
+        action: None,
+        actor: &caller.sub,
+        owner: &caller.sub,
+        target: &deps.spawner.servers().owner(&caller).namespace,
+        outcome: &outcome,
+        reason,
+    }
+    .record();
+    let (status, answer) = answered?;
+    Ok(json(status, &answer))
+}
+
+/// The spawn of a known caller: the requirements judged, the server made or found, the answer.
+async fn spawn(deps: &Deps, caller: &Identity, body: SpawnBody<'_>) -> Result<(StatusCode, SpawnAnswer), ApiError> {
     let (lines, force) = body.fields()?;
     let requirements = deps.policy.check(&lines)?;
-    let (outcome, server) = deps.spawner.spawn(&caller, &requirements, force).await?;
-    tracing::info!(outcome = ?outcome, stage = ?server.stage, namespace = %server.namespace, generation = server.generation, "spawn");
+    let (outcome, server) = deps.spawner.spawn(caller, &requirements, force).await?;
     let (status, message) = match (server.stage, outcome) {
         (Stage::Failed, _) => {
             return Err(ApiError::new(
@@ -78,11 +106,11 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
     let answer = SpawnAnswer {
         status: message,
         username: caller.username.clone(),
-        membership: deps.access.policy().membership(&caller),
+        membership: deps.access.policy().membership(caller),
         outcome,
         server,
     };
-    Ok(json(status, &answer))
+    Ok((status, answer))
 }
 
 /// A spawn body read once: a form (with the token as a field, when the clients send it so) or

@@ -60,6 +60,16 @@ impl ApiError {
         }
     }
 
+    /// How the audit trail words a change that ended with this error: `refused` (4xx) or
+    /// `error`.
+    pub fn outcome(&self) -> &'static str {
+        if self.status.is_client_error() {
+            "refused"
+        } else {
+            "error"
+        }
+    }
+
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, detail)
     }

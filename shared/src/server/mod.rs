@@ -1,6 +1,7 @@
 //! A caller's rexec-server: what it is built from, the environment built for it, what it is
 //! named, how it is written to the cluster, how it is doing, and where it finds the broker.
 
+pub mod audit;
 pub mod broker;
 pub mod claim;
 pub mod environment;

@@ -2,7 +2,8 @@
 //! server pod and, when idle servers are reaped, the pods' CPU from the metrics API, all paged;
 //! decides for each server with [`decide`], a pure function of the claim, the pod, its CPU and
 //! the time; then acts, a few at a time, until the run's deadline. Every decision is logged with
-//! its reason, acted on or not (`REXEC_REAPER_DRY_RUN`).
+//! its reason, acted on or not (`REXEC_REAPER_DRY_RUN`): those that change a server in the
+//! audit trail ([`super::audit`]), the marks of idleness as lines of their own.
 //!
 //! A server is removed (its claim marked terminated, its pod deleted) when it is:
 //! - **failed**: a failure not recorded yet (a failed build, a crash loop, no readiness within
@@ -31,6 +32,7 @@ use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Objec
 use serde::Serialize;
 use serde_json::json;
 
+use super::audit::{Audit, Event};
 use super::claim::{self, Claim};
 use super::error::ServerError;
 use super::manifests::{self, APP, APP_NAME};
@@ -88,8 +90,7 @@ pub fn cpu_millis(quantity: &str) -> Option<f64> {
 }
 
 /// What the reaper does to one server or namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
     /// A failure seen first: recorded, and the pod removed.
     RecordFailure,
@@ -105,6 +106,34 @@ pub enum Action {
     MarkBusy,
     /// Without a server past the retention: the namespace is deleted.
     RemoveNamespace,
+}
+
+/// Named as in the logs (the run's report counts by action).
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl Action {
+    /// The action's name in the logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RecordFailure => "record_failure",
+            Self::RemoveFailed => "remove_failed",
+            Self::Expire => "expire",
+            Self::RemoveIdle => "remove_idle",
+            Self::MarkIdle => "mark_idle",
+            Self::MarkBusy => "mark_busy",
+            Self::RemoveNamespace => "remove_namespace",
+        }
+    }
+
+    /// Whether it changes a server's state (an audit event), rather than keeping the reaper's
+    /// own record of idleness.
+    fn changes_the_server(self) -> bool {
+        !matches!(self, Self::MarkIdle | Self::MarkBusy)
+    }
 }
 
 /// An action and why, in words an operator can read.
@@ -389,15 +418,30 @@ impl Reaper {
                             Err(err) => Outcome::Failed(err.to_string()),
                         }
                     };
-                    tracing::info!(
-                        action = ?work.decision.action,
-                        namespace = %work.namespace,
-                        sub = work.sub.as_deref().unwrap_or_default(),
-                        reason = %work.decision.reason,
-                        outcome = outcome.words(),
-                        error = match &outcome { Outcome::Failed(e) => Some(e.as_str()), _ => None },
-                        "reaper decision"
-                    );
+                    let error = match &outcome {
+                        Outcome::Failed(e) => Some(e.as_str()),
+                        _ => None,
+                    };
+                    let action = work.decision.action.name();
+                    let owner = work.sub.as_deref().unwrap_or_default();
+                    if work.decision.action.changes_the_server() {
+                        Audit {
+                            event: Event::Reap,
+                            action: Some(action),
+                            actor: "reaper",
+                            owner,
+                            target: &work.namespace,
+                            outcome: outcome.words(),
+                            reason: Some(&work.decision.reason),
+                        }
+                        .record();
+                        if let Some(error) = error {
+                            tracing::error!(namespace = %work.namespace, error, "the reaper could not act");
+                        }
+                    } else {
+                        tracing::info!(action, namespace = %work.namespace, owner, reason = %work.decision.reason,
+                            outcome = outcome.words(), error, "reaper mark");
+                    }
                     (work.decision.action, outcome)
                 }
             })

@@ -2,7 +2,8 @@
 //! container, then Running and Ready) or fails as configured, with the Events a kubelet writes;
 //! Jobs that complete (or fail) after the same install time, as the job controller records it
 //! (their pods are not made: the tests' pod runner runs a Job's template); namespaces that
-//! finish terminating; and containers' logs, served as the kubelet serves them.
+//! finish terminating; containers' logs, served as the kubelet serves them; and pods' CPU, as
+//! metrics-server serves it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
