@@ -65,8 +65,7 @@ where
     F: Fn(&'static D, Request) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
 {
-    crate::http::logging::init();
-    let deps: &'static D = Box::leak(Box::new(build(&Vars::from_env()).map_err(init_failed)?));
+    let deps = init(build)?;
     run(move |req| handler(deps, req)).await
 }
 
@@ -82,8 +81,7 @@ where
     Fut: Future<Output = Result<R, lambda_http::Error>> + Send,
     R: serde::Serialize,
 {
-    crate::http::logging::init();
-    let deps: &'static D = Box::leak(Box::new(build(&Vars::from_env()).map_err(init_failed)?));
+    let deps = init(build)?;
     lambda_http::lambda_runtime::run(service_fn(move |event| handler(deps, event))).await
 }
 
@@ -97,6 +95,13 @@ where
         Ok::<_, Infallible>(respond(req, handler).await)
     }))
     .await
+}
+
+/// A function's init: logs, then its dependencies built once from the environment, for the
+/// container's life; a bad setting fails the init naming the variable.
+fn init<D>(build: fn(&Vars) -> Result<D, ConfigError>) -> Result<&'static D, lambda_http::Error> {
+    crate::http::logging::init();
+    Ok(Box::leak(Box::new(build(&Vars::from_env()).map_err(init_failed)?)))
 }
 
 /// Logs and returns a configuration error, so a function's init fails naming the variable.

@@ -229,7 +229,7 @@ impl Servers {
             requirements: claim.requirements.clone(),
             digest: claim.digest.clone(),
             generation: claim.generation,
-            created: claim.created.map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            created: claim.created.map(rfc3339),
             age_seconds: claim
                 .created
                 .and_then(|t| SystemTime::now().duration_since(t).ok())

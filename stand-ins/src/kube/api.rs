@@ -2,7 +2,7 @@
 //! and RBAC checked, faults injected, then the verb served by [`super::store`].
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -11,7 +11,9 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::auth::{self, Permission};
+use super::kubelet::Behaviour;
 use super::status::{Target, kind_of, not_found, object_response, status};
+use super::store::Store;
 use super::{Fault, Shared, kubelet, store, watch};
 
 fn dropped_connection() -> Response {
@@ -48,6 +50,15 @@ fn parse_path(path: &str) -> Option<Target> {
         name: name.map(str::to_owned),
         group,
     })
+}
+
+/// The store brought forward to now (pods, Jobs and namespaces as time moved them), locked, and
+/// the behaviour it moved with.
+fn settled(shared: &Shared) -> (Behaviour, MutexGuard<'_, Store>) {
+    let behaviour = *shared.behaviour.lock().unwrap();
+    let mut store = shared.store.lock().unwrap();
+    store::settle(&mut store, &behaviour);
+    (behaviour, store)
 }
 
 /// Serves one request: the token checked, RBAC applied, faults injected, then the verb.
@@ -130,16 +141,10 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
     }
 
     if target.group == "metrics.k8s.io" && method == Method::GET {
-        let behaviour = *shared.behaviour.lock().unwrap();
-        let mut store = shared.store.lock().unwrap();
-        store::settle(&mut store, &behaviour);
-        return kubelet::metrics(&store, &target, &query);
+        return kubelet::metrics(&settled(&shared).1, &target, &query);
     }
     if target.resource == "pods/log" && method == Method::GET {
-        let behaviour = *shared.behaviour.lock().unwrap();
-        let mut store = shared.store.lock().unwrap();
-        store::settle(&mut store, &behaviour);
-        return kubelet::log(&store, &target, &query);
+        return kubelet::log(&settled(&shared).1, &target, &query);
     }
     let Some((api_version, kind, namespaced)) = kind_of(&target.resource) else {
         return status(
@@ -167,9 +172,7 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
     if method == Method::GET && target.name.is_none() && watch::is_watch(&query) {
         return watch::serve(shared.clone(), target, &query);
     }
-    let behaviour = *shared.behaviour.lock().unwrap();
-    let mut store = shared.store.lock().unwrap();
-    store::settle(&mut store, &behaviour);
+    let (behaviour, mut store) = settled(&shared);
 
     match (method.clone(), target.name.clone()) {
         (Method::GET, None) => store::list(&store, &target, &query, api_version, kind),
