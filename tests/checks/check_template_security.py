@@ -19,6 +19,7 @@ GROUPS = {
     "get-server": "rexec-lambda-read",
     "get-broker-config": "rexec-lambda-broker",
     "reap-servers": "rexec-lambda-reap",
+    "list-servers": "rexec-lambda-list",
 }
 
 

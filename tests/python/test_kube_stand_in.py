@@ -110,6 +110,13 @@ def test_pods_read_at_every_stage_listed_by_selectors_and_deleted_with_precondit
     assert all(s.image_id for s in read.status.container_statuses)
     assert [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=rexec").items] == ["rexec-server-1"]
     assert core.list_namespaced_pod(namespace, label_selector="app=other").items == []
+    listed = lambda selector: [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=selector).items]
+    assert listed("app in (other, rexec),!gone") == ["rexec-server-1"]
+    assert listed("app notin (rexec)") == []
+    assert listed("tier notin (web)") == ["rexec-server-1"]  # an absent key is not in any set
+    assert listed("app in (other)") == []
+    assert refused(core.list_namespaced_pod, namespace, label_selector="app in (rexec") == (400, "BadRequest")
+    assert refused(core.list_namespaced_event, namespace, field_selector="type in (Normal)") == (400, "BadRequest")
     events = core.list_namespaced_event(namespace, field_selector="involvedObject.name=rexec-server-1").items
     assert events and all(e.involved_object.name == "rexec-server-1" for e in events)
     wrong = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=str(uuid.uuid4())))

@@ -62,10 +62,21 @@ impl CapturedLogs {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 
-    pub fn lines(&self) -> Vec<Value> {
+    /// Every line: the log lines and the metric lines (EMF documents).
+    fn all(&self) -> Vec<Value> {
         self.text()
             .lines()
-            .map(|l| serde_json::from_str(l).expect("JSON log lines"))
+            .map(|l| serde_json::from_str(l).expect("JSON lines"))
             .collect()
+    }
+
+    /// The log lines.
+    pub fn lines(&self) -> Vec<Value> {
+        self.all().into_iter().filter(|l| l.get("_aws").is_none()).collect()
+    }
+
+    /// The metric lines: CloudWatch embedded metric format documents.
+    pub fn metrics(&self) -> Vec<Value> {
+        self.all().into_iter().filter(|l| l.get("_aws").is_some()).collect()
     }
 }

@@ -159,3 +159,66 @@ fn any_request_to_any_handler_gets_a_json_answer_below_500() {
         assert!(seen.contains(&status), "the inputs reach {status} too: {seen:?}");
     }
 }
+
+/// The administrators' routes: any owner and any query, from an administrator or not.
+#[test]
+fn any_owner_or_query_on_the_administrators_routes_gets_a_json_answer_below_500() {
+    use lambda_http::RequestExt;
+    use std::collections::HashMap;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (stack, (list, server, delete)) = runtime.block_on(async {
+        let stack = Stack::start().await;
+        let vars = stack.vars(&[("ADMIN_GROUP_NAMES", "/ndp_ep/admins")]);
+        let deps = (
+            list_servers::Deps::from_vars(&vars).unwrap(),
+            get_server::Deps::from_vars(&vars).unwrap(),
+            delete_server::Deps::from_vars(&vars).unwrap(),
+        );
+        (stack, deps)
+    });
+    let tokens = [stack.identity.issue("bob", None), stack.identity.issue("alice", None)];
+    let name = prop_oneof![
+        Just("phase".to_owned()),
+        Just("limit".to_owned()),
+        Just("continue".to_owned()),
+        any::<String>()
+    ];
+    let value = prop_oneof![any::<String>(), "[ -~]{0,12}", Just("ready".to_owned()), "[0-9]{1,4}"];
+    let strategy = (
+        0..3usize,
+        0..2usize,
+        any::<String>(),
+        proptest::collection::vec((name, value), 0..4),
+    );
+    let statuses = std::cell::RefCell::new(std::collections::BTreeSet::new());
+    let mut runner = TestRunner::new(Config::with_cases(300));
+    runner
+        .run(&strategy, |(route, who, owner, query)| {
+            let bearer = format!("Bearer {}", tokens[who]);
+            let mut params: HashMap<String, Vec<String>> = HashMap::new();
+            for (name, value) in query {
+                params.entry(name).or_default().push(value);
+            }
+            let event = ["list-servers", "get-server-of-owner", "delete-server-of-owner"][route];
+            let mut req = event_with(event, Some(bearer.as_bytes()), None);
+            if route > 0 {
+                req = req.with_path_parameters(HashMap::from([("owner".to_owned(), owner)]));
+            }
+            let req = req.with_query_string_parameters(params);
+            let resp = runtime.block_on(async {
+                match route {
+                    0 => respond(req, |r| list_servers::handler(&list, r)).await,
+                    1 => respond(req, |r| get_server::handler(&server, r)).await,
+                    _ => respond(req, |r| delete_server::handler(&delete, r)).await,
+                }
+            });
+            statuses.borrow_mut().insert(resp.status().as_u16());
+            check(&resp)
+        })
+        .unwrap();
+    let seen = statuses.into_inner();
+    for status in [200, 400, 403, 404] {
+        assert!(seen.contains(&status), "the inputs reach {status} too: {seen:?}");
+    }
+}

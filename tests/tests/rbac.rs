@@ -93,6 +93,7 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
         [
             "rexec-lambda-broker",
             "rexec-lambda-delete",
+            "rexec-lambda-list",
             "rexec-lambda-read",
             "rexec-lambda-reap",
             "rexec-lambda-spawn"
@@ -136,7 +137,7 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
     assert_eq!(view.stage, Stage::Failed);
     // get-server, while the failed server's pod stops.
     let read = Servers::from_vars(&vars("rexec-lambda-read")).unwrap();
-    let view = read.describe(&who).await.unwrap().expect("a server");
+    let view = read.describe(&who.sub).await.unwrap().expect("a server");
     assert_eq!(view.stage, Stage::Failed);
     // get-server while an environment is built: the build's progress, from its wait's log.
     stack.cluster.set_behaviour(Behaviour {
@@ -153,7 +154,7 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
         .spawn(&building, &policy.check(&["python==3.11"]).unwrap(), false)
         .await
         .unwrap();
-    let view = read.describe(&building).await.unwrap().expect("a server");
+    let view = read.describe(&building.sub).await.unwrap().expect("a server");
     assert_eq!(view.stage, Stage::Building);
     // get-broker-config
     stack.add_broker_service("LoadBalancer");
@@ -163,9 +164,15 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
         .endpoint(&Cluster::from_vars(&broker_vars).unwrap())
         .await
         .unwrap();
+    // list-servers: two pages, the second from the first's continue token.
+    let list = Servers::from_vars(&vars("rexec-lambda-list")).unwrap();
+    let first = list.list(None, 1, None).await.unwrap();
+    assert_eq!(first.servers.len(), 1);
+    let second = list.list(None, 1, first.next.as_deref()).await.unwrap();
+    assert_ne!(first.servers[0].owner, second.servers[0].owner);
     // delete-server
     let delete = Servers::from_vars(&vars("rexec-lambda-delete")).unwrap();
-    assert_eq!(delete.terminate(&who).await.unwrap(), Terminated::Deleted);
+    assert_eq!(delete.terminate(&who.sub).await.unwrap(), Terminated::Deleted);
     // reap-servers, with the metrics API: an idle server marked, then removed; the building one
     // failed for its time; then the namespaces left without a server.
     stack.cluster.install_metrics();
@@ -179,7 +186,7 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
         .spawn(&idle, &policy.check(&["python==3.11"]).unwrap(), false)
         .await
         .unwrap();
-    let idle_namespace = spawn.servers().owner(&idle).namespace;
+    let idle_namespace = spawn.servers().owner(&idle.sub).namespace;
     stack.cluster.set_cpu_usage(&idle_namespace, "rexec-server-1", "0");
     let reaper = Reaper::from_vars(&vars("rexec-lambda-reap")).unwrap();
     let now = SystemTime::now();
@@ -224,13 +231,13 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
     stack.cluster.set_behaviour(Behaviour::default());
     spawn.spawn(&other, &reqs, false).await.unwrap();
     for group in ["rexec-lambda-read", "rexec-lambda-broker"] {
-        let err = Servers::from_vars(&vars(group)).unwrap().terminate(&other).await;
+        let err = Servers::from_vars(&vars(group)).unwrap().terminate(&other.sub).await;
         assert!(
             matches!(err, Err(ServerError::Cluster(ClusterError::Forbidden(_)))),
             "{group} cannot terminate: {err:?}"
         );
     }
-    let namespace = spawn.servers().owner(&other).namespace;
+    let namespace = spawn.servers().owner(&other.sub).namespace;
     let pod = stack.cluster.get("pods", &namespace, "rexec-server-1").unwrap();
     assert!(pod["metadata"].get("deletionTimestamp").is_none());
 }

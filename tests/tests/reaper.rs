@@ -110,7 +110,7 @@ async fn a_server_not_ready_in_time_is_failed_and_removed_with_no_spawn_needed()
         "{failure}"
     );
     assert!(s.annotation("u-1", claim::FAILED_AT).is_some());
-    let view = spawner.servers().describe(&caller("u-1")).await.unwrap().unwrap();
+    let view = spawner.servers().describe("u-1").await.unwrap().unwrap();
     assert_eq!((view.stage, view.reason), (Stage::Failed, Some(failure)));
 
     // Recorded once: the next run leaves it for people to read, until the retention ends.
@@ -120,7 +120,7 @@ async fn a_server_not_ready_in_time_is_failed_and_removed_with_no_spawn_needed()
     assert_eq!(done(&report, Action::RemoveFailed), 1);
     assert!(s.annotation("u-1", claim::TERMINATED).is_some());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(spawner.servers().describe(&caller("u-1")).await.unwrap().is_none());
+    assert!(spawner.servers().describe("u-1").await.unwrap().is_none());
 }
 
 #[tokio::test]
@@ -197,10 +197,7 @@ async fn namespaces_left_without_a_server_go_after_the_retention_and_no_other() 
     let spawner = s.spawner("20");
     spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap();
     spawner.spawn(&caller("u-2"), &reqs(), false).await.unwrap();
-    assert_eq!(
-        spawner.servers().terminate(&caller("u-1")).await.unwrap(),
-        Terminated::Deleted
-    );
+    assert_eq!(spawner.servers().terminate("u-1").await.unwrap(), Terminated::Deleted);
     // A namespace of ours with no claim (a first spawn that stopped half-way), and one not ours.
     s.cluster.put(
         "namespaces",
@@ -253,7 +250,7 @@ async fn a_namespace_whose_caller_spawned_meanwhile_is_kept() {
     let s = Setup::start().await;
     let spawner = s.spawner("0");
     spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap();
-    spawner.servers().terminate(&caller("u-1")).await.unwrap();
+    spawner.servers().terminate("u-1").await.unwrap();
     // The caller spawns again between the reaper's list and its deletion of the claim.
     s.cluster.inject(
         Some("DELETE"),

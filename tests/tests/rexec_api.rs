@@ -492,9 +492,39 @@ async fn the_rexec_openapi_document_describes_every_route() {
         ("/server", "get"),
         ("/server", "delete"),
         ("/broker-config", "get"),
+        ("/servers", "get"),
+        ("/servers/{owner}", "get"),
+        ("/servers/{owner}", "delete"),
     ] {
         assert!(doc["paths"][path][method].is_object(), "{method} {path}");
     }
+    // The administrators' tier: tagged and described as such, with its 403.
+    let admin_tag = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "admin")
+        .unwrap();
+    assert!(admin_tag["description"].as_str().unwrap().contains("ADMIN_GROUP_NAMES"));
+    for (path, method) in [
+        ("/servers", "get"),
+        ("/servers/{owner}", "get"),
+        ("/servers/{owner}", "delete"),
+    ] {
+        let operation = &doc["paths"][path][method];
+        assert_eq!(operation["tags"], json!(["admin"]), "{method} {path}");
+        for status in ["200", "400", "401", "403", "503"] {
+            assert!(operation["responses"][status].is_object(), "{method} {path}: {status}");
+        }
+    }
+    let list = &doc["paths"]["/servers"]["get"];
+    let params: Vec<&str> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(params, ["phase", "limit", "continue"]);
     let spawn = &doc["paths"]["/spawn"]["post"];
     assert!(spawn["requestBody"]["content"]["application/x-www-form-urlencoded"].is_object());
     assert!(spawn["requestBody"]["content"]["application/json"].is_object());

@@ -236,12 +236,12 @@ async fn different_requirements_are_a_conflict_until_forced() {
 async fn describe_follows_the_pod_to_ready() {
     let s = setup().await;
     let who = caller("u-1");
-    assert!(s.spawner.servers().describe(&who).await.unwrap().is_none());
+    assert!(s.spawner.servers().describe(&who.sub).await.unwrap().is_none());
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
-    let view = s.spawner.servers().describe(&who).await.unwrap().unwrap();
+    let view = s.spawner.servers().describe(&who.sub).await.unwrap().unwrap();
     assert_eq!(view.phase, Phase::Installing, "{view:?}");
     tokio::time::sleep(s.cluster.behaviour().install_time + s.cluster.behaviour().start_time).await;
-    let view = s.spawner.servers().describe(&who).await.unwrap().unwrap();
+    let view = s.spawner.servers().describe(&who.sub).await.unwrap().unwrap();
     assert_eq!((view.phase, view.ready, view.reason), (Phase::Ready, true, None));
     assert!(view.age_seconds.is_some() && view.created.is_some());
 }
@@ -265,7 +265,7 @@ async fn failures_are_explained() {
             .await
             .unwrap();
         tokio::time::sleep(s.cluster.behaviour().install_time + Duration::from_millis(50)).await;
-        let view = s.spawner.servers().describe(&caller("u-1")).await.unwrap().unwrap();
+        let view = s.spawner.servers().describe("u-1").await.unwrap().unwrap();
         assert_eq!(view.phase, Phase::Failed, "{outcome:?}: {view:?}");
         let reason = view.reason.unwrap();
         assert!(
@@ -280,24 +280,27 @@ async fn terminate_removes_the_server_and_keeps_the_namespace() {
     let s = setup().await;
     let who = caller("u-1");
     assert_eq!(
-        s.spawner.servers().terminate(&who).await.unwrap(),
+        s.spawner.servers().terminate(&who.sub).await.unwrap(),
         Terminated::NothingThere
     );
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
-    assert_eq!(s.spawner.servers().terminate(&who).await.unwrap(), Terminated::Deleted);
-    let view = s.spawner.servers().describe(&who).await.unwrap().unwrap();
+    assert_eq!(
+        s.spawner.servers().terminate(&who.sub).await.unwrap(),
+        Terminated::Deleted
+    );
+    let view = s.spawner.servers().describe(&who.sub).await.unwrap().unwrap();
     assert_eq!((view.phase, view.stage), (Phase::Terminating, Stage::Terminating));
     assert_eq!(
-        s.spawner.servers().terminate(&who).await.unwrap(),
+        s.spawner.servers().terminate(&who.sub).await.unwrap(),
         Terminated::AlreadyTerminating
     );
     tokio::time::sleep(s.cluster.behaviour().pod_termination + Duration::from_millis(50)).await;
     assert!(s.cluster.names("pods", NS).is_empty());
     assert_eq!(
-        s.spawner.servers().terminate(&who).await.unwrap(),
+        s.spawner.servers().terminate(&who.sub).await.unwrap(),
         Terminated::NothingThere
     );
-    assert!(s.spawner.servers().describe(&who).await.unwrap().is_none());
+    assert!(s.spawner.servers().describe(&who.sub).await.unwrap().is_none());
     let ns = s.cluster.get("namespaces", "", NS).unwrap();
     assert!(ns["metadata"].get("deletionTimestamp").is_none(), "the namespace stays");
     assert!(
@@ -317,7 +320,7 @@ async fn a_spawn_right_after_terminate_starts_the_next_server_at_once() {
     });
     let who = caller("u-1");
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
-    s.spawner.servers().terminate(&who).await.unwrap();
+    s.spawner.servers().terminate(&who.sub).await.unwrap();
     let (outcome, view) = s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
     assert_eq!(
         (outcome, view.generation, view.stage),
@@ -349,11 +352,11 @@ async fn a_spawn_while_the_namespace_terminates_is_told_to_retry_then_succeeds()
     assert_eq!((err.status.as_u16(), err.code), (409, "server_terminating"));
     assert!(err.retry_after.is_some());
     assert_eq!(
-        s.spawner.servers().describe(&who).await.unwrap().unwrap().phase,
+        s.spawner.servers().describe(&who.sub).await.unwrap().unwrap().phase,
         Phase::Terminating
     );
     assert_eq!(
-        s.spawner.servers().terminate(&who).await.unwrap(),
+        s.spawner.servers().terminate(&who.sub).await.unwrap(),
         Terminated::AlreadyTerminating
     );
     tokio::time::sleep(s.cluster.behaviour().namespace_termination + Duration::from_millis(50)).await;
@@ -522,7 +525,7 @@ async fn while_the_environment_is_built_get_server_follows_the_build() {
     });
     first_spawn(&s).await;
     let who = caller("u-1");
-    let describe = || async { s.spawner.servers().describe(&who).await.unwrap().unwrap() };
+    let describe = || async { s.spawner.servers().describe(&who.sub).await.unwrap().unwrap() };
     let view = describe().await;
     assert_eq!((view.stage, view.phase), (Stage::Building, Phase::Installing));
     assert_eq!(
@@ -600,7 +603,7 @@ async fn a_failed_build_is_told_with_the_installers_lines_and_outlives_its_pod()
     );
     tokio::time::sleep(s.cluster.behaviour().pod_termination + Duration::from_millis(50)).await;
     assert!(s.cluster.get("pods", NS, "rexec-server-1").is_none());
-    let later = s.spawner.servers().describe(&who).await.unwrap().unwrap();
+    let later = s.spawner.servers().describe(&who.sub).await.unwrap().unwrap();
     assert_eq!(
         (later.stage, later.reason.as_deref()),
         (Stage::Failed, Some(reason.as_str()))
@@ -646,7 +649,7 @@ async fn a_server_not_ready_within_the_start_timeout_fails_and_frees_its_room() 
     // The spawn's wait ended first; the start timeout is seen on a later look.
     if view.stage != Stage::Failed {
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let view = s.spawner.servers().describe(&caller("u-1")).await.unwrap().unwrap();
+        let view = s.spawner.servers().describe("u-1").await.unwrap().unwrap();
         assert_eq!(view.stage, Stage::Failed);
     }
     let (outcome, view) = first_spawn(&s).await;
@@ -790,7 +793,7 @@ async fn a_namespace_not_ours_is_never_touched() {
             .unwrap_err(),
     );
     assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
-    let err = answer(s.spawner.servers().terminate(&caller("u-1")).await.unwrap_err());
+    let err = answer(s.spawner.servers().terminate("u-1").await.unwrap_err());
     assert_eq!(err.code, "namespace_taken");
     assert!(
         s.cluster.get("namespaces", "", NS).unwrap()["metadata"]
@@ -816,11 +819,11 @@ async fn a_namespace_recorded_for_another_owner_is_never_touched() {
     );
     assert_eq!((err.status.as_u16(), err.code), (409, "namespace_taken"));
     assert_eq!(
-        answer(s.spawner.servers().describe(&who).await.unwrap_err()).code,
+        answer(s.spawner.servers().describe(&who.sub).await.unwrap_err()).code,
         "namespace_taken"
     );
     assert_eq!(
-        answer(s.spawner.servers().terminate(&who).await.unwrap_err()).code,
+        answer(s.spawner.servers().terminate(&who.sub).await.unwrap_err()).code,
         "namespace_taken"
     );
     assert_eq!(

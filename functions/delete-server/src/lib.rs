@@ -1,6 +1,7 @@
 //! `DELETE /rexec/terminate` (the published clients: form field `token`) and
 //! `DELETE /rexec/server` (Bearer header): removes the caller's rexec-server; its namespace stays
 //! for the next spawn. Nothing to remove is still a 2xx, with `"deleted": false`.
+//! `DELETE /rexec/servers/{owner}`: the same for any caller's server, for administrators.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -26,39 +27,57 @@ impl Deps {
     }
 }
 
-/// Remove the caller's rexec-server: both routes. Once the caller is known, every answer is an
-/// entry of the audit trail.
+/// Remove the caller's rexec-server (both callers' routes), or on the administrators' route the
+/// server of `{owner}`. Once the caller is known and the owner well formed, every answer is an
+/// entry of the audit trail, a non-administrator's refusal on the administrators' route
+/// included.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     let caller = request::caller(&deps.access, &req).await?;
-    let namespace = deps.servers.owner(&caller).namespace;
-    let terminated = deps.servers.terminate(&caller).await.map_err(ApiError::from);
+    let (event, owner) = match request::owner_param(&req)? {
+        None => (Event::Terminate, caller.sub.clone()),
+        Some(owner) => (Event::AdminDelete, owner),
+    };
+    let namespace = deps.servers.owner(&owner).namespace;
+    let admitted = match event {
+        Event::AdminDelete => deps.access.require_admin(&caller),
+        _ => Ok(()),
+    };
+    let terminated = match admitted {
+        Ok(()) => deps.servers.terminate(&owner).await.map_err(ApiError::from),
+        Err(refused) => Err(ApiError::from(refused)),
+    };
     let (outcome, reason) = match &terminated {
         Ok(outcome) => (audit::word(outcome), None),
         Err(err) => (err.outcome().to_owned(), Some(err.code)),
     };
     Audit {
-        event: Event::Terminate,
+        event,
         action: None,
         actor: &caller.sub,
-        owner: &caller.sub,
+        owner: &owner,
         target: &namespace,
         outcome: &outcome,
         reason,
     }
     .record();
     let outcome = terminated?;
+    let (whose, none) = match event {
+        Event::AdminDelete => ("This owner's rexec server", "This owner has no rexec server to remove."),
+        _ => ("Your rexec server", "You have no rexec server to remove."),
+    };
     let status = match outcome {
-        Terminated::Deleted => "Your rexec server is being removed.",
-        Terminated::AlreadyTerminating => "Your rexec server is already being removed.",
-        Terminated::NothingThere => "You have no rexec server to remove.",
+        Terminated::Deleted => format!("{whose} is being removed."),
+        Terminated::AlreadyTerminating => format!("{whose} is already being removed."),
+        Terminated::NothingThere => none.to_owned(),
     };
     Ok(json(
         StatusCode::OK,
         &TerminateAnswer {
-            status: status.into(),
+            status,
             username: caller.username.clone(),
             deleted: outcome != Terminated::NothingThere,
             outcome,
+            owner,
             namespace,
         },
     ))

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lambda_http::{Error, LambdaEvent};
 use rexec_shared::config::{ConfigError, Vars};
+use rexec_shared::metrics;
 use rexec_shared::server::reaper::{Reaper, Report};
 
 /// Time kept at the end of an invocation for the actions under way and the report.
@@ -29,7 +30,7 @@ pub async fn handler(deps: &Deps, event: LambdaEvent<serde_json::Value>) -> Resu
         .saturating_sub(now.duration_since(UNIX_EPOCH).unwrap_or_default())
         .saturating_sub(MARGIN);
     // Boxed: the run is a deep future, and the runtime's own nests it further.
-    let report = Box::pin(deps.reaper.run(now, Instant::now() + left)).await?;
+    let report = Box::pin(metrics::scope(deps.reaper.run(now, Instant::now() + left))).await?;
     tracing::info!(report = %serde_json::to_string(&report).unwrap_or_default(), "reaper run");
     Ok(report)
 }

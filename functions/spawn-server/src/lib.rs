@@ -8,6 +8,8 @@
 //! may send JSON `{"requirements": [...], "force_reinstall": false}` with the Bearer header.
 //! The body is read once; its fields are judged only after the caller is authenticated.
 
+use std::time::Instant;
+
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::config::{ConfigError, Vars, parse_bool};
@@ -16,6 +18,7 @@ use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, MAX_FORM_BYTES, has_content_type, json};
 use rexec_shared::identity::Identity;
 use rexec_shared::identity::access::Access;
+use rexec_shared::metrics::{self, Metric};
 use rexec_shared::server::audit::{self, Audit, Event};
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Spawned, Spawner};
@@ -40,6 +43,7 @@ impl Deps {
 /// Create, reuse or replace the caller's rexec-server; once the caller is known, every answer
 /// is an entry of the audit trail.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
+    let arrived = Instant::now();
     let body = SpawnBody::read(&req)?;
     let token = request::bearer_or(&req, body.token())?;
     let caller = deps.access.authenticate(&token).await?;
@@ -58,11 +62,17 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
         action: None,
         actor: &caller.sub,
         owner: &caller.sub,
-        target: &deps.spawner.servers().owner(&caller).namespace,
+        target: &deps.spawner.servers().owner(&caller.sub).namespace,
         outcome: &outcome,
         reason,
     }
     .record();
+    metrics::count_by(Metric::Spawns, "Outcome", &outcome, 1.0);
+    match &answered {
+        Ok((StatusCode::ACCEPTED, _)) => metrics::count(Metric::SpawnsPending),
+        Ok((_, answer)) if answer.outcome != Spawned::Reused => metrics::time(Metric::TimeToReady, arrived.elapsed()),
+        _ => {}
+    }
     let (status, answer) = answered?;
     Ok(json(status, &answer))
 }

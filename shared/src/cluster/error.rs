@@ -20,6 +20,9 @@ pub enum ClusterError {
     /// RBAC refused a call: the function's role lacks a permission.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// A list's `continue` token or a watch's version is too old: list again from the start.
+    #[error("expired: {0}")]
+    Expired(String),
     /// The cluster is unreachable, timed out or answered 5xx.
     #[error("cluster unavailable: {0}")]
     Unavailable(String),
@@ -51,6 +54,8 @@ impl From<kube::Error> for ClusterError {
             Self::QuotaExceeded(status.message)
         } else if status.is_forbidden() {
             Self::Forbidden(status.message)
+        } else if status.code == 410 {
+            Self::Expired(status.message)
         } else if matches!(status.code, 401 | 429 | 500..=599) {
             Self::Unavailable(format!("the API server answered {}", status.code))
         } else {

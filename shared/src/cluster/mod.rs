@@ -10,15 +10,18 @@ pub mod eks;
 mod error;
 
 use std::path::PathBuf;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use kube::Client;
+use kube::client::ClientBuilder;
 use tokio::sync::Mutex;
 
 use eks::{EksConnector, TOKEN_REFRESH};
 pub use error::ClusterError;
 
 use crate::config::{ConfigError, Vars};
+use crate::metrics::{self, Metric};
 
 pub struct Cluster {
     connector: Connector,
@@ -72,10 +75,13 @@ impl Cluster {
         // No client-side retries: API Gateway gives a request 30 seconds, so a failing cluster
         // is answered at once with 503 and Retry-After, and the caller retries.
         config.default_retry = false;
-        let client = Client::try_from(config).map_err(|e| {
-            tracing::error!(error = %e, "cannot build the cluster client");
-            ClusterError::Unavailable("cannot build the cluster client".into())
-        })?;
+        let client = ClientBuilder::try_from(config)
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot build the cluster client");
+                ClusterError::Unavailable("cannot build the cluster client".into())
+            })?
+            .with_layer(&tower::layer::layer_fn(Timed))
+            .build();
         *cached = Some((client.clone(), Instant::now()));
         Ok(client)
     }
@@ -101,6 +107,24 @@ impl Cluster {
             }
             Connector::Kubeconfig(None) => kube::Config::infer().await.map_err(|e| unusable(&e)),
         }
+    }
+}
+
+/// Times each call to the API server (`ClusterLatency`, see [`crate::metrics`]).
+#[derive(Clone)]
+struct Timed<S>(S);
+
+impl<S: tower::Service<R>, R> tower::Service<R> for Timed<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = metrics::Timed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        metrics::Timed::new(self.0.call(request), Metric::ClusterLatency)
     }
 }
 

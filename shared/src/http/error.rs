@@ -153,6 +153,11 @@ impl From<AccessError> for ApiError {
             AccessError::NotAllowed => {
                 ApiError::forbidden("You are not a member of a group allowed to use this service.")
             }
+            AccessError::NotAdmin => ApiError::new(
+                StatusCode::FORBIDDEN,
+                "not_admin",
+                "This route is for administrators (ADMIN_GROUP_NAMES) only.",
+            ),
         }
     }
 }
@@ -184,6 +189,10 @@ impl From<ServerError> for ApiError {
                 ),
             ),
             ServerError::BrokenClaim => ApiError::internal(),
+            ServerError::BadContinue => ApiError::bad_request(
+                "invalid_continue",
+                "The continue token is invalid or has expired. List again from the first page.",
+            ),
             ServerError::BrokerUnavailable(detail) => {
                 ApiError::unavailable("broker_unavailable", detail, BROKER_RETRY_AFTER)
             }

@@ -94,6 +94,34 @@ pub async fn caller(access: &Access, req: &Request) -> Result<Identity, ApiError
     Ok(access.authenticate(&token(req)?).await?)
 }
 
+/// The caller of `req`, as [`caller`], who must also be an administrator: a route of the admin
+/// tier.
+pub async fn administrator(access: &Access, req: &Request) -> Result<Identity, ApiError> {
+    let identity = caller(access, req).await?;
+    access.require_admin(&identity)?;
+    Ok(identity)
+}
+
+/// The longest `sub` an administrator's route takes, in bytes.
+pub const MAX_OWNER_BYTES: usize = 255;
+
+/// The path parameter `owner` of the administrators' routes (`/servers/{owner}`): a caller's
+/// `sub`, of 1 to [`MAX_OWNER_BYTES`] bytes without control characters (400 otherwise). `None`
+/// on a route without it.
+pub fn owner_param(req: &Request) -> Result<Option<String>, ApiError> {
+    let params = req.path_parameters();
+    let Some(owner) = params.first("owner") else {
+        return Ok(None);
+    };
+    if owner.is_empty() || owner.len() > MAX_OWNER_BYTES || owner.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_owner",
+            format!("The owner is a caller's sub: 1 to {MAX_OWNER_BYTES} bytes, without control characters."),
+        ));
+    }
+    Ok(Some(owner.to_owned()))
+}
+
 /// The form field `token` of a form already read.
 pub fn token_field(fields: &[(String, String)]) -> Option<String> {
     fields

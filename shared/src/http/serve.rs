@@ -12,8 +12,10 @@ use tracing::Instrument;
 use crate::config::{ConfigError, Vars};
 use crate::http::error::ApiError;
 use crate::http::request::{request_id, route};
+use crate::metrics;
 
-/// Answers one request with `handler`, whatever it returns.
+/// Answers one request with `handler`, whatever it returns; what it measured is written as
+/// metric lines at the end ([`crate::metrics`]).
 pub async fn respond<F, Fut>(req: Request, handler: F) -> Response<Body>
 where
     F: FnOnce(Request) -> Fut,
@@ -28,7 +30,7 @@ where
         sub = tracing::field::Empty,
     );
     let started = Instant::now();
-    async move {
+    let answer = async move {
         let mut response = handler(req).await.unwrap_or_else(|err| err.into_response(&id));
         if let Ok(value) = HeaderValue::from_str(&id) {
             response.headers_mut().insert("x-request-id", value);
@@ -40,8 +42,9 @@ where
         );
         response
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    // Boxed: a handler is a deep future, and the scope and the runtime nest it further.
+    metrics::scope(Box::pin(answer)).await
 }
 
 /// The whole `main` of a function without settings: logs, then `handler` on the Lambda runtime.
@@ -101,7 +104,9 @@ where
 /// container's life; a bad setting fails the init naming the variable.
 fn init<D>(build: fn(&Vars) -> Result<D, ConfigError>) -> Result<&'static D, lambda_http::Error> {
     crate::http::logging::init();
-    Ok(Box::leak(Box::new(build(&Vars::from_env()).map_err(init_failed)?)))
+    let vars = Vars::from_env();
+    metrics::init(&vars).map_err(init_failed)?;
+    Ok(Box::leak(Box::new(build(&vars).map_err(init_failed)?)))
 }
 
 /// Logs and returns a configuration error, so a function's init fails naming the variable.

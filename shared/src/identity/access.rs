@@ -13,6 +13,9 @@ pub enum AccessError {
     /// The caller is in no allowed group.
     #[error("the caller is in no allowed group")]
     NotAllowed,
+    /// The route is for administrators, and the caller is in no admin group.
+    #[error("the caller is in no admin group")]
+    NotAdmin,
 }
 
 pub struct Access {
@@ -53,5 +56,14 @@ impl Access {
             return Err(AccessError::NotAllowed);
         }
         Ok(identity)
+    }
+
+    /// Admits `identity` to the administrators' tier (`ADMIN_GROUP_NAMES`), or refuses it.
+    pub fn require_admin(&self, identity: &Identity) -> Result<(), AccessError> {
+        if !self.policy.is_admin(identity) {
+            tracing::info!("caller is in no admin group");
+            return Err(AccessError::NotAdmin);
+        }
+        Ok(())
     }
 }

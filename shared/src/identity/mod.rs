@@ -32,6 +32,7 @@ pub use introspection::{ClientSecret, IntrospectionValidator};
 pub use jwks::{JwksSettings, JwksValidator};
 
 use crate::config::{ConfigError, Vars};
+use crate::metrics::{self, Metric};
 
 /// A validated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,9 +84,15 @@ impl Authenticator {
     pub async fn authenticate(&self, token: &str) -> Result<Identity, IdentityError> {
         let key = IdentityCache::key(token);
         if let Some(cached) = self.cache.get(&key, SystemTime::now()) {
+            metrics::count(Metric::IdentityCacheHits);
             return cached;
         }
-        let result = self.validator.validate(token).await.and_then(|identity| {
+        metrics::count(Metric::IdentityCacheMisses);
+        let validated = metrics::Timed::new(self.validator.validate(token), Metric::IdentityLatency).await;
+        if let Err(IdentityError::Unavailable(_)) = &validated {
+            metrics::count(Metric::IdentityUnavailable);
+        }
+        let result = validated.and_then(|identity| {
             let allowed = self.allowed_clients.is_empty()
                 || identity
                     .client

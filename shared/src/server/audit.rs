@@ -1,6 +1,6 @@
 //! The audit trail: one JSON log line per change of a server's state, `"message": "audit"`.
 //! Its fields are these and no other (never a token): `event` (what happened), `action` (the
-//! reaper's rule), `actor` (the caller's `sub`, or `reaper`), `owner` (the `sub` whose server
+//! reaper's rule), `actor` (the caller's `sub`, an administrator's, or `reaper`), `owner` (the `sub` whose server
 //! it is), `target` (the namespace), `outcome` and `reason`; a request's line also carries the
 //! request's span (`request_id`, `route`), a reaper's line the Lambda invocation's.
 
@@ -11,6 +11,8 @@ pub enum Event {
     Spawn,
     /// A caller's terminate.
     Terminate,
+    /// An administrator's removal of another caller's server (`DELETE /servers/{owner}`).
+    AdminDelete,
     /// A reaper's removal (or, for a failure seen first, its record).
     Reap,
 }
@@ -20,6 +22,7 @@ impl Event {
         match self {
             Self::Spawn => "spawn",
             Self::Terminate => "terminate",
+            Self::AdminDelete => "admin_delete",
             Self::Reap => "reap",
         }
     }

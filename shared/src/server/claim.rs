@@ -21,6 +21,8 @@ pub const NAME: &str = "rexec-server";
 pub const DIGEST: &str = "rexec.ndp.io/digest";
 pub const GENERATION: &str = "rexec.ndp.io/generation";
 pub const PYTHON: &str = "rexec.ndp.io/python";
+/// The owner's username when the generation was requested (the `sub` is the identity).
+pub const USERNAME: &str = "rexec.ndp.io/username";
 /// The requirement lines, as a JSON array.
 pub const REQUIREMENTS: &str = "rexec.ndp.io/requirements";
 /// Why the generation failed, recorded when its pod is removed for it.
@@ -32,8 +34,12 @@ pub const TERMINATED: &str = "rexec.ndp.io/terminated";
 /// Since when the reaper has seen the server idle (RFC 3339); removed once it is busy again.
 pub const IDLE_SINCE: &str = "rexec.ndp.io/idle-since";
 
-/// The claim of a generation: what the server is built from.
-pub fn build(owner: &Owner, reqs: &Requirements, generation: u64) -> ConfigMap {
+/// The longest username recorded; a longer one is cut.
+const MAX_USERNAME: usize = 256;
+
+/// The claim of a generation: what the server is built from, and for whom.
+pub fn build(owner: &Owner, username: &str, reqs: &Requirements, generation: u64) -> ConfigMap {
+    let username: String = username.chars().take(MAX_USERNAME).collect();
     serde_json::from_value(json!({
         "metadata": {
             "name": NAME,
@@ -41,6 +47,7 @@ pub fn build(owner: &Owner, reqs: &Requirements, generation: u64) -> ConfigMap {
             "labels": {MANAGED_BY: MANAGER, OWNER: owner.slug, DIGEST: &reqs.digest[..32], GENERATION: generation.to_string()},
             "annotations": {
                 SUB: owner.sub,
+                USERNAME: username,
                 DIGEST: reqs.digest,
                 PYTHON: reqs.python,
                 GENERATION: generation.to_string(),
@@ -54,6 +61,9 @@ pub fn build(owner: &Owner, reqs: &Requirements, generation: u64) -> ConfigMap {
 /// What a claim records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
+    /// The owner's `sub`, and their username when the claim records it.
+    pub sub: Option<String>,
+    pub username: Option<String>,
     pub digest: String,
     pub generation: u64,
     pub python: String,
@@ -77,6 +87,8 @@ impl Claim {
             ServerError::BrokenClaim
         };
         Ok(Self {
+            sub: annotation(SUB),
+            username: annotation(USERNAME),
             digest: annotation(DIGEST).ok_or_else(broken)?,
             generation: annotation(GENERATION).and_then(|g| g.parse().ok()).ok_or_else(broken)?,
             python: annotation(PYTHON).unwrap_or_default(),
@@ -98,27 +110,20 @@ impl Claim {
 mod tests {
     use super::*;
     use crate::config::Vars;
-    use crate::identity::Identity;
     use crate::server::naming::Naming;
     use crate::server::requirements::RequirementsPolicy;
 
     #[test]
     fn a_claim_reads_back_what_was_written() {
-        let identity = Identity {
-            sub: "u-1".into(),
-            username: "alice".into(),
-            roles: vec![],
-            groups: vec![],
-            client: None,
-            expires_at: None,
-        };
-        let owner = Owner::new(&Naming::from_vars(&Vars::default()).unwrap(), &identity);
+        let owner = Owner::new(&Naming::from_vars(&Vars::default()).unwrap(), "u-1");
         let reqs = RequirementsPolicy::from_vars(&Vars::default())
             .unwrap()
             .check(&["python==3.12", "numpy<2"])
             .unwrap();
-        let mut cm = build(&owner, &reqs, 7);
+        let mut cm = build(&owner, &"ä".repeat(300), &reqs, 7);
         let claim = Claim::read(&cm).unwrap();
+        assert_eq!(claim.sub.as_deref(), Some("u-1"));
+        assert_eq!(claim.username, Some("ä".repeat(MAX_USERNAME)));
         assert_eq!(
             (claim.digest.as_str(), claim.generation, claim.python.as_str()),
             (reqs.digest.as_str(), 7, "3.12")

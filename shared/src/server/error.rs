@@ -20,6 +20,9 @@ pub enum ServerError {
     /// The claim lacks what this service writes in it.
     #[error("the claim is broken")]
     BrokenClaim,
+    /// A list's `continue` token that the cluster refused, or that expired.
+    #[error("the continue token is invalid or expired")]
+    BadContinue,
     /// The broker's external address cannot be told: the reason, for the caller.
     #[error("broker unavailable: {0}")]
     BrokerUnavailable(&'static str),

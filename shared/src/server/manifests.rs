@@ -498,7 +498,6 @@ mod tests {
 
     use super::*;
     use crate::config::Vars;
-    use crate::identity::Identity;
 
     use crate::server::naming::Naming;
     use crate::server::requirements::RequirementsPolicy;
@@ -509,15 +508,7 @@ mod tests {
     }
 
     fn owner() -> Owner {
-        let identity = Identity {
-            sub: "Alice".into(),
-            username: "alice".into(),
-            roles: vec![],
-            groups: vec![],
-            client: None,
-            expires_at: None,
-        };
-        Owner::new(&Naming::from_vars(&Vars::default()).unwrap(), &identity)
+        Owner::new(&Naming::from_vars(&Vars::default()).unwrap(), "Alice")
     }
 
     fn reqs(lines: &[&str]) -> Requirements {

@@ -17,7 +17,6 @@ use sha2::{Digest, Sha256};
 
 use super::error::ServerError;
 use crate::config::{ConfigError, Vars};
-use crate::identity::Identity;
 
 /// The label naming the service that manages an object, and our value of it.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
@@ -119,10 +118,11 @@ pub struct Owner {
 }
 
 impl Owner {
-    pub fn new(naming: &Naming, identity: &Identity) -> Self {
-        let slug = naming.slug(&identity.sub);
+    /// The names of the caller whose token's `sub` is `sub`.
+    pub fn new(naming: &Naming, sub: &str) -> Self {
+        let slug = naming.slug(sub);
         Self {
-            sub: identity.sub.clone(),
+            sub: sub.to_owned(),
             namespace: naming.namespace_of(&slug),
             slug,
         }

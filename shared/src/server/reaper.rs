@@ -37,10 +37,11 @@ use super::claim::{self, Claim};
 use super::error::ServerError;
 use super::manifests::{self, APP, APP_NAME};
 use super::naming::{MANAGED_BY, MANAGER, OWNER, SUB};
-use super::spawner::{self, Servers};
+use super::spawner::{self, Servers, key};
 use super::status::{self, Stage};
 use crate::cluster::ClusterError;
 use crate::config::{ConfigError, Vars};
+use crate::metrics::{self, Metric};
 
 /// Objects per page of a list.
 const PAGE: u32 = 500;
@@ -260,15 +261,6 @@ where
     }
 }
 
-/// The key of an object: (namespace, name).
-fn key<K: kube::Resource>(object: &K) -> (String, String) {
-    let meta = object.meta();
-    (
-        meta.namespace.clone().unwrap_or_default(),
-        meta.name.clone().unwrap_or_default(),
-    )
-}
-
 impl Reaper {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
@@ -351,12 +343,14 @@ impl Reaper {
             .collect();
         let mut work = Vec::new();
         let mut claimed = HashSet::new();
+        let mut running = 0;
         for cm in &claims {
             let (namespace, _) = key(cm);
             claimed.insert(namespace.clone());
             let Ok(claim) = Claim::read(cm) else { continue };
             let pod_key = (namespace.clone(), manifests::pod_name(claim.generation));
             let usage = cpu.as_ref().and_then(|c| c.get(&pod_key).copied());
+            running += usize::from(!claim.terminated && claim.failure.is_none() && pods.contains_key(&pod_key));
             let decision = decide(
                 &claim,
                 pods.get(&pod_key),
@@ -453,7 +447,11 @@ impl Reaper {
                 Outcome::Done | Outcome::DryRun => *report.done.entry(action).or_default() += 1,
                 _ => report.left += 1,
             }
+            if matches!(outcome, Outcome::Done) && action.changes_the_server() {
+                metrics::count_by(Metric::Reaped, "Action", action.name(), 1.0);
+            }
         }
+        metrics::gauge(Metric::ServersRunning, running as f64);
         Ok(report)
     }
 }
@@ -557,6 +555,8 @@ mod tests {
 
     fn claim() -> Claim {
         Claim {
+            sub: Some("u-1".into()),
+            username: Some("alice".into()),
             digest: "d".into(),
             generation: 1,
             python: "3.11".into(),

@@ -22,11 +22,13 @@
 //! namespace's labels and its guard rails to what this release writes (server-side apply), in
 //! parallel with reading the claim.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::{AsyncReadExt, StreamExt, pin_mut};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use serde::{Deserialize, Serialize};
@@ -37,17 +39,25 @@ use super::claim::{self, Claim};
 use super::environment::{self, Environment};
 use super::error::ServerError;
 use super::manifests;
-use super::naming::{MANAGER, Naming, Owner};
+use super::naming::{MANAGED_BY, MANAGER, Naming, OWNER, Owner};
 use super::requirements::Requirements;
 use super::settings::ServerSettings;
 use super::status::{self, Phase, Stage, Versions};
 use crate::cluster::{Cluster, ClusterError};
 use crate::config::{ConfigError, Vars};
 use crate::identity::Identity;
+use crate::metrics::{self, Metric};
+use manifests::{APP, APP_NAME};
 
 /// A caller's server as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ServerView {
+    /// The owner's `sub`: the identity the server belongs to.
+    #[schema(example = "f47ac10b-58cc-4372-a567-0e02b2c3d479")]
+    pub owner: String,
+    /// The owner's username when the server was requested, where recorded.
+    #[schema(example = "alice")]
+    pub username: Option<String>,
     #[schema(example = "rexec-f47ac10b-58cc-4372-a567-0e02b2c3d479")]
     pub namespace: String,
     #[schema(example = "rexec-server-1")]
@@ -76,6 +86,55 @@ pub struct ServerView {
     /// When this generation was requested (RFC 3339).
     pub created: Option<String>,
     pub age_seconds: Option<u64>,
+    /// Since when the reaper has seen the server ready and idle (its CPU at or below
+    /// `REXEC_SERVER_IDLE_CPU`), RFC 3339; absent while it is busy or not ready.
+    pub idle_since: Option<String>,
+    pub idle_seconds: Option<u64>,
+    /// What the server's container requests and may use at most, as its pod says; absent
+    /// without a pod.
+    pub resources: Option<Resources>,
+}
+
+/// Kubernetes resource quantities by resource name (`cpu`, `memory`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Resources {
+    #[schema(example = json!({"cpu": "250m", "memory": "512Mi"}))]
+    pub requests: BTreeMap<String, String>,
+    #[schema(example = json!({"cpu": "2", "memory": "4Gi"}))]
+    pub limits: BTreeMap<String, String>,
+}
+
+impl Resources {
+    /// The server container's resources in `pod`.
+    fn of(pod: &Pod) -> Option<Self> {
+        let container = pod
+            .spec
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == manifests::SERVER_CONTAINER)?;
+        let quantities = |q: Option<&BTreeMap<String, Quantity>>| {
+            q.into_iter()
+                .flatten()
+                .map(|(name, quantity)| (name.clone(), quantity.0.clone()))
+                .collect()
+        };
+        let resources = container.resources.as_ref();
+        Some(Self {
+            requests: quantities(resources.and_then(|r| r.requests.as_ref())),
+            limits: quantities(resources.and_then(|r| r.limits.as_ref())),
+        })
+    }
+}
+
+/// One page of every caller's server (`GET /servers`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServerPage {
+    pub servers: Vec<ServerView>,
+    /// Sent back as `continue`, it gives the next page; absent on the last. A page may hold
+    /// fewer servers than asked for, even none, when a phase is chosen: follow it to the end.
+    #[serde(rename = "continue")]
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -146,14 +205,15 @@ impl Servers {
         ))
     }
 
-    pub fn owner(&self, identity: &Identity) -> Owner {
-        Owner::new(&self.naming, identity)
+    /// The names of the caller whose `sub` is `sub`.
+    pub fn owner(&self, sub: &str) -> Owner {
+        Owner::new(&self.naming, sub)
     }
 
-    /// The caller's server, if there is one.
-    pub async fn describe(&self, identity: &Identity) -> Result<Option<ServerView>, ServerError> {
+    /// The server of the caller whose `sub` is `sub`, if there is one.
+    pub async fn describe(&self, sub: &str) -> Result<Option<ServerView>, ServerError> {
         let client = self.cluster.client().await?;
-        let owner = self.owner(identity);
+        let owner = self.owner(sub);
         let Some(namespace) = namespace_any(&client, &owner).await? else {
             return Ok(None);
         };
@@ -178,19 +238,91 @@ impl Servers {
             follow_build(&pods, &mut view).await;
         }
         if namespace.metadata.deletion_timestamp.is_some() {
-            view.phase = Phase::Terminating;
-            view.stage = Stage::Terminating;
-            view.ready = false;
-            view.reason = Some("The server is being removed.".into());
+            going(&mut view);
         }
         Ok(Some(view))
     }
 
+    /// One page of every caller's server, in the order of their namespaces: up to `limit`
+    /// claims from where `token` (the cluster's own `continue` token) says, those in `phase`
+    /// kept. Three calls: the claims, then their pods and namespaces together. The reasons are
+    /// read from the pods' status alone ([`Servers::describe`] adds their Events). Servers
+    /// terminated and gone are not shown; a claim outside a namespace this service manages for
+    /// the `sub` it records is skipped, and logged.
+    pub async fn list(&self, phase: Option<Phase>, limit: u32, token: Option<&str>) -> Result<ServerPage, ServerError> {
+        let client = self.cluster.client().await?;
+        let mut params = ListParams::default()
+            .labels(&format!("{MANAGED_BY}={MANAGER}"))
+            .fields(&format!("metadata.name={}", claim::NAME))
+            .limit(limit);
+        if let Some(token) = token {
+            params = params.continue_token(token);
+        }
+        let page =
+            Api::<ConfigMap>::all(client.clone())
+                .list(&params)
+                .await
+                .map_err(|err| match ClusterError::from(err) {
+                    ClusterError::Expired(_) | ClusterError::Refused(_) if token.is_some() => ServerError::BadContinue,
+                    other => other.into(),
+                })?;
+        let claims: Vec<(Owner, Claim)> = page
+            .items
+            .iter()
+            .filter_map(|cm| {
+                let claim = Claim::read(cm).ok()?;
+                let owner = self.owner(claim.sub.as_deref()?);
+                if cm.metadata.namespace.as_ref() != Some(&owner.namespace) {
+                    tracing::warn!(namespace = ?cm.metadata.namespace, "a claim outside its owner's namespace is not listed");
+                    return None;
+                }
+                Some((owner, claim))
+            })
+            .collect();
+        let (pods, namespaces) = match claims.is_empty() {
+            true => (Vec::new(), Vec::new()),
+            false => {
+                let slugs: Vec<&str> = claims.iter().map(|(owner, _)| owner.slug.as_str()).collect();
+                let owners = format!("{OWNER} in ({})", slugs.join(","));
+                let (pods, namespaces): (Api<Pod>, Api<Namespace>) =
+                    (Api::all(client.clone()), Api::all(client.clone()));
+                let of_pods = ListParams::default().labels(&format!("{APP}={APP_NAME},{owners}"));
+                let of_namespaces = ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER},{owners}"));
+                tokio::try_join!(pods.list(&of_pods), namespaces.list(&of_namespaces))
+                    .map(|(pods, namespaces)| (pods.items, namespaces.items))
+                    .map_err(ClusterError::from)?
+            }
+        };
+        let pods: HashMap<(String, String), Pod> = pods.into_iter().map(|p| (key(&p), p)).collect();
+        let namespaces: HashMap<String, Namespace> = namespaces.into_iter().map(|ns| (key(&ns).1, ns)).collect();
+        let mut servers = Vec::new();
+        for (owner, claim) in claims {
+            let Some(namespace) = namespaces.get(&owner.namespace).filter(|ns| owner.check(ns).is_ok()) else {
+                continue;
+            };
+            let pod = pods.get(&(owner.namespace.clone(), manifests::pod_name(claim.generation)));
+            if claim.terminated && pod.is_none() {
+                continue;
+            }
+            let mut view = self.view(&owner, &claim, pod, &[]);
+            if namespace.metadata.deletion_timestamp.is_some() {
+                going(&mut view);
+            }
+            if phase.is_none_or(|phase| view.phase == phase) {
+                servers.push(view);
+            }
+        }
+        Ok(ServerPage {
+            servers,
+            next: page.metadata.continue_.filter(|c| !c.is_empty()),
+        })
+    }
+
     /// Removes the caller's server: its pod goes and its claim is marked terminated. The
     /// namespace and its guard rails stay for the next spawn.
-    pub async fn terminate(&self, identity: &Identity) -> Result<Terminated, ServerError> {
+    pub async fn terminate(&self, sub: &str) -> Result<Terminated, ServerError> {
         let client = self.cluster.client().await?;
-        let owner = self.owner(identity);
+        let owner = self.owner(sub);
         let Some(namespace) = namespace_any(&client, &owner).await? else {
             return Ok(Terminated::NothingThere);
         };
@@ -215,8 +347,13 @@ impl Servers {
 
     /// How the generation a claim records is doing.
     fn view(&self, owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> ServerView {
-        let a = status::assess_server(claim, pod, events, self.start_timeout, SystemTime::now());
+        let now = SystemTime::now();
+        let a = status::assess_server(claim, pod, events, self.start_timeout, now);
+        let since = |t: SystemTime| now.duration_since(t).ok().map(|d| d.as_secs());
+        let idle_since = claim.idle_since.filter(|_| a.ready());
         ServerView {
+            owner: owner.sub.clone(),
+            username: claim.username.clone(),
             namespace: owner.namespace.clone(),
             name: manifests::pod_name(claim.generation),
             phase: a.phase(),
@@ -230,10 +367,10 @@ impl Servers {
             digest: claim.digest.clone(),
             generation: claim.generation,
             created: claim.created.map(rfc3339),
-            age_seconds: claim
-                .created
-                .and_then(|t| SystemTime::now().duration_since(t).ok())
-                .map(|d| d.as_secs()),
+            age_seconds: claim.created.and_then(since),
+            idle_since: idle_since.map(rfc3339),
+            idle_seconds: idle_since.and_then(since),
+            resources: pod.and_then(Resources::of),
         }
     }
 }
@@ -278,7 +415,7 @@ impl Spawner {
         force: bool,
     ) -> Result<(Spawned, ServerView), ServerError> {
         let client = self.servers.cluster.client().await?;
-        let owner = self.servers.owner(identity);
+        let owner = self.servers.owner(&identity.sub);
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         if namespace(&client, &owner).await?.is_none() {
@@ -296,7 +433,10 @@ impl Spawner {
         let cm = match existing {
             Some(cm) => cm,
             None => match claims
-                .create(&PostParams::default(), &claim::build(&owner, reqs, 1))
+                .create(
+                    &PostParams::default(),
+                    &claim::build(&owner, &identity.username, reqs, 1),
+                )
                 .await
             {
                 Ok(cm) => {
@@ -346,7 +486,7 @@ impl Spawner {
             _ => Spawned::Replaced,
         };
         let generation = current.generation + 1;
-        let mut replacement = claim::build(&owner, reqs, generation);
+        let mut replacement = claim::build(&owner, &identity.username, reqs, generation);
         replacement.metadata.resource_version = current.resource_version.clone();
         let cm = claims
             .replace(claim::NAME, &PostParams::default(), &replacement)
@@ -513,10 +653,14 @@ impl Spawner {
             .await
             .map_err(ClusterError::from)?;
         let number = match environment::latest(&builds.items, settings.max_age, SystemTime::now()) {
-            Some(build) if build.usable => return Ok(build.number),
+            Some(build) if build.usable => {
+                metrics::count(Metric::EnvironmentCacheHits);
+                return Ok(build.number);
+            }
             Some(build) => build.number + 1,
             None => 1,
         };
+        metrics::count(Metric::EnvironmentCacheMisses);
         let files: Api<ConfigMap> = Api::namespaced(jobs.clone().into_client(), &settings.namespace);
         for created in [
             files
@@ -542,6 +686,23 @@ impl Spawner {
         tracing::info!(environment = env.label(), build = number, "environment build started");
         Ok(number)
     }
+}
+
+/// The key of an object: (namespace, name).
+pub(super) fn key<K: kube::Resource>(object: &K) -> (String, String) {
+    let meta = object.meta();
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
+}
+
+/// A server whose namespace is being deleted: terminating, whatever its pod says.
+fn going(view: &mut ServerView) {
+    view.phase = Phase::Terminating;
+    view.stage = Stage::Terminating;
+    view.ready = false;
+    view.reason = Some("The server is being removed.".into());
 }
 
 /// The Events of the pod `name`, which often name a cause its status does not.

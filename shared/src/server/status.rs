@@ -53,6 +53,16 @@ pub enum Stage {
     Terminating,
 }
 
+impl Phase {
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Installing,
+        Self::Ready,
+        Self::Failed,
+        Self::Terminating,
+    ];
+}
+
 impl Stage {
     pub fn phase(self) -> Phase {
         match self {

@@ -11,7 +11,8 @@
 //!   cluster-wide `resourceVersion`; `Status` objects with `reason`, `code` and `details` for
 //!   every error: 404 NotFound, 409 AlreadyExists, 409 Conflict on a stale `resourceVersion`,
 //!   422 Invalid for a bad name, 403 Forbidden for content created in a terminating namespace;
-//! - list and watch with equality-based label selectors and field selectors (see [`watch`]);
+//! - list and watch with label selectors (equality- and set-based) and field selectors (see
+//!   [`watch`]);
 //! - `PUT` (optimistic concurrency), JSON merge `PATCH` and server-side apply (a field manager
 //!   required; created when absent; unchanged objects keep their `resourceVersion`);
 //! - ResourceQuota object counts (`pods`, `configmaps`, `count/<kind>`): a creation beyond them is
@@ -182,6 +183,11 @@ impl KubeStandIn {
             .get(&format!("{method} {resource}"))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Requests served, of any method and resource.
+    pub fn requests(&self) -> usize {
+        self.shared.counters.lock().unwrap().values().sum()
     }
 
     /// The permissions the caller with bearer `token` used.

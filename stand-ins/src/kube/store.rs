@@ -411,7 +411,7 @@ impl Selector {
         let terms = |name: &str, refusal: &str| {
             query
                 .get(name)
-                .map(|s| parse_selector(s))
+                .map(|s| parse_selector(s, name == "labelSelector"))
                 .transpose()
                 .map(Option::unwrap_or_default)
                 .map_err(|reason| format!("{refusal}: {reason}"))
@@ -494,6 +494,10 @@ enum Term {
     NotEquals(String, String),
     Exists(String),
     Absent(String),
+    /// `key in (a,b)`: the key is there with one of the values.
+    In(String, Vec<String>),
+    /// `key notin (a,b)`: the key is absent, or its value is none of them.
+    NotIn(String, Vec<String>),
 }
 
 impl Term {
@@ -512,30 +516,71 @@ impl Term {
             Term::NotEquals(k, v) => lookup(k).as_deref() != Some(v),
             Term::Exists(k) => lookup(k).is_some(),
             Term::Absent(k) => lookup(k).is_none(),
+            Term::In(k, values) => lookup(k).is_some_and(|v| values.contains(&v)),
+            Term::NotIn(k, values) => lookup(k).is_none_or(|v| !values.contains(&v)),
         }
     }
 }
 
-fn parse_selector(selector: &str) -> Result<Vec<Term>, String> {
-    selector
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|term| {
-            if term.contains(" in ") || term.contains(" notin ") || term.contains('(') {
-                return Err(format!("set-based requirement {term:?} is not served by this stand-in"));
+/// The terms of a selector, split at the commas outside parentheses. Set-based terms (`in`,
+/// `notin`) are label selectors' only, as on the API server.
+fn parse_selector(selector: &str, set_based: bool) -> Result<Vec<Term>, String> {
+    let mut terms = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    for (i, c) in selector.char_indices().chain([(selector.len(), ',')]) {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.checked_sub(1).ok_or("unbalanced parentheses")?,
+            ',' if depth == 0 => {
+                let term = selector[start..i].trim();
+                if !term.is_empty() {
+                    terms.push(parse_term(term, set_based)?);
+                }
+                start = i + 1;
             }
-            if let Some((k, v)) = term.split_once("!=") {
-                Ok(Term::NotEquals(k.trim().into(), v.trim().into()))
-            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                Ok(Term::Equals(k.trim().into(), v.trim().into()))
-            } else if let Some(k) = term.strip_prefix('!') {
-                Ok(Term::Absent(k.into()))
-            } else {
-                Ok(Term::Exists(term.into()))
-            }
-        })
-        .collect()
+            _ => {}
+        }
+    }
+    if depth != 0 {
+        return Err("unbalanced parentheses".into());
+    }
+    Ok(terms)
+}
+
+fn parse_term(term: &str, set_based: bool) -> Result<Term, String> {
+    let set = |rest: &str| -> Result<Vec<String>, String> {
+        let inner = rest
+            .trim()
+            .strip_prefix('(')
+            .and_then(|r| r.strip_suffix(')'))
+            .ok_or_else(|| format!("expected a parenthesised set of values in {term:?}"))?;
+        let values: Vec<String> = inner.split(',').map(|v| v.trim().to_owned()).collect();
+        if values.iter().any(String::is_empty) {
+            return Err(format!(
+                "for 'in', 'notin' operators, values set can't be empty in {term:?}"
+            ));
+        }
+        Ok(values)
+    };
+    let words: Vec<&str> = term.splitn(3, ' ').collect();
+    match words.as_slice() {
+        [key, "in", rest] if set_based => return Ok(Term::In(key.to_string(), set(rest)?)),
+        [key, "notin", rest] if set_based => return Ok(Term::NotIn(key.to_string(), set(rest)?)),
+        [_, "in" | "notin", _] => return Err(format!("set-based requirement {term:?} is not allowed here")),
+        _ => {}
+    }
+    if term.contains('(') {
+        return Err(format!("unexpected parenthesis in {term:?}"));
+    }
+    Ok(if let Some((k, v)) = term.split_once("!=") {
+        Term::NotEquals(k.trim().into(), v.trim().into())
+    } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+        Term::Equals(k.trim().into(), v.trim().into())
+    } else if let Some(k) = term.strip_prefix('!') {
+        Term::Absent(k.into())
+    } else {
+        Term::Exists(term.into())
+    })
 }
 
 /// RFC 7386 JSON merge patch.

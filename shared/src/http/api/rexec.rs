@@ -9,7 +9,8 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::http::docs::BearerSecurity;
 use crate::http::error::ErrorBody;
-use crate::server::spawner::{ServerView, Spawned, Terminated};
+use crate::server::spawner::{ServerPage, ServerView, Spawned, Terminated};
+use crate::server::status::Phase;
 
 /// The form the published clients send to `POST /spawn`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -67,6 +68,8 @@ pub struct TerminateAnswer {
     /// Whether a server was there to remove (or already being removed).
     pub deleted: bool,
     pub outcome: Terminated,
+    /// The `sub` whose server it is.
+    pub owner: String,
     pub namespace: String,
 }
 
@@ -84,20 +87,22 @@ pub struct BrokerConfig {
     pub api_url: String,
 }
 
-/// The answers of both removal routes.
+/// The answers of the removal routes.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 enum TerminateResponses {
-    /// Removed, being removed, or nothing to remove.
+    /// Removed, being removed, or nothing to remove; an entry of the audit trail names who
+    /// removed it (`admin_delete` for an administrator).
     #[response(status = 200)]
     Done(TerminateAnswer),
     /// No token, or a token that was refused.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
-    /// The caller is in no allowed group.
+    /// The caller is in no allowed group; on the administrators' route, not an administrator
+    /// (`not_admin`).
     #[response(status = 403)]
     Forbidden(ErrorBody),
-    /// A namespace of the caller's server's name is not the caller's.
+    /// A namespace of the server's name is not managed for its owner.
     #[response(status = 409)]
     Conflict(ErrorBody),
     /// The identity service or the cluster is unreachable.
@@ -194,6 +199,66 @@ fn get_server() {}
 #[allow(dead_code)]
 fn broker_config() {}
 
+/// Every caller's rexec-server, a page at a time (administrators only).
+#[utoipa::path(
+    get,
+    path = "/servers",
+    operation_id = "list_servers",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("phase" = Option<Phase>, Query, description = "Only the servers in this phase (any case)."),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "How many servers' records a page reads, 1 to 100 (default 50)."),
+        ("continue" = Option<String>, Query, description = "The `continue` of the previous page, as it gave it."),
+    ),
+    responses(
+        (status = 200, description = "A page of servers, in the order of their namespaces; `continue` gives the next. Servers terminated and gone are not shown. `reason` is read from the pod's status; GET /servers/{owner} adds its Events.", body = ServerPage),
+        (status = 400, description = "An unknown or repeated query parameter, a phase that does not exist, a limit out of range, or a continue token that is invalid or has expired (list again from the first page).", body = ErrorBody),
+        (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`not_admin`) or in no allowed group.", body = ErrorBody),
+        (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn list_servers() {}
+
+/// One caller's rexec-server (administrators only).
+#[utoipa::path(
+    get,
+    path = "/servers/{owner}",
+    operation_id = "get_server_of_owner",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("owner" = String, Path, description = "The owner's `sub`, as `owner` in the list.")),
+    responses(
+        (status = 200, description = "The owner's server, as the owner sees it with GET /server.", body = ServerView),
+        (status = 400, description = "An owner of more than 255 bytes or with control characters.", body = ErrorBody),
+        (status = 401, description = "No token, or a token that was refused.", body = ErrorBody),
+        (status = 403, description = "The caller is not an administrator (`not_admin`) or in no allowed group.", body = ErrorBody),
+        (status = 404, description = "The owner has no server.", body = ErrorBody),
+        (status = 409, description = "A namespace of the owner's server's name is not managed for them.", body = ErrorBody),
+        (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn get_server_of_owner() {}
+
+/// Remove one caller's rexec-server (administrators only), as their terminate would.
+#[utoipa::path(
+    delete,
+    path = "/servers/{owner}",
+    operation_id = "delete_server_of_owner",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("owner" = String, Path, description = "The owner's `sub`, as `owner` in the list.")),
+    responses(
+        TerminateResponses,
+        (status = 400, description = "An owner of more than 255 bytes or with control characters.", body = ErrorBody),
+    )
+)]
+#[allow(dead_code)]
+fn delete_server_of_owner() {}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -201,7 +266,12 @@ fn broker_config() {}
         description = "Create, inspect and remove the caller's personal rexec-server, and find the broker.",
     ),
     servers((url = "/rexec")),
-    paths(spawn, terminate, delete_server, get_server, broker_config),
+    paths(spawn, terminate, delete_server, get_server, broker_config, list_servers, get_server_of_owner, delete_server_of_owner),
+    tags(
+        (name = "server", description = "The caller's own rexec-server."),
+        (name = "broker", description = "Where clients reach the broker."),
+        (name = "admin", description = "The administrators' tier: callers in a group of ADMIN_GROUP_NAMES see and remove every caller's server. Everyone else gets 403 `not_admin`."),
+    ),
     components(schemas(ErrorBody)),
     modifiers(&BearerSecurity),
 )]
