@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 TOOLS := .venv/tools
 CLIENTS := .venv/clients
+API := .venv/api
 POD := .venv/pod
 OIDC := tests/oidc
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
@@ -11,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: dev token test deps lint build fuzz
 
-deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(POD)/.installed $(OIDC)/node_modules/.installed
+deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(API)/.installed $(POD)/.installed $(OIDC)/node_modules/.installed
 
 $(TOOLS)/.installed: requirements/tools.txt
 	python3 -m venv $(TOOLS)
@@ -21,6 +22,11 @@ $(TOOLS)/.installed: requirements/tools.txt
 $(CLIENTS)/.installed: requirements/clients.txt
 	python3 -m venv $(CLIENTS)
 	$(CLIENTS)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(API)/.installed: requirements/api.txt
+	python3 -m venv $(API)
+	$(API)/bin/pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
 # What stands for a server's image when the tests run its pod (Python with uv), and the wheels

@@ -33,6 +33,7 @@ impl Deps {
 /// included.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {
     let caller = request::caller(&deps.access, &req).await?;
+    check_body(&req)?;
     let (event, owner) = match request::owner_param(&req)? {
         None => (Event::Terminate, caller.sub.clone()),
         Some(owner) => (Event::AdminDelete, owner),
@@ -81,4 +82,19 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
             namespace,
         },
     ))
+}
+
+/// A removal's body, when there is one, is the published clients' form: the field `token`
+/// only. Judged once the caller is known.
+fn check_body(req: &Request) -> Result<(), ApiError> {
+    if req.body().is_empty() {
+        return Ok(());
+    }
+    if request::form_fields(req)?.iter().any(|(name, _)| name != "token") {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "The form of a removal holds the field `token` only.",
+        ));
+    }
+    Ok(())
 }

@@ -55,7 +55,8 @@ pub struct SpawnAnswer {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct TokenForm {
-    token: String,
+    /// The caller's token, when no Authorization header is sent.
+    token: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -95,6 +96,10 @@ enum TerminateResponses {
     /// removed it (`admin_delete` for an administrator).
     #[response(status = 200)]
     Done(TerminateAnswer),
+    /// A body other than the form of the field `token`; on the administrators' route, an owner
+    /// of more than 255 bytes or with control characters.
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
     /// No token, or a token that was refused.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
@@ -105,6 +110,12 @@ enum TerminateResponses {
     /// A namespace of the server's name is not managed for its owner.
     #[response(status = 409)]
     Conflict(ErrorBody),
+    /// A body larger than 256 KiB.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// A body that is not a form.
+    #[response(status = 415)]
+    NotAForm(ErrorBody),
     /// The identity service or the cluster is unreachable.
     #[response(status = 503)]
     Unavailable(ErrorBody),
@@ -145,7 +156,7 @@ fn spawn() {}
     operation_id = "terminate",
     tag = "server",
     security(("bearer" = [])),
-    request_body(content((TokenForm = "application/x-www-form-urlencoded")), description = "The token, when no Authorization header is sent."),
+    request_body(content((Option<TokenForm> = "application/x-www-form-urlencoded")), description = "The token, when no Authorization header is sent; no body with the header."),
     responses(TerminateResponses)
 )]
 #[allow(dead_code)]
@@ -251,10 +262,7 @@ fn get_server_of_owner() {}
     tag = "admin",
     security(("bearer" = [])),
     params(("owner" = String, Path, description = "The owner's `sub`, as `owner` in the list.")),
-    responses(
-        TerminateResponses,
-        (status = 400, description = "An owner of more than 255 bytes or with control characters.", body = ErrorBody),
-    )
+    responses(TerminateResponses)
 )]
 #[allow(dead_code)]
 fn delete_server_of_owner() {}
@@ -272,7 +280,7 @@ fn delete_server_of_owner() {}
         (name = "broker", description = "Where clients reach the broker."),
         (name = "admin", description = "The administrators' tier: callers in a group of ADMIN_GROUP_NAMES see and remove every caller's server. Everyone else gets 403 `not_admin`."),
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, TerminateAnswer)),
     modifiers(&BearerSecurity),
 )]
 struct RexecApi;
