@@ -29,6 +29,25 @@ pub fn event_with(name: &str, authorization: Option<&[u8]>, body: Option<(Option
     req
 }
 
+/// `req` with `Authorization: Bearer <token>`, or without the header when `token` is `None`.
+pub fn with_bearer(mut req: Request, token: Option<&str>) -> Request {
+    req.headers_mut().remove(header::AUTHORIZATION);
+    if let Some(token) = token {
+        req.headers_mut()
+            .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    }
+    req
+}
+
+/// `POST /rexec/spawn` with the Bearer header and the JSON body `body`.
+pub fn spawn_json(token: &str, body: &serde_json::Value) -> Request {
+    let mut req = with_bearer(event("spawn-server"), Some(token));
+    req.headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    *req.body_mut() = Body::Text(body.to_string());
+    req
+}
+
 /// The body of a JSON answer (asserting that it is one).
 pub fn json_body(resp: &Response<Body>) -> Value {
     assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");

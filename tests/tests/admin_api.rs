@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use http::{Method, header};
+use http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
 use rexec_shared::http::serve::respond;
 use rexec_shared::server::claim;
 use rexec_stand_ins::kube::{Behaviour, PodOutcome};
-use rexec_tests::events::{event, json_body};
+use rexec_tests::events::{event, json_body, spawn_json, with_bearer};
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;
 use serde_json::{Value, json};
@@ -39,13 +39,22 @@ impl Api {
 
     /// `POST /rexec/spawn` with a JSON body.
     async fn spawn(&self, token: &str, body: Value) -> Response<Body> {
-        let mut req = event("spawn-server");
-        req.headers_mut()
-            .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-        req.headers_mut()
-            .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-        *req.body_mut() = Body::Text(body.to_string());
-        respond(req, |req| spawn_server::handler(&self.spawn, req)).await
+        respond(spawn_json(token, &body), |req| spawn_server::handler(&self.spawn, req)).await
+    }
+
+    /// Alice and bob each spawn a server (python 3.11 with `alice_extra`, python 3.12).
+    async fn spawn_both(&self, alice: &str, bob: &str, alice_extra: &[&str]) {
+        let lines: Vec<&str> = ["python==3.11"]
+            .into_iter()
+            .chain(alice_extra.iter().copied())
+            .collect();
+        assert_eq!(self.spawn(alice, json!({"requirements": lines})).await.status(), 201);
+        assert_eq!(
+            self.spawn(bob, json!({"requirements": ["python==3.12"]}))
+                .await
+                .status(),
+            201
+        );
     }
 
     /// `GET /rexec/servers` with `query` (pairs, repeated names kept).
@@ -54,40 +63,31 @@ impl Api {
         for (name, value) in query {
             params.entry(name.to_string()).or_default().push(value.to_string());
         }
-        let req = with_token(event("list-servers"), token).with_query_string_parameters(params);
+        let req = with_bearer(event("list-servers"), token).with_query_string_parameters(params);
         respond(req, |req| list_servers::handler(&self.list, req)).await
     }
 
     /// `GET /rexec/servers/{owner}`.
     async fn server_of(&self, token: Option<&str>, owner: &str) -> Response<Body> {
-        let req = of_owner(with_token(event("get-server-of-owner"), token), owner);
+        let req = of_owner(with_bearer(event("get-server-of-owner"), token), owner);
         respond(req, |req| get_server::handler(&self.server, req)).await
     }
 
     /// `DELETE /rexec/servers/{owner}`.
     async fn delete_of(&self, token: Option<&str>, owner: &str) -> Response<Body> {
-        let req = of_owner(with_token(event("delete-server-of-owner"), token), owner);
+        let req = of_owner(with_bearer(event("delete-server-of-owner"), token), owner);
         respond(req, |req| delete_server::handler(&self.delete, req)).await
     }
 
     /// The caller's own routes: `GET /rexec/server` and `DELETE /rexec/server`.
     async fn own(&self, token: &str, method: Method) -> Response<Body> {
-        let mut req = with_token(event("get-server"), Some(token));
+        let mut req = with_bearer(event("get-server"), Some(token));
         *req.method_mut() = method.clone();
         match method {
             Method::DELETE => respond(req, |req| delete_server::handler(&self.delete, req)).await,
             _ => respond(req, |req| get_server::handler(&self.server, req)).await,
         }
     }
-}
-
-fn with_token(mut req: Request, token: Option<&str>) -> Request {
-    req.headers_mut().remove(header::AUTHORIZATION);
-    if let Some(token) = token {
-        req.headers_mut()
-            .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    }
-    req
 }
 
 fn of_owner(req: Request, owner: &str) -> Request {
@@ -115,18 +115,7 @@ async fn an_administrator_lists_reads_and_removes_any_server() {
     let stack = Stack::start().await;
     let api = Api::new(&stack);
     let (alice, bob) = (stack.identity.issue("alice", None), stack.identity.issue("bob", None));
-    assert_eq!(
-        api.spawn(&alice, json!({"requirements": ["python==3.11", "numpy"]}))
-            .await
-            .status(),
-        201
-    );
-    assert_eq!(
-        api.spawn(&bob, json!({"requirements": ["python==3.12"]}))
-            .await
-            .status(),
-        201
-    );
+    api.spawn_both(&alice, &bob, &["numpy"]).await;
 
     // Every server, with its owner, username, phase, stage, age, requirements and resources.
     let resp = api.list(Some(&bob), &[]).await;
@@ -280,18 +269,7 @@ async fn no_one_else_sees_or_touches_another_callers_server() {
         stack.identity.issue("bob", None),
         stack.identity.issue("eve", None),
     );
-    assert_eq!(
-        api.spawn(&alice, json!({"requirements": ["python==3.11"]}))
-            .await
-            .status(),
-        201
-    );
-    assert_eq!(
-        api.spawn(&bob, json!({"requirements": ["python==3.12"]}))
-            .await
-            .status(),
-        201
-    );
+    api.spawn_both(&alice, &bob, &[]).await;
     let requests = stack.cluster.requests();
 
     let (logs, _guard) = CapturedLogs::start();

@@ -4,13 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use http::header;
 use lambda_http::{Body, Response};
 use rexec_shared::http::serve::respond;
 use rexec_shared::server::reaper::Reaper;
 use rexec_stand_ins::identity_service::Fault;
 use rexec_stand_ins::kube::{Behaviour, PodOutcome};
-use rexec_tests::events::event;
+use rexec_tests::events::{event, spawn_json, with_bearer};
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::Stack;
 use serde_json::{Value, json};
@@ -71,13 +70,7 @@ fn values(documents: &[Value], metric: &str, dimension: Option<(&str, &str)>) ->
 
 /// `POST /rexec/spawn` with a JSON body.
 async fn spawn(deps: &spawn_server::Deps, token: &str, body: Value) -> Response<Body> {
-    let mut req = event("spawn-server");
-    req.headers_mut()
-        .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    req.headers_mut()
-        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
-    *req.body_mut() = Body::Text(body.to_string());
-    respond(req, |req| spawn_server::handler(deps, req)).await
+    respond(spawn_json(token, &body), |req| spawn_server::handler(deps, req)).await
 }
 
 fn lines(requirements: &[&str]) -> Value {
@@ -172,9 +165,7 @@ async fn an_unavailable_identity_provider_is_counted() {
     let token = stack.identity.issue("alice", None);
     stack.identity.set_fault(Fault::ServerError);
     let (logs, _guard) = CapturedLogs::start();
-    let mut req = event("get-server");
-    req.headers_mut()
-        .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    let req = with_bearer(event("get-server"), Some(&token));
     let resp = respond(req, |req| get_server::handler(&deps, req)).await;
     assert_eq!(resp.status(), 503);
     let documents = documents(&logs);

@@ -5,20 +5,11 @@ use lambda_http::{Body, Request, Response};
 use rexec_shared::config::Vars;
 use rexec_shared::http::serve::respond;
 use rexec_stand_ins::identity_service::{IdentityService, dev_users};
-use rexec_tests::events::{event, json_body};
+use rexec_tests::events::{event, json_body, with_bearer};
 use rexec_tests::logs::CapturedLogs;
 use serde_json::Value;
 
 const REQUEST_ID: &str = "Abc123requestIdEXAMPLE=";
-
-fn with_token(mut req: Request, token: Option<&str>) -> Request {
-    req.headers_mut().remove(header::AUTHORIZATION);
-    if let Some(token) = token {
-        req.headers_mut()
-            .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
-    }
-    req
-}
 
 fn at_path(mut req: Request, path: &str) -> Request {
     *req.uri_mut() = format!("https://api.example.org{path}").parse().unwrap();
@@ -33,7 +24,7 @@ fn rexec_deps(service: &IdentityService, extra: &[(&str, &str)]) -> get_rexec_st
 }
 
 async fn rexec_status(deps: &get_rexec_status::Deps, token: Option<&str>) -> Response<Body> {
-    respond(with_token(event("get-rexec-status"), token), |req| {
+    respond(with_bearer(event("get-rexec-status"), token), |req| {
         get_rexec_status::handler(deps, req)
     })
     .await
@@ -93,7 +84,7 @@ async fn rexec_status_names_the_deployment_api() {
 async fn rexec_status_takes_the_token_from_a_form_body_too() {
     let service = IdentityService::start(dev_users()).await;
     let deps = rexec_deps(&service, &[]);
-    let mut req = with_token(event("get-rexec-status"), None);
+    let mut req = with_bearer(event("get-rexec-status"), None);
     req.headers_mut().insert(
         header::CONTENT_TYPE,
         "application/x-www-form-urlencoded".parse().unwrap(),

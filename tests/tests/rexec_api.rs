@@ -279,14 +279,24 @@ async fn terminate_and_the_server_route() {
     let resp = api.delete(form("delete-server", "")).await;
     assert_eq!(resp.status(), 401);
     // A removal's form holds `token` only; anything else is refused, and nothing is removed.
-    let resp = api.delete(form("delete-server", &format!("token={token}&force=1"))).await;
-    assert_eq!((resp.status().as_u16(), json_body(&resp)["error"].clone()), (400, json!("invalid_field")));
+    let resp = api
+        .delete(form("delete-server", &format!("token={token}&force=1")))
+        .await;
+    assert_eq!(
+        (resp.status().as_u16(), json_body(&resp)["error"].clone()),
+        (400, json!("invalid_field"))
+    );
     let mut not_a_form = with_token("get-server", &token);
     *not_a_form.method_mut() = http::Method::DELETE;
-    not_a_form.headers_mut().insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+    not_a_form
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
     *not_a_form.body_mut() = Body::Text("{}".into());
     assert_eq!(api.delete(not_a_form).await.status(), 415);
-    assert_eq!(json_body(&api.server(with_token("get-server", &token)).await)["phase"], "Ready");
+    assert_eq!(
+        json_body(&api.server(with_token("get-server", &token)).await)["phase"],
+        "Ready"
+    );
 }
 
 #[tokio::test]

@@ -360,11 +360,10 @@ impl Reaper {
                 now,
             );
             if let Some(decision) = decision.filter(|_| !going.contains(&namespace)) {
-                let sub = cm.metadata.annotations.as_ref().and_then(|a| a.get(SUB)).cloned();
                 work.push(Work {
                     namespace,
+                    sub: claim.sub.clone(),
                     claim: Some(claim),
-                    sub,
                     decision,
                 });
             }
