@@ -70,6 +70,7 @@ lint: $(TOOLS)/.installed
 	$(TOOLS)/bin/python tests/checks/check_settings.py
 	$(TOOLS)/bin/python tests/checks/check_template_security.py
 	$(TOOLS)/bin/python tests/checks/check_metrics.py
+	$(TOOLS)/bin/python tests/checks/check_features.py
 
 ## Fuzz requirement lines, form decoding and token extraction: make fuzz FUZZ_SECONDS=600
 ## (default 20 seconds per target). Findings are kept in a temporary directory; a crash leaves

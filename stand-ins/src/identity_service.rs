@@ -7,7 +7,8 @@
 //!   or 200 with `{"error": ...}` for an unknown or expired token.
 //!
 //! Tokens are issued for known users with `issue` or `POST /token {"user": ...}`. Faults can be
-//! injected (`set_fault`) and every call to `/user` is counted.
+//! injected (`set_fault`) and every call to `/user` is counted (`calls`, or
+//! `GET /stand-in/calls` for the benches).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -83,6 +84,7 @@ impl IdentityService {
         let app = Router::new()
             .route("/user", get(user_from_bearer).post(user_from_body))
             .route("/token", post(issue_token))
+            .route("/stand-in/calls", get(count_calls))
             .with_state(inner.clone());
         let (addr, task) = crate::listen(port, app, "identity service").await;
         Self { addr, inner, task }
@@ -191,6 +193,10 @@ async fn user_from_body(State(inner): State<Arc<Inner>>, Json(body): Json<Value>
         }
         Err(response) => response,
     }
+}
+
+async fn count_calls(State(inner): State<Arc<Inner>>) -> Json<Value> {
+    Json(json!({"calls": inner.calls.load(Ordering::SeqCst)}))
 }
 
 async fn issue_token(State(inner): State<Arc<Inner>>, Json(body): Json<Value>) -> Response {

@@ -901,3 +901,29 @@ async fn a_full_quota_is_a_409_not_a_missing_permission() {
     assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
     assert!(err.retry_after.is_some());
 }
+
+#[tokio::test]
+async fn a_spawn_waits_on_few_round_trips() {
+    let s = setup().await;
+    let python = reqs(&["python==3.11"]);
+    // Another caller's spawn builds the environment, so that u-1's finds it built.
+    s.spawner.spawn(&caller("u-0"), &python, false).await.unwrap();
+    s.cluster
+        .inject(None, None, Fault::Latency(Duration::from_millis(40)), None);
+    let mut trips = Vec::new();
+    for (expected, force) in [
+        (Spawned::Created, false),
+        (Spawned::Reused, false),
+        (Spawned::Replaced, true),
+    ] {
+        s.cluster.forget_calls();
+        let (outcome, _) = s.spawner.spawn(&caller("u-1"), &python, force).await.unwrap();
+        assert_eq!(outcome, expected);
+        let made = s.cluster.round_trips();
+        eprintln!("{outcome:?}: {} requests, {} in sequence", made.calls, made.in_sequence);
+        trips.push(made.in_sequence);
+    }
+    assert!(trips[0] <= 4, "a new server waited on {} round trips", trips[0]);
+    assert!(trips[1] <= 2, "a reused server waited on {} round trips", trips[1]);
+    assert!(trips[2] <= 4, "a replaced server waited on {} round trips", trips[2]);
+}

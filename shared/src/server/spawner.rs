@@ -19,8 +19,14 @@
 //!
 //! Every operation first checks that the caller's namespace is managed by this service and
 //! records the caller as its owner (409 otherwise, never access). Every spawn brings the
-//! namespace's labels and its guard rails to what this release writes (server-side apply), in
-//! parallel with reading the claim.
+//! namespace's labels and its guard rails to what this release writes (server-side apply).
+//!
+//! What does not depend on an answer is asked at once, so a spawn waits on few round trips to
+//! the API server: a new server four (the namespace read, then created; then its claim, guard
+//! rails and the environment's builds together; then the pod), a reused one two (the namespace;
+//! then its claim, guard rails and pods together), a replacement four (the namespace; the claim,
+//! guard rails and pods; the claim replaced while the builds are read; the old pod removed while
+//! the new one is created, the quota has room for both).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -418,47 +424,46 @@ impl Spawner {
         let owner = self.servers.owner(&identity.sub);
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
-        if namespace(&client, &owner).await?.is_none() {
-            self.create_namespace(&client, &owner).await?;
+        let fresh = match namespace(&client, &owner).await? {
+            Some(_) => false,
+            None => self.create_namespace(&client, &owner).await?,
+        };
+        if fresh {
+            // A namespace just made holds nothing yet: its claim, its guard rails and the
+            // environment are written at once.
+            let (made, (), build) = tokio::try_join!(
+                self.create_claim(&claims, &owner, identity, reqs),
+                self.reconcile_guard_rails(&client, &owner),
+                self.environment(&client, reqs),
+            )?;
+            if let Some(claim) = made {
+                return self.start(&client, &owner, reqs, &claim, build).await;
+            }
         }
-        let (existing, ()) = tokio::try_join!(
-            async {
-                claims
-                    .get_opt(claim::NAME)
-                    .await
-                    .map_err(|e| ServerError::from(ClusterError::from(e)))
-            },
+        let (existing, (), present) = tokio::try_join!(
+            async { claims.get_opt(claim::NAME).await.map_err(cluster_error) },
             self.reconcile_guard_rails(&client, &owner),
+            async { pods.list(&ListParams::default()).await.map_err(cluster_error) },
         )?;
         let cm = match existing {
             Some(cm) => cm,
-            None => match claims
-                .create(
-                    &PostParams::default(),
-                    &claim::build(&owner, &identity.username, reqs, 1),
-                )
-                .await
-            {
-                Ok(cm) => {
-                    let claim = Claim::read(&cm)?;
-                    let pod = self.create_pod(&pods, &owner, reqs, 1).await?;
-                    let view = self.wait_for(&client, &owner, &claim, pod).await?;
-                    return Ok((Spawned::Created, view));
+            None => match self.create_claim(&claims, &owner, identity, reqs).await? {
+                Some(claim) => {
+                    let build = self.environment(&client, reqs).await?;
+                    return self.start(&client, &owner, reqs, &claim, build).await;
                 }
-                Err(err) => match ClusterError::from(err) {
-                    // Another spawn of this caller won the race: decide against what it made.
-                    ClusterError::AlreadyExists => claims.get(claim::NAME).await.map_err(ClusterError::from)?,
-                    other => return Err(other.into()),
-                },
+                // Another spawn of this caller won the race: decide against what it made.
+                None => claims.get(claim::NAME).await.map_err(ClusterError::from)?,
             },
         };
         let current = Claim::read(&cm)?;
+        let name = manifests::pod_name(current.generation);
         let pod = match current.terminated {
             true => None,
-            false => pods
-                .get_opt(&manifests::pod_name(current.generation))
-                .await
-                .map_err(ClusterError::from)?,
+            false => present
+                .items
+                .into_iter()
+                .find(|pod| pod.metadata.name.as_ref() == Some(&name)),
         };
         // A failed server, or one whose pod is going, is replaced without asking.
         let usable = !current.terminated
@@ -473,7 +478,10 @@ impl Spawner {
                 let pod = match pod {
                     Some(pod) => Some(pod),
                     // Gone (evicted, deleted by hand): made again.
-                    None => self.create_pod(&pods, &owner, reqs, current.generation).await?,
+                    None => {
+                        let build = self.environment(&client, reqs).await?;
+                        self.create_pod(&pods, &owner, reqs, current.generation, build).await?
+                    }
                 };
                 let view = self.wait_for(&client, &owner, &current, pod).await?;
                 return Ok((Spawned::Reused, view));
@@ -488,14 +496,58 @@ impl Spawner {
         let generation = current.generation + 1;
         let mut replacement = claim::build(&owner, &identity.username, reqs, generation);
         replacement.metadata.resource_version = current.resource_version.clone();
-        let cm = claims
-            .replace(claim::NAME, &PostParams::default(), &replacement)
-            .await
-            .map_err(ClusterError::from)?;
-        remove_pod(&pods, current.generation).await?;
-        let pod = self.create_pod(&pods, &owner, reqs, generation).await?;
+        let (cm, build) = tokio::try_join!(
+            async {
+                claims
+                    .replace(claim::NAME, &PostParams::default(), &replacement)
+                    .await
+                    .map_err(cluster_error)
+            },
+            self.environment(&client, reqs),
+        )?;
+        // The old pod stops while the new one starts: the quota has room for both.
+        let (_, pod) = tokio::try_join!(
+            remove_pod(&pods, current.generation),
+            self.create_pod(&pods, &owner, reqs, generation, build),
+        )?;
         let view = self.wait_for(&client, &owner, &Claim::read(&cm)?, pod).await?;
         Ok((outcome, view))
+    }
+
+    /// Creates the caller's claim, of generation 1; `None` when another spawn created it first.
+    async fn create_claim(
+        &self,
+        claims: &Api<ConfigMap>,
+        owner: &Owner,
+        identity: &Identity,
+        reqs: &Requirements,
+    ) -> Result<Option<Claim>, ServerError> {
+        let made = claims
+            .create(
+                &PostParams::default(),
+                &claim::build(owner, &identity.username, reqs, 1),
+            )
+            .await;
+        match made.map_err(ClusterError::from) {
+            Ok(cm) => Ok(Some(Claim::read(&cm)?)),
+            Err(ClusterError::AlreadyExists) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Starts the first server of a claim just created, on `build`, and waits for it.
+    async fn start(
+        &self,
+        client: &Client,
+        owner: &Owner,
+        reqs: &Requirements,
+        claim: &Claim,
+        build: u64,
+    ) -> Result<(Spawned, ServerView), ServerError> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        let pod = self.create_pod(&pods, owner, reqs, claim.generation, build).await?;
+        let view = self.wait_for(client, owner, claim, pod).await?;
+        Ok((Spawned::Created, view))
     }
 
     /// Watches the pod of `claim` until its server is ready or has failed, or the spawn's wait
@@ -555,7 +607,7 @@ impl Spawner {
                     Ok(Some(Ok(WatchEvent::Bookmark(_)))) => {}
                     // The version is too old to watch from: read the pod again.
                     Ok(Some(Ok(WatchEvent::Error(_)))) => {
-                        pod = pods.get_opt(&name).await.map_err(ClusterError::from)?;
+                        pod = pod_named(&pods, &name).await?;
                         break;
                     }
                 }
@@ -573,16 +625,17 @@ impl Spawner {
         Ok(view)
     }
 
-    /// Creates the caller's namespace; one found instead must be ours and the caller's.
-    async fn create_namespace(&self, client: &Client, owner: &Owner) -> Result<(), ServerError> {
+    /// Creates the caller's namespace, and says whether it did; one found instead must be ours
+    /// and the caller's.
+    async fn create_namespace(&self, client: &Client, owner: &Owner) -> Result<bool, ServerError> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
         match namespaces
             .create(&PostParams::default(), &manifests::namespace(owner))
             .await
             .map_err(ClusterError::from)
         {
-            Ok(_) => Ok(()),
-            Err(ClusterError::AlreadyExists) => namespace(client, owner).await.map(|_| ()),
+            Ok(_) => Ok(true),
+            Err(ClusterError::AlreadyExists) => namespace(client, owner).await.map(|_| false),
             Err(err) => Err(err.into()),
         }
     }
@@ -614,16 +667,16 @@ impl Spawner {
         Ok(())
     }
 
-    /// Creates the pod of `generation`, on the environment's latest usable build (started if
-    /// there is none); a concurrent spawn's, when it created it first.
+    /// Creates the pod of `generation`, on the environment's `build`; a concurrent spawn's,
+    /// when it created it first.
     async fn create_pod(
         &self,
         pods: &Api<Pod>,
         owner: &Owner,
         reqs: &Requirements,
         generation: u64,
+        build: u64,
     ) -> Result<Option<Pod>, ServerError> {
-        let build = self.environment(pods, reqs).await?;
         match pods
             .create(
                 &PostParams::default(),
@@ -633,10 +686,7 @@ impl Spawner {
         {
             Ok(pod) => Ok(Some(pod)),
             Err(err) => match ClusterError::from(err) {
-                ClusterError::AlreadyExists => Ok(pods
-                    .get_opt(&manifests::pod_name(generation))
-                    .await
-                    .map_err(ClusterError::from)?),
+                ClusterError::AlreadyExists => pod_named(pods, &manifests::pod_name(generation)).await,
                 other => Err(other.into()),
             },
         }
@@ -644,10 +694,10 @@ impl Spawner {
 
     /// The number of the environment's build a new server uses: the latest one that runs or is
     /// fresh, or a new one, started here (see [`environment`](super::environment)).
-    async fn environment(&self, pods: &Api<Pod>, reqs: &Requirements) -> Result<u64, ServerError> {
+    async fn environment(&self, client: &Client, reqs: &Requirements) -> Result<u64, ServerError> {
         let settings = &self.settings.environments;
         let env = Environment::of(&self.settings, reqs);
-        let jobs: Api<Job> = Api::namespaced(pods.clone().into_client(), &settings.namespace);
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &settings.namespace);
         let builds = jobs
             .list(&ListParams::default().labels(&format!("{}={}", environment::ENVIRONMENT, env.label())))
             .await
@@ -661,7 +711,7 @@ impl Spawner {
             None => 1,
         };
         metrics::count(Metric::EnvironmentCacheMisses);
-        let files: Api<ConfigMap> = Api::namespaced(jobs.clone().into_client(), &settings.namespace);
+        let files: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
         for created in [
             files
                 .create(
@@ -686,6 +736,21 @@ impl Spawner {
         tracing::info!(environment = env.label(), build = number, "environment build started");
         Ok(number)
     }
+}
+
+/// The pod `name`, if there is one. Read by listing, as a spawn reads its caller's pods with the
+/// claim: the spawn's role lists pods and never gets one.
+async fn pod_named(pods: &Api<Pod>, name: &str) -> Result<Option<Pod>, ServerError> {
+    let found = pods
+        .list(&ListParams::default().fields(&format!("metadata.name={name}")))
+        .await
+        .map_err(cluster_error)?;
+    Ok(found.items.into_iter().next())
+}
+
+/// A request's failure as a server error.
+fn cluster_error(err: kube::Error) -> ServerError {
+    ClusterError::from(err).into()
 }
 
 /// The key of an object: (namespace, name).

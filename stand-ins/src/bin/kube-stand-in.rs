@@ -4,11 +4,12 @@
 //! carry (default: a new file in the temp directory), seeds a
 //! broker Service of type LoadBalancer at 127.0.0.1, prints one JSON line
 //! `{"url": ..., "kubeconfig": ...}` once it listens, and serves until stopped. Pods take a
-//! couple of seconds to install and become Ready.
+//! couple of seconds to install and become Ready. `KUBE_STAND_IN_LATENCY_MS` delays every answer
+//! by that much (the benches count round trips with it).
 
 use std::time::Duration;
 
-use rexec_stand_ins::kube::{Behaviour, KubeStandIn, TokenCheck};
+use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, TokenCheck};
 use serde_json::json;
 
 #[tokio::main]
@@ -27,6 +28,10 @@ async fn main() {
         None => cluster.write_kubeconfig("local"),
     };
     cluster.require_token(TokenCheck::Exact("local".into()));
+    if let Ok(ms) = std::env::var("KUBE_STAND_IN_LATENCY_MS") {
+        let ms = ms.parse().expect("KUBE_STAND_IN_LATENCY_MS must be a number");
+        cluster.inject(None, None, Fault::Latency(Duration::from_millis(ms)), None);
+    }
     cluster.set_behaviour(Behaviour {
         install_time: Duration::from_secs(3),
         start_time: Duration::from_secs(1),

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -14,7 +15,7 @@ use super::auth::{self, Permission};
 use super::kubelet::Behaviour;
 use super::status::{Target, kind_of, not_found, object_response, status};
 use super::store::Store;
-use super::{Fault, Shared, kubelet, store, watch};
+use super::{Call, Fault, Shared, kubelet, store, watch};
 
 fn dropped_connection() -> Response {
     let stream = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("connection dropped")) });
@@ -61,8 +62,24 @@ fn settled(shared: &Shared) -> (Behaviour, MutexGuard<'_, Store>) {
     (behaviour, store)
 }
 
-/// Serves one request: the token checked, RBAC applied, faults injected, then the verb.
+/// Serves one request and records when it came and when its answer began (see
+/// [`super::KubeStandIn::round_trips`]).
 pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let started = Instant::now();
+    let query: HashMap<String, String> =
+        serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).unwrap_or_default();
+    let watch = watch::is_watch(&query);
+    let response = answer(&shared, request).await;
+    shared.calls.lock().unwrap().push(Call {
+        watch,
+        started,
+        answered: Instant::now(),
+    });
+    response
+}
+
+/// Answers one request: the token checked, RBAC applied, faults injected, then the verb.
+async fn answer(shared: &Arc<Shared>, request: Request) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query: HashMap<String, String> =
@@ -141,10 +158,10 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
     }
 
     if target.group == "metrics.k8s.io" && method == Method::GET {
-        return kubelet::metrics(&settled(&shared).1, &target, &query);
+        return kubelet::metrics(&settled(shared).1, &target, &query);
     }
     if target.resource == "pods/log" && method == Method::GET {
-        return kubelet::log(&settled(&shared).1, &target, &query);
+        return kubelet::log(&settled(shared).1, &target, &query);
     }
     let Some((api_version, kind, namespaced)) = kind_of(&target.resource) else {
         return status(
@@ -172,7 +189,7 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
     if method == Method::GET && target.name.is_none() && watch::is_watch(&query) {
         return watch::serve(shared.clone(), target, &query);
     }
-    let (behaviour, mut store) = settled(&shared);
+    let (behaviour, mut store) = settled(shared);
 
     match (method.clone(), target.name.clone()) {
         (Method::GET, None) => store::list(&store, &target, &query, api_version, kind),

@@ -24,8 +24,10 @@
 //! - an optional bearer-token check (a fixed token, or a well-formed EKS token);
 //! - RBAC, once enforced: grants per bearer token, cluster-wide or in one namespace, and 403
 //!   Forbidden for anything else; the permissions each token used are recorded;
-//! - injected faults (latency, 5xx, dropped connections, RBAC refusals) and a request counter
-//!   per method and resource.
+//! - injected faults (latency, 5xx, dropped connections, RBAC refusals), a request counter
+//!   per method and resource, and the round trips a client made one after another (also
+//!   `GET /stand-in/round-trips` and `DELETE` to forget them, for the benches, outside the API's
+//!   paths).
 
 mod api;
 mod auth;
@@ -38,10 +40,12 @@ mod watch;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use axum::Router;
+use axum::extract::State;
 use axum::http::Method;
+use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -70,11 +74,30 @@ struct FaultRule {
     remaining: Option<usize>,
 }
 
+/// One request: when it came, and when its answer began.
+struct Call {
+    watch: bool,
+    started: Instant,
+    answered: Instant,
+}
+
+/// The requests made since [`KubeStandIn::forget_calls`]: how many, and how many of them one after
+/// another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundTrips {
+    pub calls: usize,
+    /// The longest chain of requests each made after the previous one was answered: what a
+    /// client waited for in sequence. Requests in flight together count once. Watches are left
+    /// out: they are a wait, not a round trip.
+    pub in_sequence: usize,
+}
+
 struct Shared {
     store: Mutex<Store>,
     behaviour: Mutex<Behaviour>,
     faults: Mutex<Vec<FaultRule>>,
     counters: Mutex<BTreeMap<String, usize>>,
+    calls: Mutex<Vec<Call>>,
     /// The permissions each bearer token used.
     permissions: Mutex<BTreeMap<String, BTreeSet<Permission>>>,
     /// RBAC: what each bearer token may do, once enforced.
@@ -99,11 +122,15 @@ impl KubeStandIn {
             behaviour: Mutex::new(Behaviour::default()),
             faults: Mutex::new(Vec::new()),
             counters: Mutex::new(BTreeMap::new()),
+            calls: Mutex::new(Vec::new()),
             permissions: Mutex::new(BTreeMap::new()),
             grants: Mutex::new(None),
             token: Mutex::new(TokenCheck::Any),
         });
-        let app = Router::new().fallback(api::serve).with_state(shared.clone());
+        let app = Router::new()
+            .route("/stand-in/round-trips", get(round_trips_now).delete(forget_calls_now))
+            .fallback(api::serve)
+            .with_state(shared.clone());
         let (addr, task) = crate::listen(port, app, "Kubernetes stand-in").await;
         let stand_in = Self { addr, shared, task };
         // What deploy/k8s/environments.yaml makes: the namespace of the environments' builds,
@@ -188,6 +215,18 @@ impl KubeStandIn {
     /// Requests served, of any method and resource.
     pub fn requests(&self) -> usize {
         self.shared.counters.lock().unwrap().values().sum()
+    }
+
+    /// Forgets the requests made so far: [`Self::round_trips`] counts from here.
+    pub fn forget_calls(&self) {
+        self.shared.calls.lock().unwrap().clear();
+    }
+
+    /// The requests made since [`Self::forget_calls`], and how many of them were made in
+    /// sequence. Inject some latency first (see [`Fault::Latency`]), so that requests made
+    /// together are seen in flight together.
+    pub fn round_trips(&self) -> RoundTrips {
+        round_trips(&self.shared.calls.lock().unwrap())
     }
 
     /// The permissions the caller with bearer `token` used.
@@ -307,6 +346,37 @@ impl KubeStandIn {
     pub fn stop(&self) {
         self.task.abort();
     }
+}
+
+fn round_trips(calls: &[Call]) -> RoundTrips {
+    let mut spans: Vec<(Instant, Instant)> = calls
+        .iter()
+        .filter(|c| !c.watch)
+        .map(|c| (c.started, c.answered))
+        .collect();
+    // The most requests no two of which were in flight together: earliest answer first.
+    spans.sort_by_key(|&(_, answered)| answered);
+    let mut in_sequence = 0;
+    let mut free_from = None;
+    for (started, answered) in spans {
+        if free_from.is_none_or(|t| started >= t) {
+            in_sequence += 1;
+            free_from = Some(answered);
+        }
+    }
+    RoundTrips {
+        calls: calls.len(),
+        in_sequence,
+    }
+}
+
+async fn round_trips_now(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let trips = round_trips(&shared.calls.lock().unwrap());
+    Json(json!({"calls": trips.calls, "in_sequence": trips.in_sequence}))
+}
+
+async fn forget_calls_now(State(shared): State<Arc<Shared>>) {
+    shared.calls.lock().unwrap().clear();
 }
 
 impl Drop for KubeStandIn {
