@@ -32,8 +32,6 @@ from urllib.request import Request, urlopen
 
 ROOT = Path(__file__).resolve().parents[1]
 RELEASE = ROOT / "target" / "release"
-RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 9
-WARM = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
 API = "/2018-06-01/runtime"
 ANSWER_WITHIN = 30  # seconds: API Gateway's limit, and then some
 
@@ -66,6 +64,7 @@ class RuntimeApi:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass
@@ -241,12 +240,12 @@ def cold_start(name, env, payload):
         function.close()
 
 
-def warm(name, env, payload):
-    """(median ms of an invocation, peak RSS MiB) over WARM invocations of one process."""
+def warm(name, env, payload, count):
+    """(median ms of an invocation, peak RSS MiB) over `count` invocations of one process."""
     function = Function(name, env)
     try:
         function.invoke(payload)
-        times = [function.invoke(payload)[0] * 1000 for _ in range(WARM)]
+        times = [function.invoke(payload)[0] * 1000 for _ in range(count)]
         return statistics.median(times), function.peak_rss_mib()
     finally:
         function.close()
@@ -269,7 +268,8 @@ def round_trips(run_dir):
             get_json(f"{stack.cluster_url}/stand-in/round-trips", "DELETE")
             identity_before = stack.identity_calls()
             payload = event("spawn-server", stack.tokens["alice"],
-                            body=f"requirments=python%3D%3D3.11&requirments=numpy%3E%3D1.26&force_reinstall={force}")
+                            body="requirments=python%3D%3D3.11&requirments=numpy%3E%3D1.26"
+                            f"&force_reinstall={force}&token={stack.tokens['alice']}")
             _, _, status = function.invoke(payload)
             trips = get_json(f"{stack.cluster_url}/stand-in/round-trips")
             rows.append((case, status, trips["calls"], trips["in_sequence"], stack.identity_calls() - identity_before))
@@ -280,6 +280,8 @@ def round_trips(run_dir):
 
 
 def main():
+    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 9
+    warm_count = int(sys.argv[2]) if len(sys.argv) > 2 else 1000
     print(f"building the release binaries ({os.uname().machine})...", file=sys.stderr, flush=True)
     packages = [arg for name, _, _ in FUNCTIONS for arg in ("-p", name)]
     subprocess.run(["cargo", "build", "--release", "--quiet", "--locked", "-p", "rexec-stand-ins", *packages],
@@ -297,8 +299,8 @@ def main():
                 function = Function(name, stack.env)
                 function.invoke(payload)
                 function.close()
-            colds = [cold_start(name, stack.env, payload) for _ in range(RUNS)]
-            warm_ms, rss = warm(name, stack.env, payload)
+            colds = [cold_start(name, stack.env, payload) for _ in range(runs)]
+            warm_ms, rss = warm(name, stack.env, payload, warm_count)
             size = (RELEASE / name).stat().st_size / 2**20
             table.append((name, [c[0] for c in colds], [c[1] for c in colds], [c[2] for c in colds], warm_ms, rss, size))
     finally:
@@ -308,7 +310,7 @@ def main():
         leftover.unlink()
     run_dir.rmdir()
 
-    print(f"\ncold starts over {RUNS} processes (median (min-max) ms), warm over {WARM} invocations;"
+    print(f"\ncold starts over {runs} processes (median (min-max) ms), warm over {warm_count} invocations;"
           f" {os.uname().machine}, {os.cpu_count()} cores\n")
     print("| function | cold start ms | init ms | first invocation ms | warm ms | peak RSS MiB | binary MiB |")
     print("|---|---|---|---|---|---|---|")
