@@ -16,6 +16,7 @@ The identity service and the Kubernetes stand-in are the release builds of stand
     python3 scripts/bench_functions.py [RUNS] [WARM]     (defaults: 9 and 1000)
 """
 
+import base64
 import json
 import os
 import queue
@@ -101,8 +102,13 @@ class RuntimeApi:
                 kind = self.path.rsplit("/", 1)[-1]
                 stub.answers.put((kind, received - stub.sent, received, body))
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a function ended while it waited for its next event
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.sent = 0.0
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -156,8 +162,9 @@ def get_json(url, method="GET", body=None):
 class Stack:
     """The stand-ins and the settings every function gets."""
 
-    def __init__(self, run_dir: Path, latency_ms: int | None = None):
-        self.identity, ready = start("identity-service")
+    def __init__(self, run_dir: Path, latency_ms: int | None = None, users: int = 0):
+        self.identity, ready = start("identity-service", env={"IDENTITY_STAND_IN_USERS": str(users)})
+        self.token_url = ready["token_url"]
         self.identity_base = ready["token_url"].rsplit("/", 1)[0]
         kubeconfig = run_dir / f"kubeconfig-{uuid.uuid4()}"
         latency = {"KUBE_STAND_IN_LATENCY_MS": str(latency_ms)} if latency_ms else {}
@@ -216,6 +223,19 @@ class Function:
     def invoke(self, payload: bytes):
         self.runtime.events.put(payload)
         return self.runtime.answer()
+
+    def answer_to(self, payload: bytes) -> tuple[int, str]:
+        """(status, body) of the API Gateway answer to `payload`; 502 when the function failed,
+        as API Gateway answers then."""
+        self.runtime.events.put(payload)
+        kind, _, _, body = self.runtime.answers.get(timeout=ANSWER_WITHIN)
+        if kind != "response":
+            return 502, body.decode(errors="replace")
+        answer = json.loads(body)
+        text = answer.get("body") or ""
+        if answer.get("isBase64Encoded"):
+            text = base64.b64decode(text).decode(errors="replace")
+        return answer.get("statusCode", 200), text
 
     def peak_rss_mib(self) -> float:
         for line in open(f"/proc/{self.proc.pid}/status"):

@@ -68,6 +68,23 @@ pub fn dev_users() -> Vec<(String, Value)> {
     ]
 }
 
+/// `count` more users in the allowed group, `user-001` onwards: a workshop's attendees, for
+/// load runs.
+pub fn workshop_users(count: usize) -> Vec<(String, Value)> {
+    (1..=count)
+        .map(|i| {
+            let name = format!("user-{i:03}");
+            let claims = json!({
+                "sub": format!("{i:08x}-0000-4000-8000-000000000002"),
+                "username": name,
+                "groups": ["/ndp_ep/ep-dev"],
+                "roles": ["user"],
+            });
+            (name, claims)
+        })
+        .collect()
+}
+
 impl IdentityService {
     /// Starts on an ephemeral port of 127.0.0.1 with the given users (name, claims).
     pub async fn start(users: Vec<(String, Value)>) -> Self {

@@ -69,8 +69,17 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
     let query: HashMap<String, String> =
         serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).unwrap_or_default();
     let watch = watch::is_watch(&query);
+    let what = match parse_path(request.uri().path()) {
+        Some(t) => format!(
+            "{} {}",
+            auth::verb_of(request.method(), t.name.is_some(), watch),
+            t.resource
+        ),
+        None => "unknown".to_owned(),
+    };
     let response = answer(&shared, request).await;
     shared.calls.lock().unwrap().push(Call {
+        what,
         watch,
         started,
         answered: Instant::now(),

@@ -26,8 +26,8 @@
 //!   Forbidden for anything else; the permissions each token used are recorded;
 //! - injected faults (latency, 5xx, dropped connections, RBAC refusals), a request counter
 //!   per method and resource, and the round trips a client made one after another (also
-//!   `GET /stand-in/round-trips` and `DELETE` to forget them, for the benches, outside the API's
-//!   paths).
+//!   `GET /stand-in/round-trips`, with the requests by verb and resource, and `DELETE` to forget
+//!   them, for the benches, outside the API's paths).
 
 mod api;
 mod auth;
@@ -76,6 +76,8 @@ struct FaultRule {
 
 /// One request: when it came, and when its answer began.
 struct Call {
+    /// The verb and the resource, as RBAC names them (`create pods`).
+    what: String,
     watch: bool,
     started: Instant,
     answered: Instant,
@@ -370,9 +372,15 @@ fn round_trips(calls: &[Call]) -> RoundTrips {
     }
 }
 
+/// The round trips, and the requests by verb and resource.
 async fn round_trips_now(State(shared): State<Arc<Shared>>) -> Json<Value> {
-    let trips = round_trips(&shared.calls.lock().unwrap());
-    Json(json!({"calls": trips.calls, "in_sequence": trips.in_sequence}))
+    let calls = shared.calls.lock().unwrap();
+    let trips = round_trips(&calls);
+    let mut by_request = BTreeMap::<&str, usize>::new();
+    for call in calls.iter() {
+        *by_request.entry(&call.what).or_default() += 1;
+    }
+    Json(json!({"calls": trips.calls, "in_sequence": trips.in_sequence, "by_request": by_request}))
 }
 
 async fn forget_calls_now(State(shared): State<Arc<Shared>>) {
