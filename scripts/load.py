@@ -146,6 +146,12 @@ def report(title, results, allowed, kube_calls, identity_calls) -> list[str]:
     return problems
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time all the threads of a process have used, in seconds."""
+    return sum(int((task / "schedstat").read_text().split()[0])
+               for task in Path(f"/proc/{pid}/task").iterdir()) / 1e9
+
+
 def live_servers(cluster: str) -> Counter:
     """Pods not being deleted, by namespace, as the stand-in holds them."""
     req = Request(f"{cluster}/api/v1/pods", headers={"Authorization": "Bearer local"})
@@ -177,16 +183,21 @@ def main():
 
         def phase(title, name, calls, payload, allowed):
             pool = Instances(name, stack.env, min(instances, len(calls)))
+            processes = {"functions": [f.proc.pid for f in pool.all], "Kubernetes stand-in": [stack.cluster.pid],
+                         "identity service": [stack.identity.pid], "this script": [os.getpid()]}
             try:
                 get_json(f"{stack.cluster_url}/stand-in/round-trips", "DELETE")
                 identity_before = stack.identity_calls()
+                cpu_before = {k: sum(map(cpu_seconds, pids)) for k, pids in processes.items()}
                 results = fire(calls, lambda call: pool.answer_to(payload(call)))
+                cpu = {k: sum(map(cpu_seconds, pids)) - cpu_before[k] for k, pids in processes.items()}
                 kube_calls = get_json(f"{stack.cluster_url}/stand-in/round-trips")
                 identity_calls = stack.identity_calls() - identity_before
             finally:
                 pool.close()
             allowed = {int(code) for code in openapi["paths"][allowed[0]][allowed[1]]["responses"]}
             problems.extend(report(title, results, allowed, kube_calls, identity_calls))
+            print("  CPU:      " + ", ".join(f"{k} {v:.1f} s" for k, v in cpu.items()))
             return results
 
         def spawn(call):

@@ -22,11 +22,15 @@
 //! namespace's labels and its guard rails to what this release writes (server-side apply).
 //!
 //! What does not depend on an answer is asked at once, so a spawn waits on few round trips to
-//! the API server: a new server four (the namespace read, then created; then its claim, guard
-//! rails and the environment's builds together; then the pod), a reused one two (the namespace;
-//! then its claim, guard rails and pods together), a replacement four (the namespace; the claim,
-//! guard rails and pods; the claim replaced while the builds are read; the old pod removed while
-//! the new one is created, the quota has room for both).
+//! the API server: a new server five (the namespace read, then created; then its claim, guard
+//! rails and the environment's builds together; then the pod; then the claim read again, while
+//! the pod is watched), a reused one two (the namespace; then its claim, guard rails and pods
+//! together), a replacement five (the namespace; the claim, guard rails and pods; the claim
+//! replaced while the builds are read; the old pod removed while the new one is created, the
+//! quota has room for both; the claim read again). The claim is read again after a pod is made
+//! because a concurrent spawn may have replaced it in between, and removed the pod before it
+//! existed: the spawn that made the pod late removes it and answers 409, so a namespace never
+//! keeps a server of an older generation.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -457,61 +461,80 @@ impl Spawner {
             },
         };
         let current = Claim::read(&cm)?;
-        let name = manifests::pod_name(current.generation);
-        let pod = match current.terminated {
-            true => None,
-            false => present
-                .items
-                .into_iter()
-                .find(|pod| pod.metadata.name.as_ref() == Some(&name)),
-        };
-        // A failed server, or one whose pod is going, is replaced without asking.
-        let usable = !current.terminated
-            && !matches!(
-                self.servers.view(&owner, &current, pod.as_ref(), &[]).stage,
-                Stage::Failed | Stage::Terminating
-            );
-        let same = current.digest == reqs.digest;
-        let outcome = match () {
-            _ if current.terminated => Spawned::Created,
-            _ if same && !force && usable => {
-                let pod = match pod {
-                    Some(pod) => Some(pod),
-                    // Gone (evicted, deleted by hand): made again.
-                    None => {
-                        let build = self.environment(&client, reqs).await?;
-                        self.create_pod(&pods, &owner, reqs, current.generation, build).await?
-                    }
-                };
-                let view = self.wait_for(&client, &owner, &current, pod).await?;
-                return Ok((Spawned::Reused, view));
+        // Pods of older generations, made by a spawn that came too late and could not remove
+        // its pod (see `wait_for_made`), are removed while this spawn goes on.
+        let older: Vec<u64> = present
+            .items
+            .iter()
+            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+            .filter_map(|pod| pod.metadata.labels.as_ref()?.get(claim::GENERATION)?.parse().ok())
+            .filter(|generation| *generation < current.generation)
+            .collect();
+        let remove_older = async {
+            for generation in older {
+                remove_pod(&pods, generation).await?;
             }
-            _ if !same && !force && usable => {
-                return Err(ServerError::DifferentRequirements {
-                    running: current.requirements,
-                });
-            }
-            _ => Spawned::Replaced,
+            Ok(())
         };
-        let generation = current.generation + 1;
-        let mut replacement = claim::build(&owner, &identity.username, reqs, generation);
-        replacement.metadata.resource_version = current.resource_version.clone();
-        let (cm, build) = tokio::try_join!(
-            async {
-                claims
-                    .replace(claim::NAME, &PostParams::default(), &replacement)
-                    .await
-                    .map_err(cluster_error)
-            },
-            self.environment(&client, reqs),
-        )?;
-        // The old pod stops while the new one starts: the quota has room for both.
-        let (_, pod) = tokio::try_join!(
-            remove_pod(&pods, current.generation),
-            self.create_pod(&pods, &owner, reqs, generation, build),
-        )?;
-        let view = self.wait_for(&client, &owner, &Claim::read(&cm)?, pod).await?;
-        Ok((outcome, view))
+        let decide = async {
+            let name = manifests::pod_name(current.generation);
+            let pod = match current.terminated {
+                true => None,
+                false => present
+                    .items
+                    .into_iter()
+                    .find(|pod| pod.metadata.name.as_ref() == Some(&name)),
+            };
+            // A failed server, or one whose pod is going, is replaced without asking.
+            let usable = !current.terminated
+                && !matches!(
+                    self.servers.view(&owner, &current, pod.as_ref(), &[]).stage,
+                    Stage::Failed | Stage::Terminating
+                );
+            let same = current.digest == reqs.digest;
+            let outcome = match () {
+                _ if current.terminated => Spawned::Created,
+                _ if same && !force && usable => {
+                    let view = match pod {
+                        Some(pod) => self.wait_for(&client, &owner, &current, Some(pod)).await?,
+                        // Gone (evicted, deleted by hand): made again.
+                        None => {
+                            let build = self.environment(&client, reqs).await?;
+                            let pod = self.create_pod(&pods, &owner, reqs, current.generation, build).await?;
+                            self.wait_for_made(&client, &owner, &current, pod).await?
+                        }
+                    };
+                    return Ok((Spawned::Reused, view));
+                }
+                _ if !same && !force && usable => {
+                    return Err(ServerError::DifferentRequirements {
+                        running: current.requirements,
+                    });
+                }
+                _ => Spawned::Replaced,
+            };
+            let generation = current.generation + 1;
+            let mut replacement = claim::build(&owner, &identity.username, reqs, generation);
+            replacement.metadata.resource_version = current.resource_version.clone();
+            let (cm, build) = tokio::try_join!(
+                async {
+                    claims
+                        .replace(claim::NAME, &PostParams::default(), &replacement)
+                        .await
+                        .map_err(cluster_error)
+                },
+                self.environment(&client, reqs),
+            )?;
+            // The old pod stops while the new one starts: the quota has room for both.
+            let (_, pod) = tokio::try_join!(
+                remove_pod(&pods, current.generation),
+                self.create_pod(&pods, &owner, reqs, generation, build),
+            )?;
+            let view = self.wait_for_made(&client, &owner, &Claim::read(&cm)?, pod).await?;
+            Ok((outcome, view))
+        };
+        let ((), done) = tokio::try_join!(remove_older, decide)?;
+        Ok(done)
     }
 
     /// Creates the caller's claim, of generation 1; `None` when another spawn created it first.
@@ -546,8 +569,36 @@ impl Spawner {
     ) -> Result<(Spawned, ServerView), ServerError> {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         let pod = self.create_pod(&pods, owner, reqs, claim.generation, build).await?;
-        let view = self.wait_for(client, owner, claim, pod).await?;
+        let view = self.wait_for_made(client, owner, claim, pod).await?;
         Ok((Spawned::Created, view))
+    }
+
+    /// [`wait_for`](Self::wait_for) a pod this spawn made, while making sure the claim still
+    /// names its generation. A spawn that replaced the claim meanwhile removed that pod before
+    /// it existed: the pod made late is removed here and the caller asked to try again, so that
+    /// no server of an older generation outlives its replacement.
+    async fn wait_for_made(
+        &self,
+        client: &Client,
+        owner: &Owner,
+        claim: &Claim,
+        pod: Option<Pod>,
+    ) -> Result<ServerView, ServerError> {
+        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        let still_current = async {
+            let now = claims.get_opt(claim::NAME).await.map_err(cluster_error)?;
+            let now = now.as_ref().map(Claim::read).transpose()?;
+            if now.is_some_and(|now| now.generation == claim.generation && !now.terminated) {
+                return Ok(());
+            }
+            remove_pod(&pods, claim.generation).await?;
+            Err(ServerError::from(ClusterError::Conflict(
+                "the server was replaced while it was being made".into(),
+            )))
+        };
+        let ((), view) = tokio::try_join!(still_current, self.wait_for(client, owner, claim, pod))?;
+        Ok(view)
     }
 
     /// Watches the pod of `claim` until its server is ready or has failed, or the spawn's wait

@@ -154,10 +154,10 @@ pub(super) fn advance(store: &mut Store, behaviour: &Behaviour) {
     for (namespace, name) in keys {
         let pod = &store.pods[&(namespace.clone(), name.clone())];
         let (stage, mut status, event) = pod_status(pod, now, behaviour);
-        with_images(&mut status, &pod.images);
         if stage == pod.shown {
             continue;
         }
+        with_images(&mut status, &pod.images);
         store.pods.get_mut(&(namespace.clone(), name.clone())).unwrap().shown = stage;
         if let Some((kind, reason, message)) = event {
             add_event(store, &namespace, &name, kind, reason, message);

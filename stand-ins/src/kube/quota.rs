@@ -170,6 +170,9 @@ pub(super) fn refusal(store: &Store, target: &Target, name: &str, object: &Value
 /// Writes each quota's `status.hard` and `status.used` as the quota controller does, changing
 /// an object (and its `resourceVersion`) only when its status changed.
 pub(super) fn refresh(store: &mut Store) {
+    if store.quotas_counted_at == store.version {
+        return;
+    }
     let quotas: Vec<(String, String, String)> = store
         .objects
         .keys()
@@ -193,6 +196,7 @@ pub(super) fn refresh(store: &mut Store) {
             quota["metadata"]["resourceVersion"] = json!(version);
         }
     }
+    store.quotas_counted_at = store.version;
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub(super) struct Store {
     /// The metrics API (`metrics.k8s.io`, as metrics-server serves it) once installed: each
     /// pod's CPU usage, by (namespace, name).
     pub(super) cpu_usage: Option<BTreeMap<(String, String), String>>,
+    /// The `resourceVersion` the quotas' usage was counted at: nothing changed since, nothing to
+    /// count again.
+    pub(super) quotas_counted_at: u64,
 }
 
 impl Store {
@@ -322,7 +325,9 @@ pub(super) fn delete(store: &mut Store, target: &Target, name: &str, body: &[u8]
             store.objects.insert(key(target, &name), object.clone());
             object_response(StatusCode::OK, &object)
         }
-        "pods" => {
+        // A pod the kubelet runs stops first; one never bound to a node goes at once, as the
+        // API server deletes an unscheduled pod without a grace period.
+        "pods" if store.pods.contains_key(&(target.namespace.clone(), name.clone())) => {
             if let Some(pod) = store.pods.get_mut(&(target.namespace.clone(), name.clone()))
                 && pod.deleted.is_none()
             {
