@@ -120,13 +120,22 @@ class RuntimeApi:
         kind, took, received, body = self.answers.get(timeout=ANSWER_WITHIN)
         if kind != "response":
             raise SystemExit(f"the function answered {kind}: {body[:300]!r}")
-        status = json.loads(body).get("statusCode", 200) if body.startswith(b"{") else 200
+        status, _ = gateway_answer(body)
         if status >= 500:
             raise SystemExit(f"the function answered {status}: {body[:300]!r}")
         return took, received, status
 
     def close(self):
         self.server.shutdown()
+
+
+def gateway_answer(body: bytes) -> tuple[int, str]:
+    """(status, body) of the answer API Gateway makes of a function's response."""
+    answer = json.loads(body) if body.startswith(b"{") else {}
+    text = answer.get("body") or ""
+    if answer.get("isBase64Encoded"):
+        text = base64.b64decode(text).decode(errors="replace")
+    return answer.get("statusCode", 200), text
 
 
 def start(binary, args=(), env=None):
@@ -231,11 +240,7 @@ class Function:
         kind, _, _, body = self.runtime.answers.get(timeout=ANSWER_WITHIN)
         if kind != "response":
             return 502, body.decode(errors="replace")
-        answer = json.loads(body)
-        text = answer.get("body") or ""
-        if answer.get("isBase64Encoded"):
-            text = base64.b64decode(text).decode(errors="replace")
-        return answer.get("statusCode", 200), text
+        return gateway_answer(body)
 
     def peak_rss_mib(self) -> float:
         for line in open(f"/proc/{self.proc.pid}/status"):

@@ -69,15 +69,13 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
     let query: HashMap<String, String> =
         serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).unwrap_or_default();
     let watch = watch::is_watch(&query);
-    let what = match parse_path(request.uri().path()) {
-        Some(t) => format!(
-            "{} {}",
-            auth::verb_of(request.method(), t.name.is_some(), watch),
-            t.resource
-        ),
+    let target =
+        parse_path(request.uri().path()).map(|t| (auth::verb_of(request.method(), t.name.is_some(), watch), t));
+    let what = match &target {
+        Some((verb, t)) => format!("{verb} {}", t.resource),
         None => "unknown".to_owned(),
     };
-    let response = answer(&shared, request).await;
+    let response = answer(&shared, request, query, target).await;
     shared.calls.lock().unwrap().push(Call {
         what,
         watch,
@@ -87,18 +85,22 @@ pub(super) async fn serve(State(shared): State<Arc<Shared>>, request: Request) -
     response
 }
 
-/// Answers one request: the token checked, RBAC applied, faults injected, then the verb.
-async fn answer(shared: &Arc<Shared>, request: Request) -> Response {
+/// Answers one request for `target` (its RBAC verb, and what its path names): the token
+/// checked, RBAC applied, faults injected, then the verb.
+async fn answer(
+    shared: &Arc<Shared>,
+    request: Request,
+    query: HashMap<String, String>,
+    target: Option<(&'static str, Target)>,
+) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let query: HashMap<String, String> =
-        serde_urlencoded::from_str(request.uri().query().unwrap_or_default()).unwrap_or_default();
     let headers = request.headers().clone();
     let body = axum::body::to_bytes(request.into_body(), 16 * 1024 * 1024)
         .await
         .unwrap_or_default();
 
-    let Some(target) = parse_path(&path) else {
+    let Some((verb, target)) = target else {
         return status(
             404,
             "NotFound",
@@ -113,11 +115,7 @@ async fn answer(shared: &Arc<Shared>, request: Request) -> Response {
         .entry(format!("{method} {}", target.resource))
         .or_default() += 1;
     let token = auth::bearer(&headers).to_owned();
-    let permission: Permission = (
-        target.group.clone(),
-        target.resource.clone(),
-        auth::verb_of(&method, target.name.is_some(), watch::is_watch(&query)).to_owned(),
-    );
+    let permission: Permission = (target.group.clone(), target.resource.clone(), verb.to_owned());
     shared
         .permissions
         .lock()
@@ -195,7 +193,7 @@ async fn answer(shared: &Arc<Shared>, request: Request) -> Response {
             json!({}),
         );
     }
-    if method == Method::GET && target.name.is_none() && watch::is_watch(&query) {
+    if verb == "watch" {
         return watch::serve(shared.clone(), target, &query);
     }
     let (behaviour, mut store) = settled(shared);
