@@ -7,13 +7,15 @@
 //!   manifests, settings, status, the broker's address, the spawner.
 //! - [`cluster`]: reaching Kubernetes (kubeconfig or EKS) and reading its errors by meaning.
 //!
-//! [`config`] (settings from the environment), [`aws`] (the SDK's configuration) and
-//! [`metrics`] (CloudWatch's embedded metric format) serve all.
+//! [`config`] (settings from the environment), [`https`] (the client of every call out),
+//! [`aws`] (signed calls to the AWS API) and [`metrics`] (CloudWatch's embedded metric format)
+//! serve all.
 
 pub mod aws;
 pub mod cluster;
 pub mod config;
 pub mod http;
+pub mod https;
 pub mod identity;
 pub mod metrics;
 pub mod server;

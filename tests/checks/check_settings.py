@@ -10,7 +10,9 @@ from cfnlint.decode import cfn_yaml
 ROOT = Path(__file__).resolve().parents[2]
 # Settings of local runs only: on Lambda the cluster is found through EKS_CLUSTER_NAME, and the
 # client secret is read from Secrets Manager (AUTH_CLIENT_SECRET_ID), never put in the template.
-LOCAL_ONLY = {"KUBECONFIG", "AUTH_CLIENT_SECRET"}
+LOCAL_ONLY = {"KUBECONFIG", "AUTH_CLIENT_SECRET", "AWS_ENDPOINT_URL"}
+# Set by the Lambda runtime itself: the role's credentials and the region.
+LAMBDA_RUNTIME = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION"}
 READ = re.compile(r'vars\s*\.\s*(?:get|required|parse_or|bool_or|seconds_or|url|list)\(\s*"([A-Z][A-Z0-9_]+)"')
 
 
@@ -29,7 +31,7 @@ def main():
     passed = set(template["Globals"]["Function"]["Environment"]["Variables"])
     for resource in template["Resources"].values():
         passed.update(resource.get("Properties", {}).get("Environment", {}).get("Variables", {}))
-    undeployable = sorted(read - passed - LOCAL_ONLY)
+    undeployable = sorted(read - passed - LOCAL_ONLY - LAMBDA_RUNTIME)
     if undeployable:
         sys.exit("settings read by the code that template.yaml does not pass: " + ", ".join(undeployable))
     print(f"settings: the README documents all {len(read)} variables the code reads, and template.yaml passes them")

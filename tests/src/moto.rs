@@ -5,22 +5,92 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use aws_credential_types::Credentials;
 use tokio::process::{Child, Command};
+
+/// A program of the tools venv.
+fn venv(program: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv/tools/bin")
+        .join(program)
+}
 
 pub struct MotoServer {
     pub url: String,
+    /// What moto.py signs with: any, or the user made on a server checking signatures.
+    credentials: Credentials,
     _child: Child,
 }
 
 impl MotoServer {
+    /// A server that takes any credentials.
     pub async fn start() -> Self {
-        let binary = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/tools/bin/moto_server");
+        Self::start_with(None).await
+    }
+
+    /// A server that checks every request's signature against its IAM users (and their
+    /// policies), and the credentials of a user allowed everything, made for the purpose.
+    pub async fn start_checking_signatures() -> (Self, Credentials) {
+        // The three calls of `moto.py user` are let through unsigned.
+        let mut moto = Self::start_with(Some(3)).await;
+        let made = moto.boto3(&["user"]).await;
+        let mut lines = made.lines();
+        let (Some(key), Some(secret)) = (lines.next(), lines.next()) else {
+            panic!("moto.py user printed no key: {made}");
+        };
+        moto.credentials = Credentials::new(key, secret, None, None, "moto");
+        let credentials = moto.credentials.clone();
+        (moto, credentials)
+    }
+
+    /// Makes the secret `name`, or puts its new `value`.
+    pub async fn put_secret(&self, name: &str, value: &str) {
+        self.boto3(&["secret", name, value]).await;
+    }
+
+    /// Makes the EKS cluster `name`; its endpoint and CA data, as `DescribeCluster` gives them.
+    pub async fn create_cluster(&self, name: &str) -> (String, String) {
+        let described: serde_json::Value = serde_json::from_str(&self.boto3(&["cluster", name]).await).unwrap();
+        let field = |name: &str| described[name].as_str().unwrap().to_owned();
+        (field("endpoint"), field("ca"))
+    }
+
+    /// Runs tests/aws/moto.py (boto3, not our code) against this server; what it printed.
+    async fn boto3(&self, args: &[&str]) -> String {
+        // A clean environment: boto3 would follow AWS_PROFILE or ~/.aws.
+        let home = std::env::temp_dir().join(format!("rexec-boto3-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
+        let output = Command::new(venv("python"))
+            .env_clear()
+            .env("HOME", &home)
+            .env("AWS_ACCESS_KEY_ID", self.credentials.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", self.credentials.secret_access_key())
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("aws/moto.py"))
+            .arg(&self.url)
+            .args(args)
+            .output()
+            .await
+            .expect("run moto.py");
+        assert!(
+            output.status.success(),
+            "moto.py {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    async fn start_with(unsigned_calls: Option<u32>) -> Self {
+        let binary = venv("moto_server");
         assert!(
             binary.exists(),
             "moto is not installed: run `make deps` (make test does)"
         );
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(calls) = unsigned_calls {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", calls.to_string());
+        }
+        let child = command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -33,10 +103,14 @@ impl MotoServer {
             assert!(Instant::now() < deadline, "moto_server did not start");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Self { url, _child: child }
+        Self {
+            url,
+            credentials: Credentials::new("AKIDEXAMPLE", "secret", None, None, "moto"),
+            _child: child,
+        }
     }
 
-    /// Points the AWS SDK of this process at moto through the standard environment
+    /// Points the AWS calls of this process at moto through the standard environment
     /// (`AWS_ENDPOINT_URL`, region, credentials), as the functions are configured on AWS.
     ///
     /// Only for a test binary of its own: every thread and child process sees the change.

@@ -1,7 +1,6 @@
 //! The introspection client secret read at run time from Secrets Manager (moto's server, through
 //! `AWS_ENDPOINT_URL` as on AWS), against a real OpenID provider.
 
-use aws_config::{BehaviorVersion, Region};
 use rexec_shared::config::Vars;
 use rexec_shared::identity::{IdentityError, IdentitySettings};
 use rexec_tests::moto::MotoServer;
@@ -11,19 +10,8 @@ use rexec_tests::oidc::OidcProvider;
 async fn the_secret_is_fetched_kept_and_fetched_again_after_a_rotation() {
     let moto = MotoServer::start().await;
     moto.export_environment();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .load()
-        .await;
-    let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let provider = OidcProvider::start().await;
-    secrets
-        .create_secret()
-        .name("rexec/introspection")
-        .secret_string("stale")
-        .send()
-        .await
-        .unwrap();
+    moto.put_secret("rexec/introspection", "stale").await;
 
     let url = provider.introspection_url();
     let auth = IdentitySettings::from_vars(&Vars::from_pairs([
@@ -43,13 +31,7 @@ async fn the_secret_is_fetched_kept_and_fetched_again_after_a_rotation() {
         Err(IdentityError::Unavailable(_))
     ));
     // The secret is rotated to the right value: the next call fetches it again.
-    secrets
-        .put_secret_value()
-        .secret_id("rexec/introspection")
-        .secret_string(&provider.client_secret)
-        .send()
-        .await
-        .unwrap();
+    moto.put_secret("rexec/introspection", &provider.client_secret).await;
     assert_eq!(auth.authenticate(&token).await.unwrap().username, "alice");
     assert_eq!(auth.authenticate(&token).await.unwrap().sub, "alice");
 

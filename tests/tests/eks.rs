@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
+use rexec_shared::aws::Aws;
 use rexec_shared::cluster::ClusterError;
 use rexec_shared::cluster::eks::{EksConnector, TOKEN_PREFIX, token};
 use rexec_stand_ins::kube::{KubeStandIn, TokenCheck};
@@ -25,17 +24,6 @@ fn credentials() -> Credentials {
         None,
         "test",
     )
-}
-
-fn sdk_config(endpoint: Option<&str>) -> SdkConfig {
-    let mut builder = SdkConfig::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(SharedCredentialsProvider::new(credentials()));
-    if let Some(endpoint) = endpoint {
-        builder = builder.endpoint_url(endpoint);
-    }
-    builder.build()
 }
 
 /// The presigned URL of a token, as (base, sorted query).
@@ -96,7 +84,7 @@ async fn a_cluster_that_checks_eks_tokens_accepts_ours_for_its_name_only() {
         credentials: credentials(),
     });
     for (name, accepted) in [("ndp", true), ("another", false)] {
-        let token = EksConnector::with_sdk_config(name.into(), sdk_config(None))
+        let token = EksConnector::with_aws(name.into(), Aws::new(credentials(), "us-east-1", None).unwrap())
             .token()
             .await
             .unwrap();

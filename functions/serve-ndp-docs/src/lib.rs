@@ -1,11 +1,11 @@
 //! `GET /api/docs`, `/api/redoc`, `/api/openapi.json`: the NDP Endpoint API's documentation,
-//! built from its contract in the shared library.
+//! as published from its contract in the shared library.
 
 use lambda_http::{Body, Request, Response};
-use rexec_shared::http::api::ndp::OPENAPI;
+use rexec_shared::http::api::ndp::PUBLISHED;
 use rexec_shared::http::docs;
 use rexec_shared::http::error::ApiError;
 
 pub async fn handler(req: Request) -> Result<Response<Body>, ApiError> {
-    docs::page(&req, &OPENAPI)
+    docs::page(&req, &PUBLISHED)
 }

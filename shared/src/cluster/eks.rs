@@ -5,16 +5,16 @@
 
 use std::time::{Duration, SystemTime};
 
-use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::ProvideCredentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::ClusterError;
+use crate::aws::{Aws, EKS, dns_suffix};
 
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 /// How long a presigned URL says it is valid; EKS itself accepts a token for 15 minutes.
@@ -32,27 +32,27 @@ pub struct Endpoint {
 
 pub struct EksConnector {
     cluster: String,
-    /// `None`: the function's own configuration ([`crate::aws::sdk_config`]).
-    sdk: Option<SdkConfig>,
+    /// `None`: the function's own ([`Aws::from_env`]).
+    aws: Option<Aws>,
     endpoint: OnceCell<Endpoint>,
 }
 
 impl EksConnector {
-    /// The AWS configuration comes from the environment on first use (the Lambda role, the
-    /// region, `AWS_ENDPOINT_URL`).
+    /// The credentials, the region and the endpoints come from the environment on first use
+    /// (the Lambda role's, `AWS_REGION`, `AWS_ENDPOINT_URL`: see [`crate::aws`]).
     pub fn new(cluster: String) -> Self {
         Self {
             cluster,
-            sdk: None,
+            aws: None,
             endpoint: OnceCell::new(),
         }
     }
 
-    /// With an explicit AWS configuration.
-    pub fn with_sdk_config(cluster: String, sdk: SdkConfig) -> Self {
+    /// With explicit credentials, region and endpoints.
+    pub fn with_aws(cluster: String, aws: Aws) -> Self {
         Self {
             cluster,
-            sdk: Some(sdk),
+            aws: Some(aws),
             endpoint: OnceCell::new(),
         }
     }
@@ -61,10 +61,13 @@ impl EksConnector {
         &self.cluster
     }
 
-    async fn sdk(&self) -> &SdkConfig {
-        match &self.sdk {
-            Some(sdk) => sdk,
-            None => crate::aws::sdk_config().await,
+    fn aws(&self) -> Result<&Aws, ClusterError> {
+        match &self.aws {
+            Some(aws) => Ok(aws),
+            None => Aws::from_env().map_err(|e| {
+                tracing::error!(error = %e, "the AWS API cannot be called");
+                ClusterError::Unavailable("no AWS credentials or region".into())
+            }),
         }
     }
 
@@ -72,23 +75,24 @@ impl EksConnector {
     pub async fn endpoint(&self) -> Result<Endpoint, ClusterError> {
         self.endpoint
             .get_or_try_init(|| async {
-                let eks = aws_sdk_eks::Client::new(self.sdk().await);
-                let described = eks.describe_cluster().name(&self.cluster).send().await.map_err(|e| {
-                    let e = aws_sdk_eks::error::DisplayErrorContext(e);
+                let described = self.aws()?.get(EKS, &["clusters", &self.cluster]).await.map_err(|e| {
                     tracing::error!(cluster = %self.cluster, error = %e, "eks:DescribeCluster failed");
                     ClusterError::Unavailable("the EKS cluster cannot be described".into())
                 })?;
-                let cluster = described
-                    .cluster
-                    .ok_or_else(|| ClusterError::Unavailable("EKS described no cluster".into()))?;
-                let url = cluster
-                    .endpoint
-                    .ok_or_else(|| ClusterError::Unavailable("the EKS cluster has no endpoint yet".into()))?;
-                let ca = cluster
-                    .certificate_authority
-                    .and_then(|ca| ca.data)
-                    .ok_or_else(|| ClusterError::Unavailable("the EKS cluster has no certificate authority".into()))?;
-                Ok(Endpoint { url, ca })
+                let field = |pointer: &str, missing: &str| {
+                    described
+                        .pointer(pointer)
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .ok_or_else(|| ClusterError::Unavailable(missing.into()))
+                };
+                Ok(Endpoint {
+                    url: field("/cluster/endpoint", "the EKS cluster has no endpoint yet")?,
+                    ca: field(
+                        "/cluster/certificateAuthority/data",
+                        "the EKS cluster has no certificate authority",
+                    )?,
+                })
             })
             .await
             .cloned()
@@ -96,19 +100,8 @@ impl EksConnector {
 
     /// A new bearer token, from the current credentials.
     pub async fn token(&self) -> Result<String, ClusterError> {
-        let sdk = self.sdk().await;
-        let region = sdk.region().map(|r| r.to_string()).ok_or_else(|| {
-            tracing::error!("no AWS region is configured (AWS_REGION)");
-            ClusterError::Unavailable("no AWS region".into())
-        })?;
-        let provider = sdk
-            .credentials_provider()
-            .ok_or_else(|| ClusterError::Unavailable("no AWS credentials".into()))?;
-        let credentials = provider.provide_credentials().await.map_err(|e| {
-            tracing::error!(error = %e, "AWS credentials are not available");
-            ClusterError::Unavailable("no AWS credentials".into())
-        })?;
-        token(&credentials, &region, &self.cluster, SystemTime::now())
+        let aws = self.aws()?;
+        token(aws.credentials(), aws.region(), &self.cluster, SystemTime::now())
             .map_err(|e| ClusterError::Unavailable(format!("cannot sign the EKS token: {e}")))
     }
 
@@ -132,7 +125,7 @@ impl EksConnector {
 
 /// The EKS token for `cluster`, signed with `credentials` in `region` at `time`.
 pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: SystemTime) -> Result<String, String> {
-    let host = format!("sts.{region}.amazonaws.com");
+    let host = format!("sts.{region}.{}", dns_suffix(region));
     let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -176,8 +169,6 @@ fn pem_to_der(base64_pem: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use aws_config::BehaviorVersion;
-
     use super::*;
 
     #[test]
@@ -210,14 +201,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_described_cluster_becomes_a_kube_config_with_its_ca_and_a_token() {
-        let sdk = SdkConfig::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
-                Credentials::new("AKID", "secret", None, None, "test"),
-            ))
-            .build();
-        let connector = EksConnector::with_sdk_config("ndp".into(), sdk);
+        let aws = Aws::new(
+            Credentials::new("AKID", "secret", None, None, "test"),
+            "us-east-1",
+            None,
+        )
+        .unwrap();
+        let connector = EksConnector::with_aws("ndp".into(), aws);
         let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
         let endpoint = Endpoint {
             url: "https://ABC.gr7.us-east-1.eks.amazonaws.com".into(),

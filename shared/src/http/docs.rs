@@ -7,8 +7,8 @@ use utoipa::Modify;
 use utoipa::openapi::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 
+use crate::http::api::Published;
 use crate::http::error::ApiError;
-use crate::http::request;
 
 /// The name of the Bearer security scheme in every OpenAPI document.
 pub const BEARER: &str = "bearer";
@@ -25,37 +25,42 @@ impl Modify for BearerSecurity {
     }
 }
 
-/// Answers `.../docs`, `.../redoc` and `.../openapi.json` for `openapi`.
-pub fn page(req: &Request, openapi: &OpenApi) -> Result<Response<Body>, ApiError> {
+/// Answers `.../docs`, `.../redoc` and `.../openapi.json` for the `published` document.
+pub fn page(req: &Request, published: &Published) -> Result<Response<Body>, ApiError> {
     let path = req.uri().path().trim_end_matches('/');
-    let title = &openapi.info.title;
-    if path.ends_with("/openapi.json") {
-        return Ok(request::json(StatusCode::OK, openapi));
-    }
-    let html = if path.ends_with("/docs") {
-        format!(
-            r##"<!DOCTYPE html>
+    let title = published.title;
+    let (content_type, body) = if path.ends_with("/openapi.json") {
+        ("application/json", published.json.to_owned())
+    } else if path.ends_with("/docs") {
+        (
+            "text/html; charset=utf-8",
+            format!(
+                r##"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title} - Swagger UI</title>
 <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
 <body><div id="swagger-ui"></div>
 <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
 <script>SwaggerUIBundle({{url: "openapi.json", dom_id: "#swagger-ui", deepLinking: true}});</script>
 </body></html>"##
+            ),
         )
     } else if path.ends_with("/redoc") {
-        format!(
-            r##"<!DOCTYPE html>
+        (
+            "text/html; charset=utf-8",
+            format!(
+                r##"<!DOCTYPE html>
 <html><head><meta charset="utf-8"><title>{title} - ReDoc</title></head>
 <body><redoc spec-url="openapi.json"></redoc>
 <script src="https://cdn.jsdelivr.net/npm/redoc@2/bundles/redoc.standalone.js"></script>
 </body></html>"##
+            ),
         )
     } else {
         return Err(ApiError::not_found("No documentation page at this path."));
     };
     Ok(Response::builder()
         .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-        .body(Body::Text(html))
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::Text(body))
         .expect("a response built from valid parts"))
 }

@@ -17,6 +17,8 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 use url::Url;
 
+use crate::aws::{Aws, SECRETS_MANAGER};
+
 use super::claims::{is_expired, require_access_token};
 use super::{Identity, IdentityError, TokenValidator, identity_from_claims, unavailable};
 
@@ -64,16 +66,25 @@ impl IntrospectionValidator {
         if let Some(secret) = self.fetched.read().await.clone() {
             return Ok(secret);
         }
-        let client = aws_sdk_secretsmanager::Client::new(crate::aws::sdk_config().await);
-        let answer = client.get_secret_value().secret_id(id).send().await.map_err(|e| {
-            let e = aws_sdk_secretsmanager::error::DisplayErrorContext(e);
+        let input = serde_json::json!({ "SecretId": id });
+        let fetch = async {
+            Aws::from_env()?
+                .post(SECRETS_MANAGER, "secretsmanager.GetSecretValue", &input)
+                .await
+        };
+        let answer = fetch.await.map_err(|e| {
             tracing::error!(secret_id = %id, error = %e, "cannot read the introspection client secret (AUTH_CLIENT_SECRET_ID)");
             IdentityError::Unavailable("the client secret cannot be read".into())
         })?;
-        let secret = answer.secret_string.filter(|s| !s.is_empty()).ok_or_else(|| {
-            tracing::error!(secret_id = %id, "the introspection client secret holds no string");
-            IdentityError::Unavailable("the client secret is empty".into())
-        })?;
+        let secret = answer
+            .get("SecretString")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                tracing::error!(secret_id = %id, "the introspection client secret holds no string");
+                IdentityError::Unavailable("the client secret is empty".into())
+            })?
+            .to_owned();
         *self.fetched.write().await = Some(secret.clone());
         Ok(secret)
     }

@@ -224,7 +224,8 @@ impl IdentitySettings {
     /// The configured validator behind its cache. Builds no connection: the provider is first
     /// contacted by the first request, so a provider outage answers 503 instead of failing init.
     pub fn authenticator(&self) -> Result<Authenticator, ConfigError> {
-        let client = http_client(self.timeout)?;
+        let client = crate::https::client(self.timeout)
+            .map_err(|e| ConfigError::new("AUTH_TIMEOUT_SECONDS", format!("cannot build an HTTP client: {e}")))?;
         let validator: Arc<dyn TokenValidator> = match &self.validator {
             ValidatorSettings::AuthApi { url, method } => Arc::new(AuthApiValidator::new(client, url.clone(), *method)),
             ValidatorSettings::Introspection {
@@ -252,37 +253,6 @@ fn required_url(vars: &Vars, name: &str) -> Result<Url, ConfigError> {
         .ok_or_else(|| ConfigError::new(name, "is required but not set"))
 }
 
-/// The HTTP client for identity calls: a whole-call timeout, no redirects (a redirect from an
-/// identity endpoint is a misconfiguration, and following it would resend the token), and
-/// [`trusted_roots`].
-fn http_client(timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    let failed = |e: &dyn std::fmt::Display| {
-        ConfigError::new("AUTH_TIMEOUT_SECONDS", format!("cannot build an HTTP client: {e}"))
-    };
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| failed(&e))?
-        .with_root_certificates(trusted_roots())
-        .with_no_client_auth();
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .timeout(timeout)
-        .connect_timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("rexec-lambda/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| failed(&e))
-}
-
-/// The certificate authorities identity providers are checked against: Mozilla's, compiled in
-/// (webpki-roots). Reading the system's bundle instead (some 150 certificates, parsed, at every
-/// cold start) took most of a function's init.
-fn trusted_roots() -> rustls::RootCertStore {
-    rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    }
-}
-
 /// Maps a transport failure to [`IdentityError::Unavailable`] without echoing the URL's query.
 fn unavailable(what: &str, err: &reqwest::Error) -> IdentityError {
     let cause = if err.is_timeout() {
@@ -300,18 +270,6 @@ fn unavailable(what: &str, err: &reqwest::Error) -> IdentityError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn identity_calls_trust_the_public_certificate_authorities() {
-        let roots = trusted_roots();
-        assert!(roots.len() > 100, "{} roots", roots.len());
-        let isrg = roots
-            .roots
-            .iter()
-            .any(|anchor| anchor.subject.windows(12).any(|w| w == b"ISRG Root X1"));
-        assert!(isrg, "Let's Encrypt's root is trusted");
-        assert!(http_client(Duration::from_secs(1)).is_ok());
-    }
 
     #[test]
     fn the_one_configured_source_chooses_the_mode() {

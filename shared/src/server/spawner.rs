@@ -22,15 +22,15 @@
 //! namespace's labels and its guard rails to what this release writes (server-side apply).
 //!
 //! What does not depend on an answer is asked at once, so a spawn waits on few round trips to
-//! the API server: a new server five (the namespace read, then created; then its claim, guard
-//! rails and the environment's builds together; then the pod; then the claim read again, while
-//! the pod is watched), a reused one two (the namespace; then its claim, guard rails and pods
-//! together), a replacement five (the namespace; the claim, guard rails and pods; the claim
-//! replaced while the builds are read; the old pod removed while the new one is created, the
-//! quota has room for both; the claim read again). The claim is read again after a pod is made
-//! because a concurrent spawn may have replaced it in between, and removed the pod before it
-//! existed: the spawn that made the pod late removes it and answers 409, so a namespace never
-//! keeps a server of an older generation.
+//! the API server: a new server four (the namespace read and created at once; then its claim,
+//! guard rails and the environment's builds together; then the pod; then the claim read again,
+//! while the pod is watched), a reused one two (the namespace read, and its create refused; then
+//! its claim, guard rails and pods together), a replacement five (the namespace; the claim,
+//! guard rails and pods; the claim replaced while the builds are read; the old pod removed
+//! while the new one is created, the quota has room for both; the claim read again). The
+//! claim is read again after a pod is made because a concurrent spawn may have replaced it in
+//! between, and removed the pod before it existed: the spawn that made the pod late removes it
+//! and answers 409, so a namespace never keeps a server of an older generation.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
@@ -428,10 +428,7 @@ impl Spawner {
         let owner = self.servers.owner(&identity.sub);
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
-        let fresh = match namespace(&client, &owner).await? {
-            Some(_) => false,
-            None => self.create_namespace(&client, &owner).await?,
-        };
+        let fresh = self.find_or_create_namespace(&client, &owner).await?;
         if fresh {
             // A namespace just made holds nothing yet: its claim, its guard rails and the
             // environment are written at once.
@@ -676,18 +673,23 @@ impl Spawner {
         Ok(view)
     }
 
-    /// Creates the caller's namespace, and says whether it did; one found instead must be ours
-    /// and the caller's.
-    async fn create_namespace(&self, client: &Client, owner: &Owner) -> Result<bool, ServerError> {
+    /// The caller's namespace, found or created, and whether it was created. It is read and
+    /// created at once, so that neither a new caller nor a returning one waits on two round
+    /// trips: for a returning caller the create is refused (409), for a new one the read finds
+    /// nothing. One found must be ours and the caller's, and not terminating.
+    async fn find_or_create_namespace(&self, client: &Client, owner: &Owner) -> Result<bool, ServerError> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        match namespaces
-            .create(&PostParams::default(), &manifests::namespace(owner))
-            .await
-            .map_err(ClusterError::from)
-        {
+        let wanted = manifests::namespace(owner);
+        let params = PostParams::default();
+        let (found, made) = tokio::join!(namespace(client, owner), namespaces.create(&params, &wanted),);
+        match made.map_err(ClusterError::from) {
             Ok(_) => Ok(true),
-            Err(ClusterError::AlreadyExists) => namespace(client, owner).await.map(|_| false),
-            Err(err) => Err(err.into()),
+            Err(err) => match found? {
+                Some(_) => Ok(false),
+                // Made by a concurrent spawn between the read and the create.
+                None if matches!(err, ClusterError::AlreadyExists) => namespace(client, owner).await.map(|_| false),
+                None => Err(err.into()),
+            },
         }
     }
 

@@ -96,7 +96,13 @@ fn rexec_status() {}
 )]
 struct NdpApi;
 
-/// The document, built once per container. `/status` answers as `/status/` does.
+/// The document as published (see [`super`]).
+pub const PUBLISHED: super::Published = super::Published {
+    title: "NDP Endpoint API",
+    json: include_str!("../../../openapi/ndp.json"),
+};
+
+/// The document, built from the contract. `/status` answers as `/status/` does.
 pub static OPENAPI: LazyLock<Document> = LazyLock::new(|| {
     let mut doc = super::versioned(NdpApi::openapi());
     if let Some(mut item) = doc.paths.paths.get("/status/").cloned() {

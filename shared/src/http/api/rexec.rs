@@ -285,5 +285,11 @@ fn delete_server_of_owner() {}
 )]
 struct RexecApi;
 
-/// The document, built once per container.
+/// The document, built from the contract.
 pub static OPENAPI: LazyLock<Document> = LazyLock::new(|| super::versioned(RexecApi::openapi()));
+
+/// The document as published (see [`super`]).
+pub const PUBLISHED: super::Published = super::Published {
+    title: "Rexec Deployment API",
+    json: include_str!("../../../openapi/rexec.json"),
+};

@@ -1,0 +1,55 @@
+//! The HTTPS client of the calls a function makes (identity providers, the AWS API): rustls with
+//! aws-lc-rs, Mozilla's certificate authorities compiled in, a whole-call timeout and no
+//! redirects (a redirect from an identity endpoint or the AWS API is a misconfiguration, and
+//! following it would resend a token or a signature).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A client whose every call, connection included, ends within `timeout`.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(trusted_roots())
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("rexec-lambda/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// The certificate authorities servers are checked against: Mozilla's, compiled in
+/// (webpki-roots). Reading the system's bundle instead (some 150 certificates, parsed, at every
+/// cold start) took most of a function's init.
+fn trusted_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_out_trust_the_public_certificate_authorities() {
+        let roots = trusted_roots();
+        assert!(roots.len() > 100, "{} roots", roots.len());
+        let isrg = roots
+            .roots
+            .iter()
+            .any(|anchor| anchor.subject.windows(12).any(|w| w == b"ISRG Root X1"));
+        assert!(isrg, "Let's Encrypt's root is trusted");
+        let amazon = roots
+            .roots
+            .iter()
+            .any(|anchor| anchor.subject.windows(16).any(|w| w == b"Amazon Root CA 1"));
+        assert!(amazon, "the AWS API's root is trusted");
+        assert!(client(Duration::from_secs(1)).is_ok());
+    }
+}
