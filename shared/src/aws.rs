@@ -53,8 +53,10 @@ pub struct AwsError(String);
 pub struct Aws {
     credentials: Credentials,
     region: String,
-    /// `AWS_ENDPOINT_URL_<id>` by service name, and `AWS_ENDPOINT_URL` under "".
-    endpoints: Vec<(&'static str, Url)>,
+    /// `AWS_ENDPOINT_URL`.
+    endpoint: Option<Url>,
+    /// `AWS_ENDPOINT_URL_<id>`, by service.
+    service_endpoints: Vec<(Service, Url)>,
     client: reqwest::Client,
 }
 
@@ -62,14 +64,11 @@ impl Aws {
     /// `credentials` in `region`; every service at `endpoint` when given, else at its regional
     /// endpoint.
     pub fn new(credentials: Credentials, region: &str, endpoint: Option<&str>) -> Result<Self, AwsError> {
-        let endpoints = match endpoint {
-            Some(endpoint) => vec![("", parse_endpoint("the endpoint", endpoint)?)],
-            None => Vec::new(),
-        };
         Ok(Self {
             credentials,
             region: region.to_owned(),
-            endpoints,
+            endpoint: endpoint.map(|url| parse_endpoint("the endpoint", url)).transpose()?,
+            service_endpoints: Vec::new(),
             client: crate::https::client(TIMEOUT).map_err(|e| AwsError(format!("no HTTP client: {e}")))?,
         })
     }
@@ -93,12 +92,14 @@ impl Aws {
                 .get("AWS_DEFAULT_REGION")
                 .map_or_else(|| required("AWS_REGION"), Ok)?,
         };
-        let mut aws = Self::new(credentials, region, vars.get("AWS_ENDPOINT_URL"))?;
+        let mut aws = Self::new(credentials, region, None)?;
+        if let Some(endpoint) = vars.get("AWS_ENDPOINT_URL") {
+            aws.endpoint = Some(parse_endpoint("AWS_ENDPOINT_URL", endpoint)?);
+        }
         for service in SERVICES {
             let name = format!("AWS_ENDPOINT_URL_{}", service.id);
             if let Some(endpoint) = vars.get(&name) {
-                aws.endpoints
-                    .insert(0, (service.name, parse_endpoint(&name, endpoint)?));
+                aws.service_endpoints.push((service, parse_endpoint(&name, endpoint)?));
             }
         }
         Ok(aws)
@@ -122,11 +123,12 @@ impl Aws {
 
     /// The service's endpoint: its own override, the global one, or the regional endpoint.
     fn endpoint(&self, service: Service) -> Url {
-        self.endpoints
+        self.service_endpoints
             .iter()
-            .find(|(name, _)| *name == service.name)
-            .or_else(|| self.endpoints.iter().find(|(name, _)| name.is_empty()))
-            .map(|(_, url)| url.clone())
+            .find(|(one, _)| *one == service)
+            .map(|(_, url)| url)
+            .or(self.endpoint.as_ref())
+            .cloned()
             .unwrap_or_else(|| {
                 let host = format!("{}.{}.{}", service.name, self.region, dns_suffix(&self.region));
                 Url::parse(&format!("https://{host}")).expect("a regional endpoint is a URL")
@@ -324,17 +326,12 @@ mod tests {
             let err = Aws::from_vars(&vars).unwrap_err();
             assert!(err.to_string().starts_with(missing), "{err}");
         }
-        for endpoint in ["not a url", "file:///etc/passwd", "ftp://example.com"] {
-            let vars = Vars::from_pairs(
-                complete
-                    .into_iter()
-                    .chain([("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)]),
-            );
-            let err = Aws::from_vars(&vars).unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                "AWS_ENDPOINT_URL_SECRETS_MANAGER is not an http(s) URL"
-            );
+        for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER"] {
+            for endpoint in ["not a url", "file:///etc/passwd", "ftp://example.com"] {
+                let vars = Vars::from_pairs(complete.into_iter().chain([(name, endpoint)]));
+                let err = Aws::from_vars(&vars).unwrap_err();
+                assert_eq!(err.to_string(), format!("{name} is not an http(s) URL"));
+            }
         }
     }
 
