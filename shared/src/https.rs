@@ -1,20 +1,16 @@
 //! The HTTPS client of the calls a function makes (identity providers, the AWS API): rustls with
 //! aws-lc-rs, Mozilla's certificate authorities compiled in, a whole-call timeout and no
 //! redirects (a redirect from an identity endpoint or the AWS API is a misconfiguration, and
-//! following it would resend a token or a signature).
+//! following it would resend a token or a signature). The cluster's client
+//! ([`crate::cluster`]) uses the same TLS settings with its own certificate authority.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 /// A client whose every call, connection included, ends within `timeout`.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(trusted_roots())
-        .with_no_client_auth();
     reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
+        .use_preconfigured_tls(tls(public_roots())?)
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -23,10 +19,22 @@ pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
+/// TLS with the one crypto provider (aws-lc-rs), its safe protocol versions, servers checked
+/// against `roots`.
+pub fn tls(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    Ok(
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// The certificate authorities servers are checked against: Mozilla's, compiled in
 /// (webpki-roots). Reading the system's bundle instead (some 150 certificates, parsed, at every
 /// cold start) took most of a function's init.
-fn trusted_roots() -> rustls::RootCertStore {
+pub fn public_roots() -> rustls::RootCertStore {
     rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     }
@@ -38,7 +46,7 @@ mod tests {
 
     #[test]
     fn calls_out_trust_the_public_certificate_authorities() {
-        let roots = trusted_roots();
+        let roots = public_roots();
         assert!(roots.len() > 100, "{} roots", roots.len());
         let isrg = roots
             .roots

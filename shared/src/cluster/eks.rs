@@ -13,14 +13,12 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use super::ClusterError;
+use super::{Access, ClusterError, certificates};
 use crate::aws::{Aws, EKS, dns_suffix};
 
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 /// How long a presigned URL says it is valid; EKS itself accepts a token for 15 minutes.
 const PRESIGN_EXPIRES: Duration = Duration::from_secs(60);
-/// A client is rebuilt with a new token after this long, well before EKS refuses it.
-pub const TOKEN_REFRESH: Duration = Duration::from_secs(10 * 60);
 
 /// The cluster's API endpoint and its CA, as `DescribeCluster` gives them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,21 +103,26 @@ impl EksConnector {
             .map_err(|e| ClusterError::Unavailable(format!("cannot sign the EKS token: {e}")))
     }
 
-    /// A kube configuration for the cluster with a fresh token.
-    pub async fn config(&self) -> Result<kube::Config, ClusterError> {
+    /// The cluster's endpoint and CA, with a fresh token.
+    pub async fn access(&self) -> Result<Access, ClusterError> {
         let endpoint = self.endpoint().await?;
         let url = endpoint
             .url
             .parse()
             .map_err(|_| ClusterError::Unavailable("the EKS endpoint is not a URL".into()))?;
-        let ca_der = pem_to_der(&endpoint.ca).ok_or_else(|| {
-            tracing::error!(cluster = %self.cluster, "the EKS certificate authority is not base64 PEM");
-            ClusterError::Unavailable("unreadable EKS certificate authority".into())
-        })?;
-        let mut config = kube::Config::new(url);
-        config.root_cert = Some(vec![ca_der]);
-        config.auth_info.token = Some(self.token().await?.into());
-        Ok(config)
+        let ca = STANDARD
+            .decode(endpoint.ca.trim())
+            .ok()
+            .and_then(|pem| certificates(&pem))
+            .ok_or_else(|| {
+                tracing::error!(cluster = %self.cluster, "the EKS certificate authority is not base64 PEM");
+                ClusterError::Unavailable("unreadable EKS certificate authority".into())
+            })?;
+        Ok(Access {
+            url,
+            ca,
+            token: Some(self.token().await?.into()),
+        })
     }
 }
 
@@ -155,18 +158,6 @@ pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: Syste
     Ok(format!("{TOKEN_PREFIX}{}", URL_SAFE_NO_PAD.encode(signed)))
 }
 
-/// The DER of the first certificate in a base64-encoded PEM (as EKS returns its CA).
-fn pem_to_der(base64_pem: &str) -> Option<Vec<u8>> {
-    let pem = String::from_utf8(STANDARD.decode(base64_pem.trim()).ok()?).ok()?;
-    let body: String = pem
-        .lines()
-        .skip_while(|l| !l.starts_with("-----BEGIN CERTIFICATE-----"))
-        .skip(1)
-        .take_while(|l| !l.starts_with("-----END"))
-        .collect();
-    STANDARD.decode(body.trim()).ok().filter(|der| !der.is_empty())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,7 +191,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_described_cluster_becomes_a_kube_config_with_its_ca_and_a_token() {
+    async fn a_described_cluster_is_reached_with_its_ca_and_a_token() {
         let aws = Aws::new(
             Credentials::new("AKID", "secret", None, None, "test"),
             "us-east-1",
@@ -214,17 +205,10 @@ mod tests {
             ca: STANDARD.encode(pem),
         };
         connector.endpoint.set(endpoint).unwrap();
-        let config = connector.config().await.unwrap();
-        assert_eq!(config.cluster_url.host(), Some("ABC.gr7.us-east-1.eks.amazonaws.com"));
-        assert_eq!(config.root_cert, Some(vec![vec![0, 1, 2, 3]]));
-        let token = secrecy::ExposeSecret::expose_secret(config.auth_info.token.as_ref().unwrap()).to_owned();
+        let access = connector.access().await.unwrap();
+        assert_eq!(access.url.host(), Some("ABC.gr7.us-east-1.eks.amazonaws.com"));
+        assert_eq!(access.ca, vec![vec![0, 1, 2, 3]]);
+        let token = secrecy::ExposeSecret::expose_secret(access.token.as_ref().unwrap()).to_owned();
         assert!(token.starts_with(TOKEN_PREFIX));
-    }
-
-    #[test]
-    fn the_ca_is_read_from_base64_pem() {
-        let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
-        assert_eq!(pem_to_der(&STANDARD.encode(pem)), Some(vec![0, 1, 2, 3]));
-        assert_eq!(pem_to_der("not base64!"), None);
     }
 }

@@ -1,27 +1,32 @@
 //! Reaching the Kubernetes cluster, and reading its errors by meaning.
 //!
 //! With `EKS_CLUSTER_NAME` the cluster is found through `eks:DescribeCluster` and reached with
-//! an EKS token (see [`eks`]); otherwise a kubeconfig or the in-cluster service account.
-//! The client is built on first use and kept for the container (an EKS one is rebuilt with a
-//! new token every 10 minutes), so an unreachable cluster answers 503 instead of failing the
+//! an EKS token (see [`eks`]); otherwise `KUBECONFIG` names a kubeconfig for local runs (see
+//! [`kubeconfig`]). Either gives an [`Access`], from which [`transport`] builds the client.
+//! The client is built on first use and kept for the container, rebuilt with fresh credentials
+//! every [`TOKEN_REFRESH`], so an unreachable cluster answers 503 instead of failing the
 //! function's init.
 
 pub mod eks;
 mod error;
+pub mod kubeconfig;
+mod transport;
 
 use std::path::PathBuf;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use kube::Client;
-use kube::client::ClientBuilder;
+use secrecy::SecretString;
 use tokio::sync::Mutex;
 
-use eks::{EksConnector, TOKEN_REFRESH};
+use eks::EksConnector;
 pub use error::ClusterError;
 
 use crate::config::{ConfigError, Vars};
-use crate::metrics::{self, Metric};
+
+/// A client is rebuilt with fresh credentials after this long: well before EKS refuses its
+/// token (15 minutes), and soon after a kubeconfig's token file is rotated.
+pub const TOKEN_REFRESH: Duration = Duration::from_secs(10 * 60);
 
 pub struct Cluster {
     connector: Connector,
@@ -31,23 +36,36 @@ pub struct Cluster {
 
 /// How the cluster is found.
 pub enum Connector {
-    /// A kubeconfig file, or (without one) in-cluster inference and `~/.kube/config`.
-    Kubeconfig(Option<PathBuf>),
     Eks(Box<EksConnector>),
+    /// A kubeconfig file (local runs and tests).
+    Kubeconfig(PathBuf),
+    /// Neither: every call answers 503, and the log says what to set.
+    Unset,
+}
+
+/// What the API server is reached with.
+pub struct Access {
+    /// The API server's base URL: `https`, or `http` on the loopback interface only.
+    pub url: http::Uri,
+    /// The DER certificates its certificate is checked against; none: Mozilla's authorities.
+    pub ca: Vec<Vec<u8>>,
+    /// Sent as `Authorization: Bearer`.
+    pub token: Option<SecretString>,
 }
 
 impl Cluster {
-    /// `KUBECONFIG` names a kubeconfig file (its current context is used); without it the
-    /// in-cluster service account or `~/.kube/config` is inferred. `KUBE_TIMEOUT_SECONDS`
-    /// (default 8): budget for one call to the API server, well inside API Gateway's 30 seconds.
+    /// `EKS_CLUSTER_NAME` names the EKS cluster; without it `KUBECONFIG` names a kubeconfig
+    /// file. `KUBE_TIMEOUT_SECONDS` (default 8): budget for connecting to the API server and
+    /// for each read and write of a call, well inside API Gateway's 30 seconds.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let timeout = vars.seconds_or("KUBE_TIMEOUT_SECONDS", Duration::from_secs(8))?;
         if timeout.is_zero() {
             return Err(ConfigError::new("KUBE_TIMEOUT_SECONDS", "must be greater than zero"));
         }
-        let connector = match vars.get("EKS_CLUSTER_NAME") {
-            Some(cluster) => Connector::Eks(Box::new(EksConnector::new(cluster.to_owned()))),
-            None => Connector::Kubeconfig(vars.get("KUBECONFIG").map(PathBuf::from)),
+        let connector = match (vars.get("EKS_CLUSTER_NAME"), vars.get("KUBECONFIG")) {
+            (Some(cluster), _) => Connector::Eks(Box::new(EksConnector::new(cluster.to_owned()))),
+            (None, Some(path)) => Connector::Kubeconfig(PathBuf::from(path)),
+            (None, None) => Connector::Unset,
         };
         Ok(Self::new(connector, timeout))
     }
@@ -60,72 +78,54 @@ impl Cluster {
         }
     }
 
-    /// The client, built on first use and rebuilt when its EKS token is due.
+    /// The client, built on first use and rebuilt when its credentials are due.
     pub async fn client(&self) -> Result<Client, ClusterError> {
         let mut cached = self.client.lock().await;
         if let Some((client, built)) = cached.as_ref()
-            && !self.is_due(*built, Instant::now())
+            && !is_due(*built, Instant::now())
         {
             return Ok(client.clone());
         }
-        let mut config = self.config().await?;
-        config.connect_timeout = Some(self.timeout);
-        config.read_timeout = Some(self.timeout);
-        config.write_timeout = Some(self.timeout);
+        let access = self.access().await?;
         // No client-side retries: API Gateway gives a request 30 seconds, so a failing cluster
         // is answered at once with 503 and Retry-After, and the caller retries.
-        config.default_retry = false;
-        let client = ClientBuilder::try_from(config)
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot build the cluster client");
-                ClusterError::Unavailable("cannot build the cluster client".into())
-            })?
-            .with_layer(&tower::layer::layer_fn(Timed))
-            .build();
+        let client = transport::client(access, self.timeout).map_err(|e| {
+            tracing::error!(error = %e, "cannot build the cluster client");
+            ClusterError::Unavailable("cannot build the cluster client".into())
+        })?;
         *cached = Some((client.clone(), Instant::now()));
         Ok(client)
     }
 
-    /// Whether a client built at `built` must be rebuilt at `now`: an EKS client before its
-    /// token expires; a kubeconfig client never (its credentials refresh themselves).
-    fn is_due(&self, built: Instant, now: Instant) -> bool {
-        matches!(self.connector, Connector::Eks(_)) && now.duration_since(built) >= TOKEN_REFRESH
-    }
-
-    async fn config(&self) -> Result<kube::Config, ClusterError> {
-        let unusable = |e: &dyn std::fmt::Display| {
-            tracing::error!(error = %e, "no usable cluster configuration (KUBECONFIG, in-cluster or ~/.kube/config)");
-            ClusterError::Unavailable("no cluster configuration".into())
-        };
+    async fn access(&self) -> Result<Access, ClusterError> {
         match &self.connector {
-            Connector::Eks(eks) => eks.config().await,
-            Connector::Kubeconfig(Some(path)) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| unusable(&e))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                    .await
-                    .map_err(|e| unusable(&e))
+            Connector::Eks(eks) => eks.access().await,
+            Connector::Kubeconfig(path) => kubeconfig::access(path).map_err(|e| {
+                tracing::error!(kubeconfig = %path.display(), error = %e, "the kubeconfig cannot be used");
+                ClusterError::Unavailable("the kubeconfig cannot be used".into())
+            }),
+            Connector::Unset => {
+                tracing::error!("no cluster configured: set EKS_CLUSTER_NAME (or KUBECONFIG for a local run)");
+                Err(ClusterError::Unavailable("no cluster configured".into()))
             }
-            Connector::Kubeconfig(None) => kube::Config::infer().await.map_err(|e| unusable(&e)),
         }
     }
 }
 
-/// Times each call to the API server (`ClusterLatency`, see [`crate::metrics`]).
-#[derive(Clone)]
-struct Timed<S>(S);
+/// The DER certificates of a PEM bundle; `None` when it holds none or a broken one.
+fn certificates(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let ders: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(pem)
+        .map(|cert| cert.map(|der| der.to_vec()))
+        .collect::<Result<_, _>>()
+        .ok()?;
+    (!ders.is_empty()).then_some(ders)
+}
 
-impl<S: tower::Service<R>, R> tower::Service<R> for Timed<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = metrics::Timed<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        metrics::Timed::new(self.0.call(request), Metric::ClusterLatency)
-    }
+/// Whether a client built at `built` must be rebuilt at `now`.
+fn is_due(built: Instant, now: Instant) -> bool {
+    now.duration_since(built) >= TOKEN_REFRESH
 }
 
 #[cfg(test)]
@@ -133,20 +133,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eks_clients_are_rebuilt_before_the_token_expires() {
-        let eks = Cluster::new(
-            Connector::Eks(Box::new(EksConnector::new("ndp".into()))),
-            Duration::from_secs(8),
-        );
-        let local = Cluster::new(Connector::Kubeconfig(None), Duration::from_secs(8));
+    fn clients_are_rebuilt_before_an_eks_token_expires() {
         let built = Instant::now();
-        assert!(!eks.is_due(built, built + Duration::from_secs(9 * 60)));
-        assert!(eks.is_due(built, built + TOKEN_REFRESH));
+        assert!(!is_due(built, built + Duration::from_secs(9 * 60)));
+        assert!(is_due(built, built + TOKEN_REFRESH));
         assert!(
             TOKEN_REFRESH < Duration::from_secs(15 * 60),
             "before EKS refuses the token"
         );
-        assert!(!local.is_due(built, built + Duration::from_secs(3600)));
     }
 
     #[test]
@@ -154,10 +148,37 @@ mod tests {
         let eks = Cluster::from_vars(&Vars::from_pairs([("EKS_CLUSTER_NAME", "ndp"), ("KUBECONFIG", "/k")])).unwrap();
         assert!(matches!(eks.connector, Connector::Eks(ref c) if c.cluster() == "ndp"));
         let local = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k")])).unwrap();
-        assert!(matches!(local.connector, Connector::Kubeconfig(Some(ref p)) if p.to_str() == Some("/k")));
+        assert!(matches!(local.connector, Connector::Kubeconfig(ref p) if p.to_str() == Some("/k")));
+        let unset = Cluster::from_vars(&Vars::from_pairs([])).unwrap();
+        assert!(matches!(unset.connector, Connector::Unset));
         let err = Cluster::from_vars(&Vars::from_pairs([("KUBE_TIMEOUT_SECONDS", "0")]))
             .err()
             .unwrap();
         assert_eq!(err.variable, "KUBE_TIMEOUT_SECONDS");
+    }
+
+    #[test]
+    fn certificate_authorities_are_read_from_pem_bundles() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
+        assert_eq!(certificates(pem.as_bytes()), Some(vec![vec![0, 1, 2, 3]]));
+        let bundle = format!("{pem}-----BEGIN CERTIFICATE-----\nBAU=\n-----END CERTIFICATE-----\n");
+        assert_eq!(
+            certificates(bundle.as_bytes()),
+            Some(vec![vec![0, 1, 2, 3], vec![4, 5]])
+        );
+        assert_eq!(certificates(b"no certificate here"), None);
+        assert_eq!(
+            certificates(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_cluster_every_call_is_unavailable() {
+        let cluster = Cluster::new(Connector::Unset, Duration::from_secs(1));
+        assert_eq!(
+            cluster.client().await.err(),
+            Some(ClusterError::Unavailable("no cluster configured".into()))
+        );
     }
 }

@@ -161,12 +161,18 @@ impl KubeStandIn {
         format!("http://{}", self.addr)
     }
 
-    /// A kubeconfig that points at this stand-in with `token`.
+    /// A kubeconfig that points at this stand-in with `token`, in JSON (which YAML readers
+    /// read too; the functions read no YAML).
     pub fn kubeconfig(&self, token: &str) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: {}\nusers:\n- name: stand-in\n  user:\n    token: {token}\ncontexts:\n- name: stand-in\n  context:\n    cluster: stand-in\n    user: stand-in\ncurrent-context: stand-in\n",
-            self.url()
-        )
+        json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "stand-in", "cluster": {"server": self.url()}}],
+            "users": [{"name": "stand-in", "user": {"token": token}}],
+            "contexts": [{"name": "stand-in", "context": {"cluster": "stand-in", "user": "stand-in"}}],
+            "current-context": "stand-in",
+        })
+        .to_string()
     }
 
     /// Writes [`Self::kubeconfig`] to a new file and returns its path.
