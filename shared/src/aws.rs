@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningInstructions, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use serde_json::Value;
 use url::Url;
@@ -215,27 +215,49 @@ impl Aws {
         time: SystemTime,
     ) -> Result<Vec<(&'static str, String)>, AwsError> {
         let failed = |e: &dyn std::fmt::Display| AwsError(format!("cannot sign a request to {}: {e}", service.name));
-        let identity = self.credentials.clone().into();
-        let params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(service.name)
-            .time(time)
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| failed(&e))?
-            .into();
         let host = &url[url::Position::BeforeHost..url::Position::AfterPort];
         let signed_headers = std::iter::once(("host", host)).chain(headers.iter().copied());
         let signable = SignableRequest::new(method, url.as_str(), signed_headers, SignableBody::Bytes(body))
             .map_err(|e| failed(&e))?;
-        let (instructions, _signature) = sign(signable, &params).map_err(|e| failed(&e))?.into_parts();
+        let instructions = sign_v4(
+            &self.credentials,
+            &self.region,
+            service.name,
+            time,
+            SigningSettings::default(),
+            signable,
+        )
+        .map_err(|e| failed(&e))?;
         let (headers, _query) = instructions.into_parts();
         Ok(headers
             .into_iter()
             .map(|header| (header.name(), header.value().to_owned()))
             .collect())
     }
+}
+
+/// The SigV4 signature of `request` to the service signing as `service`, with `credentials`
+/// in `region` at `time`: headers or query parameters, as `settings` say.
+pub fn sign_v4(
+    credentials: &Credentials,
+    region: &str,
+    service: &str,
+    time: SystemTime,
+    settings: SigningSettings,
+    request: SignableRequest,
+) -> Result<SigningInstructions, String> {
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name(service)
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let (instructions, _signature) = sign(request, &params).map_err(|e| e.to_string())?.into_parts();
+    Ok(instructions)
 }
 
 /// A service's refusal in words: its status, its error type (from `x-amzn-errortype` or the

@@ -6,15 +6,14 @@
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
-use aws_sigv4::sign::v4;
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::{Access, ClusterError, certificates};
-use crate::aws::{Aws, EKS, dns_suffix};
+use crate::aws::{Aws, EKS, dns_suffix, sign_v4};
 
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 /// How long a presigned URL says it is valid; EKS itself accepts a token for 15 minutes.
@@ -133,20 +132,10 @@ pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: Syste
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(PRESIGN_EXPIRES);
-    let identity = credentials.clone().into();
-    let params = v4::SigningParams::builder()
-        .identity(&identity)
-        .region(region)
-        .name("sts")
-        .time(time)
-        .settings(settings)
-        .build()
-        .map_err(|e| e.to_string())?
-        .into();
     let headers = [("host", host.as_str()), ("x-k8s-aws-id", cluster)];
     let signable =
         SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[])).map_err(|e| e.to_string())?;
-    let (instructions, _signature) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+    let instructions = sign_v4(credentials, region, "sts", time, settings, signable)?;
     let (_, query) = instructions.into_parts();
     let mut signed = url;
     for (name, value) in query {
