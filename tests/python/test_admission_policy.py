@@ -157,6 +157,9 @@ HOSTILE_PODS = {
 
 HOSTILE_BUILDS = {
     "retries": lambda j: j["spec"].update(backoffLimit=3),
+    "no deadline": lambda j: j["spec"].pop("activeDeadlineSeconds"),
+    "a deadline of a week": lambda j: j["spec"].update(activeDeadlineSeconds=7 * 86400),
+    "kept for ever": lambda j: j["spec"].pop("ttlSecondsAfterFinished"),
     "the whole volume writable": lambda j: j["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0].pop("subPath"),
     "service-account token": lambda j: j["spec"]["template"]["spec"].update(automountServiceAccountToken=True),
     "privileged": lambda j: j["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(privileged=True),

@@ -125,6 +125,33 @@ def test_a_source_that_does_not_match_its_sha256_is_refused(spawned, tmp_path):
     assert not (env / "server").exists()
 
 
+def test_a_build_over_its_size_bound_fails_and_is_emptied(spawned, tmp_path):
+    volume = tmp_path / "volume"
+    pod = builder(spawned, volume, tmp_path / "build")
+    for entry in pod.container("build")["env"]:
+        if entry["name"] == "REXEC_BUILD_MAX_BYTES":
+            entry["value"] = str(1 << 20)
+    over = pod.run("build")
+    assert over.exit_code != 0
+    assert "more than REXEC_BUILD_MAX_SIZE allows (1048576)" in over.termination_message, over.termination_message
+    env = directory(spawned, volume)
+    assert sorted(p.name for p in env.iterdir()) == [".failed"], "emptied, but for the marker"
+    waited = server(spawned, volume, tmp_path / "server").run("wait-for-environment", timeout=30)
+    assert waited.exit_code != 0
+    assert "REXEC_BUILD_MAX_SIZE" in waited.termination_message
+
+
+def test_a_build_never_writes_a_directory_written_before(spawned, tmp_path):
+    volume = tmp_path / "volume"
+    env = directory(spawned, volume)
+    env.mkdir(parents=True)
+    (env / ".complete").write_text("{}")
+    refused = builder(spawned, volume, tmp_path / "build").run("build")
+    assert refused.exit_code != 0
+    assert "not empty" in refused.termination_message
+    assert sorted(p.name for p in env.iterdir()) == [".complete"] and (env / ".complete").read_text() == "{}"
+
+
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_a_failed_build_is_reported_by_the_server_with_the_installers_lines(spawned, tmp_path, installer):
     volume = tmp_path / "volume"

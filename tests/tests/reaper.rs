@@ -369,3 +369,54 @@ async fn the_scheduled_function_runs_the_reaper_within_its_invocations_time() {
     assert_eq!(done(&report, Action::RecordFailure), 1);
     assert!(s.pod_removed("u-1"));
 }
+
+#[tokio::test]
+async fn finished_builds_are_recorded_and_removed_and_their_environment_stays_in_use() {
+    let s = Setup::start().await;
+    s.servers_take(Duration::from_millis(300));
+    let spawner = s.spawner("10");
+    let six = RequirementsPolicy::from_vars(&Vars::default())
+        .unwrap()
+        .check(&["python==3.11", "six"])
+        .unwrap();
+    spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap();
+    s.cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(600),
+        ..Behaviour::default()
+    });
+    spawner.spawn(&caller("u-2"), &six, false).await.unwrap();
+    let jobs = || s.cluster.names("jobs", "rexec-environments");
+    assert_eq!(jobs().len(), 2);
+
+    let dry = run(&s.reaper(&[("REXEC_REAPER_DRY_RUN", "true")]), SystemTime::now()).await;
+    assert_eq!((dry.builds, jobs().len()), (1, 2), "a dry run changes nothing");
+    let report = run(&s.reaper(&[]), SystemTime::now()).await;
+    assert_eq!(report.builds, 1, "the finished build; the running one stays");
+    let left = jobs();
+    assert_eq!(left.len(), 1);
+    let files = s.cluster.names("configmaps", "rexec-environments");
+    assert!(files.contains(&left[0]), "the running build keeps its files");
+    let records: Vec<Value> = files
+        .iter()
+        .filter(|name| !left.contains(name))
+        .map(|name| s.cluster.get("configmaps", "rexec-environments", name).unwrap())
+        .collect();
+    assert_eq!(
+        records.len(),
+        1,
+        "one record, the finished build's files gone: {files:?}"
+    );
+    let annotations = &records[0]["metadata"]["annotations"];
+    assert_eq!(
+        (
+            &annotations["rexec.ndp.io/latest-build"],
+            &annotations["rexec.ndp.io/completed-build"]
+        ),
+        (&json!("1"), &json!("1"))
+    );
+    // With its Job gone, the build is still used.
+    spawner.spawn(&caller("u-3"), &reqs(), false).await.unwrap();
+    let pod = s.cluster.get("pods", "rexec-u-3", "rexec-server-1").unwrap();
+    assert_eq!(pod["metadata"]["labels"]["rexec.ndp.io/build"], "1");
+    assert_eq!(jobs().len(), 1, "no build started");
+}

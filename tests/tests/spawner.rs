@@ -92,6 +92,24 @@ fn builds(s: &Setup) -> Vec<serde_json::Value> {
     jobs
 }
 
+/// Waits until every build has ended (the stand-in's builds take `install_time`): a caller's
+/// next build of another environment is refused until theirs has.
+async fn builds_end(s: &Setup) {
+    let ended = |job: &serde_json::Value| {
+        job["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| matches!(c["type"].as_str(), Some("Complete" | "Failed")))
+        })
+    };
+    for _ in 0..200 {
+        if builds(s).iter().all(ended) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the builds did not end");
+}
+
 /// The requirement files of the environments' builds.
 fn build_files(s: &Setup) -> Vec<serde_json::Value> {
     s.cluster
@@ -180,6 +198,7 @@ async fn different_requirements_are_a_conflict_until_forced() {
         .spawn(&who, &reqs(&["python==3.11", "numpy"]), false)
         .await
         .unwrap();
+    builds_end(&s).await;
     let err = answer(
         s.spawner
             .spawn(&who, &reqs(&["python==3.11", "pandas"]), false)
@@ -712,6 +731,7 @@ async fn concurrent_replacements_let_one_win() {
         .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
         .await
         .unwrap();
+    builds_end(&s).await;
     s.cluster.inject(
         Some("PUT"),
         Some("configmaps"),
@@ -745,6 +765,11 @@ async fn concurrent_replacements_let_one_win() {
 #[tokio::test]
 async fn a_pod_made_after_its_claim_was_replaced_does_not_outlive_it() {
     let s = setup().await;
+    // Both environments are built already (by others), so that neither spawn starts a build.
+    for (who, lines) in [("u-8", &["python==3.11"][..]), ("u-9", &["python==3.11", "six"])] {
+        s.spawner.spawn(&caller(who), &reqs(lines), false).await.unwrap();
+    }
+    builds_end(&s).await;
     // The first spawn's pod reaches the API server late: a forced spawn replaces the claim in
     // between, and removes a pod that does not exist yet.
     s.cluster.inject(
@@ -778,6 +803,7 @@ async fn a_spawn_removes_the_pods_of_older_generations() {
     let who = caller("u-1");
     let now = reqs(&["python==3.11", "six"]);
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    builds_end(&s).await;
     s.spawner.spawn(&who, &now, true).await.unwrap();
     while s.cluster.names("pods", NS).len() > 1 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -942,6 +968,7 @@ async fn a_full_quota_is_a_409_not_a_missing_permission() {
     let s = setup().await;
     let who = caller("u-1");
     s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+    builds_end(&s).await;
     s.cluster
         .put("pods", json!({"metadata": {"name": "stray", "namespace": NS}}));
     let err = answer(
@@ -978,4 +1005,185 @@ async fn a_spawn_waits_on_few_round_trips() {
     assert!(trips[0] <= 4, "a new server waited on {} round trips", trips[0]);
     assert!(trips[1] <= 2, "a reused server waited on {} round trips", trips[1]);
     assert!(trips[2] <= 5, "a replaced server waited on {} round trips", trips[2]);
+}
+
+/// The Jobs that `slug` started and that have not ended.
+fn unfinished_builds_of(s: &Setup, slug: &str) -> usize {
+    builds(s)
+        .iter()
+        .filter(|j| j["metadata"]["labels"]["rexec.ndp.io/owner"] == slug)
+        .filter(|j| {
+            !j["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| matches!(c["type"].as_str(), Some("Complete" | "Failed")))
+            })
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_caller_starts_one_build_at_a_time_and_loses_nothing() {
+    let s = setup().await;
+    s.cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(60),
+        ..Behaviour::default()
+    });
+    let (alice, bob) = (caller("u-1"), caller("u-2"));
+    let first = reqs(&["python==3.11", "numpy"]);
+    s.spawner.spawn(&alice, &first, false).await.unwrap();
+    let job = &builds(&s)[0];
+    assert_eq!(job["spec"]["activeDeadlineSeconds"], 600, "a deadline");
+    assert_eq!(job["spec"]["ttlSecondsAfterFinished"], 3600, "a time to live");
+    assert_eq!(job["metadata"]["labels"]["rexec.ndp.io/owner"], "u-1", "who started it");
+    let quota = s.cluster.get("resourcequotas", ENVIRONMENTS, "rexec-builds").unwrap();
+    assert_eq!(quota["spec"]["hard"]["pods"], "20");
+
+    let err = answer(
+        s.spawner
+            .spawn(&alice, &reqs(&["python==3.11", "pandas"]), true)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.status.as_u16(), err.code), (429, "build_in_progress"));
+    assert!(err.retry_after.is_some_and(|d| d >= Duration::from_secs(5)));
+    let view = s.spawner.servers().describe("u-1").await.unwrap().unwrap();
+    assert_eq!(
+        (view.generation, view.requirements.clone()),
+        (1, first.lines()),
+        "the server asked for first is kept"
+    );
+    assert_eq!(builds(&s).len(), 1);
+
+    // Others asking for the environment being built wait on it; their own start a build.
+    s.spawner.spawn(&bob, &first, false).await.unwrap();
+    assert_eq!(builds(&s).len(), 1, "the same build, shared");
+    let (_, view) = s
+        .spawner
+        .spawn(&caller("u-3"), &reqs(&["python==3.11", "six"]), false)
+        .await
+        .unwrap();
+    assert_eq!(view.generation, 1);
+    assert_eq!(builds(&s).len(), 2);
+    assert_eq!(unfinished_builds_of(&s, "u-1"), 1);
+}
+
+#[tokio::test]
+async fn a_burst_of_forced_spawns_leaves_one_unfinished_build_of_its_caller() {
+    for held in [true, false] {
+        let s = setup().await;
+        let who = caller("u-1");
+        s.spawner.spawn(&who, &reqs(&["python==3.11"]), false).await.unwrap();
+        if held {
+            // The first build is held unfinished.
+            s.cluster.set_behaviour(Behaviour {
+                install_time: Duration::from_secs(60),
+                ..Behaviour::default()
+            });
+        } else {
+            builds_end(&s).await;
+            s.cluster.set_behaviour(Behaviour {
+                install_time: Duration::from_secs(60),
+                ..Behaviour::default()
+            });
+        }
+        let tasks: Vec<_> = (0..12)
+            .map(|i| {
+                let spawner = s.spawner.clone();
+                let package = format!("pkg{i}");
+                tokio::spawn(async move {
+                    spawner
+                        .spawn(&caller("u-1"), &reqs(&["python==3.11", &package]), true)
+                        .await
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(match task.await.unwrap().map_err(answer) {
+                Ok(_) => "replaced",
+                Err(err) => err.code,
+            });
+        }
+        assert_eq!(unfinished_builds_of(&s, "u-1"), 1, "held {held}: {answers:?}");
+        for code in &answers {
+            assert!(
+                ["replaced", "build_in_progress", "concurrent_change"].contains(code),
+                "{answers:?}"
+            );
+        }
+        if held {
+            assert!(answers.iter().all(|a| *a == "build_in_progress"), "{answers:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn builds_past_the_maximum_are_busy_and_a_refused_first_spawn_leaves_no_server() {
+    let s = setup_with(&[("REXEC_SPAWN_WAIT_SECONDS", "0"), ("REXEC_MAX_BUILDS", "2")]).await;
+    s.cluster.set_behaviour(Behaviour {
+        install_time: Duration::from_secs(2),
+        ..Behaviour::default()
+    });
+    for (who, package) in [("u-1", "a"), ("u-2", "b")] {
+        s.spawner
+            .spawn(&caller(who), &reqs(&["python==3.11", package]), false)
+            .await
+            .unwrap();
+    }
+    let quota = s.cluster.get("resourcequotas", ENVIRONMENTS, "rexec-builds").unwrap();
+    assert_eq!(quota["spec"]["hard"]["pods"], "2");
+    let late = reqs(&["python==3.11", "c"]);
+    let err = answer(s.spawner.spawn(&caller("u-3"), &late, false).await.unwrap_err());
+    assert_eq!((err.status.as_u16(), err.code), (429, "builds_busy"));
+    assert_eq!(err.retry_after, Some(Duration::from_secs(30)));
+    assert!(
+        s.spawner.servers().describe("u-3").await.unwrap().is_none(),
+        "no server half made"
+    );
+    // A build someone else started is no slot of one's own: it is used.
+    s.spawner
+        .spawn(&caller("u-4"), &reqs(&["python==3.11", "a"]), false)
+        .await
+        .unwrap();
+    builds_end(&s).await;
+    let (outcome, view) = s.spawner.spawn(&caller("u-3"), &late, false).await.unwrap();
+    assert_eq!((outcome, view.generation), (Spawned::Created, 2));
+}
+
+#[tokio::test]
+async fn a_build_whose_job_is_gone_is_used_as_its_record_says() {
+    let s = setup().await;
+    let python = reqs(&["python==3.11"]);
+    s.spawner.spawn(&caller("u-0"), &python, false).await.unwrap();
+    builds_end(&s).await;
+    let job = builds(&s).remove(0);
+    let name = job["metadata"]["name"].as_str().unwrap().to_owned();
+    let label = job["metadata"]["labels"]["rexec.ndp.io/environment"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.cluster.delete("jobs", ENVIRONMENTS, &name);
+    let recorded = |latest: u64, completed: u64, at: &str| {
+        json!({"metadata": {"name": format!("env-{label}"), "namespace": ENVIRONMENTS, "annotations": {
+            "rexec.ndp.io/latest-build": latest.to_string(),
+            "rexec.ndp.io/completed-build": completed.to_string(),
+            "rexec.ndp.io/completed-at": at}}})
+    };
+    s.cluster.put(
+        "configmaps",
+        recorded(
+            4,
+            4,
+            &humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        ),
+    );
+    s.spawner.spawn(&caller("u-1"), &python, false).await.unwrap();
+    let pod = s.cluster.get("pods", NS, "rexec-server-1").unwrap();
+    assert_eq!(build_of(&pod), "4", "the recorded build");
+    assert!(builds(&s).is_empty(), "no build started");
+    // A recorded build older than REXEC_ENV_MAX_AGE is built anew, with the next number.
+    s.cluster.put("configmaps", recorded(4, 4, "2020-01-01T00:00:00Z"));
+    s.spawner.spawn(&caller("u-2"), &python, false).await.unwrap();
+    let pod = s.cluster.get("pods", "rexec-u-2", "rexec-server-1").unwrap();
+    assert_eq!(build_of(&pod), "5");
 }

@@ -193,6 +193,22 @@ impl From<ServerError> for ApiError {
                 "invalid_continue",
                 "The continue token is invalid or has expired. List again from the first page.",
             ),
+            ServerError::BuildInProgress { retry_after } => ApiError {
+                retry_after: Some(retry_after),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "build_in_progress",
+                    "An environment you asked for is still being built, and one build at a time is started for each caller. Try again when it has ended, or ask for the same requirements.",
+                )
+            },
+            ServerError::BuildsBusy { retry_after } => ApiError {
+                retry_after: Some(retry_after),
+                ..ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "builds_busy",
+                    "As many environments are being built as the service allows. Try again shortly.",
+                )
+            },
             ServerError::BrokerUnavailable(detail) => {
                 ApiError::unavailable("broker_unavailable", detail, BROKER_RETRY_AFTER)
             }
@@ -312,6 +328,24 @@ mod tests {
                 false,
             ),
             (ServerError::NamespaceTaken.into(), 409, "namespace_taken", false),
+            (
+                ServerError::BuildInProgress {
+                    retry_after: Duration::from_secs(40),
+                }
+                .into(),
+                429,
+                "build_in_progress",
+                true,
+            ),
+            (
+                ServerError::BuildsBusy {
+                    retry_after: Duration::from_secs(30),
+                }
+                .into(),
+                429,
+                "builds_busy",
+                true,
+            ),
             (ServerError::BrokenClaim.into(), 500, "internal_error", false),
             (
                 ServerError::BrokerUnavailable("no address").into(),

@@ -21,8 +21,10 @@
 use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
 
+use super::naming::OWNER;
 use super::requirements::Requirements;
 use super::settings::{Egress, ServerSettings};
 use crate::config::{ConfigError, Vars};
@@ -35,7 +37,19 @@ pub const BUILD: &str = "rexec.ndp.io/build";
 pub const REQUIREMENTS_FILE: &str = "requirements.txt";
 pub const SERVER_REQUIREMENTS_FILE: &str = "server-requirements.txt";
 
-/// Where environments are built and kept.
+/// The ConfigMap of an environment's record: `env-<label>`, in the environments' namespace.
+pub const RECORD_PREFIX: &str = "env-";
+/// The record's annotations: the latest build number seen, the latest completed build and when.
+pub const LATEST_BUILD: &str = "rexec.ndp.io/latest-build";
+pub const COMPLETED_BUILD: &str = "rexec.ndp.io/completed-build";
+pub const COMPLETED_AT: &str = "rexec.ndp.io/completed-at";
+/// How long Kubernetes keeps a finished build's Job (`ttlSecondsAfterFinished`); the reaper
+/// records and removes it at its next run, well before.
+pub const BUILD_TTL: Duration = Duration::from_secs(3600);
+/// How long a caller is asked to wait when every build slot is taken.
+pub const BUSY_RETRY: Duration = Duration::from_secs(30);
+
+/// Where environments are built and kept, and the bounds on their builds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvironmentSettings {
     /// The namespace of the builds and of the writable claim (`REXEC_ENV_NAMESPACE`).
@@ -44,6 +58,14 @@ pub struct EnvironmentSettings {
     pub storage_class: String,
     /// How long a completed build is used (`REXEC_ENV_MAX_AGE`, seconds).
     pub max_age: Duration,
+    /// A build's deadline (`REXEC_BUILD_TIMEOUT`): past it, Kubernetes stops it and it fails.
+    pub build_timeout: Duration,
+    /// The most a build may write, in bytes (`REXEC_BUILD_MAX_SIZE`, a quantity such as 10Gi):
+    /// over it, the build fails and its directory is emptied.
+    pub build_max_bytes: u64,
+    /// Builds unfinished at once, every caller's (`REXEC_MAX_BUILDS`); the builds' quota
+    /// allows as many pods.
+    pub max_builds: u32,
 }
 
 impl EnvironmentSettings {
@@ -52,7 +74,22 @@ impl EnvironmentSettings {
         if max_age.is_zero() {
             return Err(ConfigError::new("REXEC_ENV_MAX_AGE", "must be more than 0"));
         }
+        let build_timeout = vars.seconds_or("REXEC_BUILD_TIMEOUT", Duration::from_secs(600))?;
+        if build_timeout.is_zero() {
+            return Err(ConfigError::new("REXEC_BUILD_TIMEOUT", "must be more than 0"));
+        }
+        let max_size = vars.get("REXEC_BUILD_MAX_SIZE").unwrap_or("10Gi");
+        let build_max_bytes = bytes(max_size)
+            .filter(|&b| b > 0)
+            .ok_or_else(|| ConfigError::new("REXEC_BUILD_MAX_SIZE", "expected a size such as 10Gi or 500M"))?;
+        let max_builds = vars.parse_or("REXEC_MAX_BUILDS", 20u32)?;
+        if max_builds == 0 {
+            return Err(ConfigError::new("REXEC_MAX_BUILDS", "must be 1 or more"));
+        }
         Ok(Self {
+            build_timeout,
+            build_max_bytes,
+            max_builds,
             namespace: vars
                 .get("REXEC_ENV_NAMESPACE")
                 .unwrap_or("rexec-environments")
@@ -64,6 +101,25 @@ impl EnvironmentSettings {
             max_age,
         })
     }
+}
+
+/// A size written as a Kubernetes quantity of bytes (`10Gi`, `500M`, `1048576`), in bytes.
+pub fn bytes(quantity: &str) -> Option<u64> {
+    let split = quantity.find(|c: char| !c.is_ascii_digit()).unwrap_or(quantity.len());
+    let (number, suffix) = quantity.split_at(split);
+    let scale: u64 = match suffix {
+        "" => 1,
+        "k" => 1000,
+        "M" => 1000_u64.pow(2),
+        "G" => 1000_u64.pow(3),
+        "T" => 1000_u64.pow(4),
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// One environment: its key, and what it is built from.
@@ -111,6 +167,118 @@ impl Environment {
     pub fn directory(&self, n: u64) -> String {
         format!("{}/{n}", self.key)
     }
+
+    /// The ConfigMap recording the environment's builds once their Jobs are gone.
+    pub fn record_name(&self) -> String {
+        format!("{RECORD_PREFIX}{}", self.label())
+    }
+}
+
+/// What an environment's record says: the latest build number seen, and the latest build that
+/// completed, with when. Written by the reaper as it removes finished builds' Jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record {
+    pub latest: u64,
+    pub completed: Option<(u64, SystemTime)>,
+}
+
+impl Record {
+    pub fn read(cm: &ConfigMap) -> Self {
+        let annotation = |name: &str| cm.metadata.annotations.as_ref()?.get(name).cloned();
+        let completed = annotation(COMPLETED_BUILD)
+            .and_then(|n| n.parse().ok())
+            .zip(annotation(COMPLETED_AT).and_then(|t| humantime::parse_rfc3339(&t).ok()));
+        Self {
+            latest: annotation(LATEST_BUILD).and_then(|n| n.parse().ok()).unwrap_or(0),
+            completed,
+        }
+    }
+}
+
+/// What a spawn does about the environment its new server needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Build `n` runs, or completed recently enough: the server uses it.
+    Use(u64),
+    /// No build is usable: build `n` is started for this caller.
+    Start(u64),
+    /// The caller started a build of another environment that has not ended: they wait.
+    InProgress { retry_after: Duration },
+    /// As many builds run as `REXEC_MAX_BUILDS` allows.
+    Busy { retry_after: Duration },
+}
+
+/// Whether a Job has ended (completed or failed) or is going.
+pub fn finished(job: &Job) -> bool {
+    job.metadata.deletion_timestamp.is_some() || condition(job, "Complete") || condition(job, "Failed")
+}
+
+fn condition(job: &Job, kind: &str) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status == "True"))
+}
+
+/// The caller (an owner's slug) who started a build.
+pub fn starter(job: &Job) -> Option<&str> {
+    job.metadata.labels.as_ref()?.get(OWNER).map(String::as_str)
+}
+
+/// What a spawn of `starter` (an owner's slug) does about `env`, from every build's Job in the
+/// environments' namespace and the environment's record, at `now`. Decided without the
+/// cluster; [`super::spawner`] carries it out.
+pub fn plan(
+    env: &Environment,
+    jobs: &[Job],
+    record: Option<Record>,
+    starter_slug: &str,
+    settings: &EnvironmentSettings,
+    now: SystemTime,
+) -> Plan {
+    let own = jobs.iter().filter(|j| {
+        j.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(ENVIRONMENT))
+            .map(String::as_str)
+            == Some(env.label())
+    });
+    let record = record.unwrap_or_default();
+    let from_jobs = latest(own, settings.max_age, now);
+    let newest = from_jobs.map_or(0, |b| b.number).max(record.latest);
+    match from_jobs {
+        Some(build) if build.number == newest && build.usable => return Plan::Use(build.number),
+        Some(build) if build.number == newest => {}
+        // The latest build's Job is gone: the record says whether it completed.
+        _ => {
+            if let Some((n, at)) = record.completed
+                && n == newest
+                && now.duration_since(at).unwrap_or_default() <= settings.max_age
+            {
+                return Plan::Use(n);
+            }
+        }
+    }
+    let unfinished: Vec<&Job> = jobs.iter().filter(|j| !finished(j)).collect();
+    if let Some(mine) = unfinished.iter().find(|j| starter(j) == Some(starter_slug)) {
+        let age = mine
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| now.duration_since(SystemTime::from(t.0)).ok())
+            .unwrap_or_default();
+        let left = settings.build_timeout.saturating_sub(age);
+        return Plan::InProgress {
+            retry_after: left.clamp(Duration::from_secs(5), Duration::from_secs(60)),
+        };
+    }
+    if unfinished.len() >= settings.max_builds as usize {
+        return Plan::Busy {
+            retry_after: BUSY_RETRY,
+        };
+    }
+    Plan::Start(newest + 1)
 }
 
 /// The latest build of an environment, as its Jobs tell.
@@ -122,27 +290,19 @@ pub struct Build {
 }
 
 /// The latest of an environment's builds, if any.
-pub fn latest(jobs: &[Job], max_age: Duration, now: SystemTime) -> Option<Build> {
+fn latest<'a>(jobs: impl Iterator<Item = &'a Job>, max_age: Duration, now: SystemTime) -> Option<Build> {
     let job = jobs
-        .iter()
         .filter(|j| j.metadata.deletion_timestamp.is_none())
         .max_by_key(|j| number(j))?;
-    let status = job.status.clone().unwrap_or_default();
-    let holds = |kind: &str| {
-        status
-            .conditions
-            .iter()
-            .flatten()
-            .any(|c| c.type_ == kind && c.status == "True")
-    };
-    let fresh = status
-        .completion_time
+    let fresh = job
+        .status
         .as_ref()
+        .and_then(|s| s.completion_time.as_ref())
         .and_then(|t| now.duration_since(SystemTime::from(t.0)).ok())
         .is_none_or(|age| age <= max_age);
     Some(Build {
         number: number(job),
-        usable: !holds("Failed") && (!holds("Complete") || fresh),
+        usable: !condition(job, "Failed") && (!condition(job, "Complete") || fresh),
     })
 }
 
@@ -226,14 +386,158 @@ mod tests {
         .unwrap()
     }
 
+    fn build(env: &Environment, n: u64, starter: &str, condition: Option<&str>) -> Job {
+        let mut job = job(n, condition, 60);
+        let labels = job.metadata.labels.get_or_insert_default();
+        labels.insert(ENVIRONMENT.into(), env.label().into());
+        labels.insert(OWNER.into(), starter.into());
+        let created = humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(120));
+        job.metadata.creation_timestamp = serde_json::from_value(json!(created.to_string())).unwrap();
+        job
+    }
+
+    /// The spawn's plan for its environment, as a table: what runs, what the record says, who
+    /// asks, and what follows.
+    #[test]
+    fn a_spawn_plans_its_environment_from_the_builds_and_the_record() {
+        let settings = EnvironmentSettings {
+            max_builds: 2,
+            ..EnvironmentSettings::from_vars(&Vars::default()).unwrap()
+        };
+        let now = SystemTime::now();
+        let week = 7 * 86400;
+        let (env, other, third) = (
+            Environment { key: "a".repeat(64) },
+            Environment { key: "b".repeat(64) },
+            Environment { key: "c".repeat(64) },
+        );
+        let record = |latest: u64, completed: Option<(u64, u64)>| {
+            Some(Record {
+                latest,
+                completed: completed.map(|(n, ago)| (n, now - Duration::from_secs(ago))),
+            })
+        };
+        let progress = Plan::InProgress {
+            retry_after: Duration::from_secs(60),
+        };
+        let busy = Plan::Busy {
+            retry_after: BUSY_RETRY,
+        };
+        let cases: Vec<(&str, Vec<Job>, Option<Record>, Plan)> = vec![
+            ("nothing built", vec![], None, Plan::Start(1)),
+            (
+                "someone's build runs",
+                vec![build(&env, 1, "bob", None)],
+                None,
+                Plan::Use(1),
+            ),
+            (
+                "completed",
+                vec![build(&env, 1, "bob", Some("Complete"))],
+                None,
+                Plan::Use(1),
+            ),
+            (
+                "failed",
+                vec![build(&env, 1, "bob", Some("Failed"))],
+                None,
+                Plan::Start(2),
+            ),
+            ("recorded, Job gone", vec![], record(3, Some((3, 60))), Plan::Use(3)),
+            (
+                "recorded, too old",
+                vec![],
+                record(3, Some((3, week + 1))),
+                Plan::Start(4),
+            ),
+            (
+                "latest never completed",
+                vec![],
+                record(4, Some((3, 60))),
+                Plan::Start(5),
+            ),
+            (
+                "the record is behind a Job",
+                vec![build(&env, 5, "bob", None)],
+                record(4, Some((4, 60))),
+                Plan::Use(5),
+            ),
+            (
+                "the caller builds another",
+                vec![build(&other, 1, "alice", None)],
+                None,
+                progress,
+            ),
+            (
+                "the caller builds this one",
+                vec![build(&env, 2, "alice", None)],
+                None,
+                Plan::Use(2),
+            ),
+            (
+                "the caller's other build ended",
+                vec![build(&other, 1, "alice", Some("Failed"))],
+                None,
+                Plan::Start(1),
+            ),
+            (
+                "every slot taken",
+                vec![build(&other, 1, "bob", None), build(&third, 1, "carol", None)],
+                None,
+                busy,
+            ),
+            (
+                "a slot freed",
+                vec![
+                    build(&other, 1, "bob", None),
+                    build(&third, 1, "carol", Some("Complete")),
+                ],
+                None,
+                Plan::Start(1),
+            ),
+            (
+                "a full house does not stop a usable build",
+                vec![build(&other, 1, "bob", None), build(&env, 1, "carol", None)],
+                None,
+                Plan::Use(1),
+            ),
+        ];
+        for (case, jobs, record, expected) in cases {
+            assert_eq!(plan(&env, &jobs, record, "alice", &settings, now), expected, "{case}");
+        }
+    }
+
+    #[test]
+    fn build_bounds_are_settings() {
+        let s = EnvironmentSettings::from_vars(&Vars::default()).unwrap();
+        assert_eq!(
+            (s.build_timeout, s.build_max_bytes, s.max_builds),
+            (Duration::from_secs(600), 10 << 30, 20)
+        );
+        assert_eq!(bytes("500M"), Some(500_000_000));
+        assert_eq!(bytes("1Ki"), Some(1024));
+        for (name, bad) in [
+            ("REXEC_BUILD_MAX_SIZE", "ten"),
+            ("REXEC_BUILD_MAX_SIZE", "0"),
+            ("REXEC_BUILD_MAX_SIZE", "1.5Gi"),
+            ("REXEC_BUILD_MAX_SIZE", "99999999999Ti"),
+            ("REXEC_BUILD_TIMEOUT", "0"),
+            ("REXEC_MAX_BUILDS", "0"),
+            ("REXEC_MAX_BUILDS", "-1"),
+        ] {
+            let err = EnvironmentSettings::from_vars(&Vars::from_pairs([(name, bad)])).unwrap_err();
+            assert_eq!(err.variable, name, "{bad}");
+        }
+    }
+
     #[test]
     fn the_latest_build_is_used_while_it_runs_or_is_fresh() {
         let day = Duration::from_secs(86400);
         let now = SystemTime::now();
-        assert_eq!(latest(&[], day, now), None);
+        assert_eq!(latest([].iter(), day, now), None);
         let running = [job(1, Some("Complete"), 10), job(2, None, 0)];
         assert_eq!(
-            latest(&running, day, now),
+            latest(running.iter(), day, now),
             Some(Build {
                 number: 2,
                 usable: true
@@ -241,7 +545,7 @@ mod tests {
         );
         let fresh = [job(1, Some("Complete"), 60)];
         assert_eq!(
-            latest(&fresh, day, now),
+            latest(fresh.iter(), day, now),
             Some(Build {
                 number: 1,
                 usable: true
@@ -249,7 +553,7 @@ mod tests {
         );
         let stale = [job(4, Some("Complete"), 2 * 86400)];
         assert_eq!(
-            latest(&stale, day, now),
+            latest(stale.iter(), day, now),
             Some(Build {
                 number: 4,
                 usable: false
@@ -257,7 +561,7 @@ mod tests {
         );
         let failed = [job(1, Some("Complete"), 60), job(2, Some("Failed"), 0)];
         assert_eq!(
-            latest(&failed, day, now),
+            latest(failed.iter(), day, now),
             Some(Build {
                 number: 2,
                 usable: false

@@ -23,6 +23,12 @@ pub enum ServerError {
     /// A list's `continue` token that the cluster refused, or that expired.
     #[error("the continue token is invalid or expired")]
     BadContinue,
+    /// The caller started a build of another environment that has not ended.
+    #[error("a build started by this caller is in progress")]
+    BuildInProgress { retry_after: std::time::Duration },
+    /// As many builds run as `REXEC_MAX_BUILDS` allows, or the builds' quota is full.
+    #[error("every build slot is taken")]
+    BuildsBusy { retry_after: std::time::Duration },
     /// The broker's external address cannot be told: the reason, for the caller.
     #[error("broker unavailable: {0}")]
     BrokerUnavailable(&'static str),

@@ -23,7 +23,10 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use serde_json::json;
 
 use super::claim::{DIGEST, GENERATION};
-use super::environment::{BUILD, ENVIRONMENT, Environment, REQUIREMENTS_FILE, SERVER_REQUIREMENTS_FILE};
+use super::environment::{
+    BUILD, BUILD_TTL, COMPLETED_AT, COMPLETED_BUILD, ENVIRONMENT, Environment, EnvironmentSettings, LATEST_BUILD,
+    RECORD_PREFIX, REQUIREMENTS_FILE, Record, SERVER_REQUIREMENTS_FILE,
+};
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
 use super::settings::{Egress, ServerSettings};
@@ -52,6 +55,11 @@ pub const PRIVATE_IPV6: [&str; 2] = ["fc00::/7", "fe80::/10"];
 /// last lines); the same text is the container's termination message.
 pub const BUILD_SCRIPT: &str = r#"import collections, hashlib, io, json, os, platform, shutil, subprocess, sys, tarfile, urllib.request
 root = "/opt/rexec/env"
+# A directory that holds anything was built into before, and may be in use: never again.
+if os.listdir(root):
+    with open("/dev/termination-log", "w") as out:
+        out.write("the build's directory is not empty\n")
+    sys.exit(1)
 # The build's output, kept with it: the servers' wait for the build follows it.
 log = open(os.path.join(root, ".log"), "a")
 def say(line):
@@ -101,6 +109,23 @@ process.wait()
 shutil.rmtree(cache, ignore_errors=True)
 if process.returncode != 0:
     finish(".failed", "".join(tail), process.returncode)
+# What the build wrote, each file once (hard links share their blocks), against its bound.
+limit = int(os.environ["REXEC_BUILD_MAX_BYTES"])
+used, seen = 0, set()
+for folder, _, files in os.walk(root):
+    for name in files:
+        found = os.lstat(os.path.join(folder, name))
+        if (found.st_dev, found.st_ino) not in seen:
+            seen.add((found.st_dev, found.st_ino))
+            used += found.st_blocks * 512
+if used > limit:
+    for name in os.listdir(root):
+        path = os.path.join(root, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+    fail("the environment takes " + str(used) + " bytes, more than REXEC_BUILD_MAX_SIZE allows (" + str(limit) + ")\n")
 from importlib import metadata
 versions = {"python": platform.python_version()}
 for name in ("dill", "scidx-rexec"):
@@ -182,6 +207,8 @@ pub const SERVER_CONTAINER: &str = "server";
 pub const BUILD_CONTAINER: &str = "build";
 /// The claim of the shared volume of environments, in every namespace that mounts it.
 pub const ENVIRONMENT_CLAIM: &str = "rexec-environments";
+/// The ResourceQuota of the environments' namespace.
+pub const BUILD_QUOTA: &str = "rexec-builds";
 
 /// The pod of a generation.
 pub fn pod_name(generation: u64) -> String {
@@ -209,22 +236,28 @@ pub fn namespace(owner: &Owner) -> Namespace {
 
 pub fn resource_quota(owner: &Owner, settings: &ServerSettings) -> ResourceQuota {
     // Room for two servers: the old one terminating while its replacement starts.
-    let twice = |quantity: &str| format!("{}", Quantity2(quantity));
+    let mut hard = pods_of(settings, 2);
+    hard["configmaps"] = json!("4");
+    hard["persistentvolumeclaims"] = json!("1");
     typed(json!({
         "apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": {"name": "rexec-quota", "namespace": owner.namespace, "labels": owner.labels()},
-        "spec": {"hard": {
-            "pods": "2",
-            "configmaps": "4",
-            "persistentvolumeclaims": "1",
-            "requests.cpu": twice(&settings.cpu_request),
-            "requests.memory": twice(&settings.memory_request),
-            "requests.ephemeral-storage": twice(&settings.storage_request),
-            "limits.cpu": twice(&settings.cpu_limit),
-            "limits.memory": twice(&settings.memory_limit),
-            "limits.ephemeral-storage": twice(&settings.storage_limit),
-        }},
+        "spec": {"hard": hard},
     }))
+}
+
+/// The quota of `n` pods of one container each, as servers and builds are, and their resources.
+fn pods_of(settings: &ServerSettings, n: u32) -> serde_json::Value {
+    let times = |quantity: &str| Times(quantity, n).to_string();
+    json!({
+        "pods": n.to_string(),
+        "requests.cpu": times(&settings.cpu_request),
+        "requests.memory": times(&settings.memory_request),
+        "requests.ephemeral-storage": times(&settings.storage_request),
+        "limits.cpu": times(&settings.cpu_limit),
+        "limits.memory": times(&settings.memory_limit),
+        "limits.ephemeral-storage": times(&settings.storage_limit),
+    })
 }
 
 /// Bounds and defaults for every container of the namespace, ours or not.
@@ -242,10 +275,10 @@ pub fn limit_range(owner: &Owner, settings: &ServerSettings) -> LimitRange {
     }))
 }
 
-/// Doubles a Kubernetes quantity written as a number with an optional suffix.
-struct Quantity2<'a>(&'a str);
+/// A Kubernetes quantity written as a number with an optional suffix, times a whole number.
+struct Times<'a>(&'a str, u32);
 
-impl std::fmt::Display for Quantity2<'_> {
+impl std::fmt::Display for Times<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let split = self
             .0
@@ -253,10 +286,20 @@ impl std::fmt::Display for Quantity2<'_> {
             .unwrap_or(self.0.len());
         let (number, suffix) = self.0.split_at(split);
         match number.parse::<f64>() {
-            Ok(n) => write!(f, "{}{suffix}", n * 2.0),
+            Ok(n) => write!(f, "{}{suffix}", n * f64::from(self.1)),
             Err(_) => write!(f, "{}", self.0),
         }
     }
+}
+
+/// The quota of the environments' namespace: as many build pods as `REXEC_MAX_BUILDS`, and
+/// their resources at most that many times one build's.
+pub fn build_quota(settings: &ServerSettings) -> ResourceQuota {
+    typed(json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": BUILD_QUOTA, "namespace": settings.environments.namespace, "labels": {MANAGED_BY: MANAGER}},
+        "spec": {"hard": pods_of(settings, settings.environments.max_builds)},
+    }))
 }
 
 pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy {
@@ -426,6 +469,21 @@ fn build_labels(env: &Environment, n: u64) -> serde_json::Value {
     json!({MANAGED_BY: MANAGER, ENVIRONMENT: env.label(), BUILD: n.to_string()})
 }
 
+/// The record of the environment labelled `label` (its key `key`), which outlives its builds'
+/// Jobs (see [`super::builds`]).
+pub fn environment_record(settings: &EnvironmentSettings, label: &str, key: &str, record: Record) -> ConfigMap {
+    let mut annotations = json!({ENVIRONMENT: key, LATEST_BUILD: record.latest.to_string()});
+    if let Some((n, at)) = record.completed {
+        annotations[COMPLETED_BUILD] = json!(n.to_string());
+        annotations[COMPLETED_AT] = json!(humantime::format_rfc3339_seconds(at).to_string());
+    }
+    typed(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("{RECORD_PREFIX}{label}"), "namespace": settings.namespace,
+                     "labels": {MANAGED_BY: MANAGER, ENVIRONMENT: label}, "annotations": annotations},
+    }))
+}
+
 /// The requirement files of build `n`, which its builder reads.
 pub fn build_files(env: &Environment, settings: &ServerSettings, reqs: &Requirements, n: u64) -> ConfigMap {
     let data: BTreeMap<&str, String> = BTreeMap::from([
@@ -441,8 +499,10 @@ pub fn build_files(env: &Environment, settings: &ServerSettings, reqs: &Requirem
     }))
 }
 
-/// The Job of build `n`: one try, the build's directory alone writable, nothing privileged.
-pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requirements, n: u64) -> Job {
+/// The Job of build `n`, started for `starter`: one try within `REXEC_BUILD_TIMEOUT`, removed
+/// by Kubernetes [`BUILD_TTL`] after it ends at the latest, the build's directory alone
+/// writable, nothing privileged.
+pub fn build_job(env: &Environment, settings: &ServerSettings, starter: &Owner, reqs: &Requirements, n: u64) -> Job {
     let mounts = json!([
         {"name": "environments", "mountPath": "/opt/rexec/env", "subPath": env.directory(n)},
         {"name": "requirements", "mountPath": "/opt/rexec/requirements", "readOnly": true},
@@ -452,10 +512,13 @@ pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requiremen
     env_vars.push(json!({"name": "REXEC_INSTALLER", "value": settings.installer.name()}));
     env_vars.push(json!({"name": "REXEC_SERVER_SOURCE", "value": settings.source}));
     env_vars.push(json!({"name": "REXEC_SERVER_SOURCE_SHA256", "value": settings.source_sha256}));
+    env_vars.push(json!({"name": "REXEC_BUILD_MAX_BYTES", "value": settings.environments.build_max_bytes.to_string()}));
     if let Egress::Proxy { url, .. } = &settings.egress {
         env_vars.push(json!({"name": "PIP_INDEX_URL", "value": url}));
         env_vars.push(json!({"name": "UV_DEFAULT_INDEX", "value": url}));
     }
+    let mut job_labels = build_labels(env, n);
+    job_labels[OWNER] = json!(starter.slug);
     let builder = container(
         settings,
         reqs,
@@ -468,11 +531,13 @@ pub fn build_job(env: &Environment, settings: &ServerSettings, reqs: &Requiremen
         "metadata": {
             "name": env.build_name(n),
             "namespace": settings.environments.namespace,
-            "labels": build_labels(env, n),
+            "labels": job_labels,
             "annotations": {ENVIRONMENT: env.key},
         },
         "spec": {
             "backoffLimit": 0,
+            "activeDeadlineSeconds": settings.environments.build_timeout.as_secs(),
+            "ttlSecondsAfterFinished": BUILD_TTL.as_secs(),
             "template": {
                 "metadata": {"labels": build_labels(env, n)},
                 "spec": {
@@ -548,7 +613,7 @@ mod tests {
             let env = Environment::of(&s, &r);
             (
                 env.key.clone(),
-                serde_json::to_string(&build_job(&env, &s, &r, 1)).unwrap(),
+                serde_json::to_string(&build_job(&env, &s, &owner(), &r, 1)).unwrap(),
             )
         };
         let ((uv_key, uv), (pip_key, pip)) = (render("uv"), render("pip"));
@@ -607,7 +672,7 @@ mod tests {
         let env = Environment::of(&s, &r);
         for text in [
             serde_json::to_string(&pod(&owner(), &s, &r, 1, 1)).unwrap(),
-            serde_json::to_string(&build_job(&env, &s, &r, 1)).unwrap(),
+            serde_json::to_string(&build_job(&env, &s, &owner(), &r, 1)).unwrap(),
         ] {
             assert!(
                 !text.contains("scipy") && !text.contains("numpy"),
@@ -693,7 +758,7 @@ mod tests {
             json!({"to": [{"ipBlock": {"cidr": "10.0.3.7/32"}}], "ports": [{"protocol": "TCP", "port": 3141}]})
         );
         let r = reqs(&["python==3.11"]);
-        let job = serde_json::to_value(build_job(&Environment::of(&s, &r), &s, &r, 1)).unwrap();
+        let job = serde_json::to_value(build_job(&Environment::of(&s, &r), &s, &owner(), &r, 1)).unwrap();
         let install = &job["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(install["name"], BUILD_CONTAINER);
         for variable in ["PIP_INDEX_URL", "UV_DEFAULT_INDEX"] {
@@ -849,11 +914,44 @@ mod tests {
     }
 
     #[test]
+    fn a_build_is_bounded_in_time_size_and_number() {
+        let s = test_settings(&[
+            ("REXEC_BUILD_TIMEOUT", "300"),
+            ("REXEC_BUILD_MAX_SIZE", "2Gi"),
+            ("REXEC_MAX_BUILDS", "5"),
+        ])
+        .unwrap();
+        let r = reqs(&["python==3.11"]);
+        let job = serde_json::to_value(build_job(&Environment::of(&s, &r), &s, &owner(), &r, 1)).unwrap();
+        assert_eq!(job["spec"]["activeDeadlineSeconds"], 300);
+        assert_eq!(job["spec"]["ttlSecondsAfterFinished"], BUILD_TTL.as_secs());
+        assert_eq!(job["metadata"]["labels"][OWNER], owner().slug, "who started it");
+        assert!(
+            job["spec"]["template"]["metadata"]["labels"].get(OWNER).is_none(),
+            "its pod is no caller's server"
+        );
+        let env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .clone();
+        assert!(env.contains(&json!({"name": "REXEC_BUILD_MAX_BYTES", "value": (2u64 << 30).to_string()})));
+        assert!(BUILD_SCRIPT.contains("int(os.environ[\"REXEC_BUILD_MAX_BYTES\"])"));
+        let quota = serde_json::to_value(build_quota(&s)).unwrap();
+        assert_eq!(quota["metadata"]["namespace"], "rexec-environments");
+        assert_eq!(
+            quota["spec"]["hard"],
+            json!({"pods": "5", "requests.cpu": "1250m", "requests.memory": "2560Mi",
+                   "requests.ephemeral-storage": "5Gi", "limits.cpu": "10", "limits.memory": "20Gi",
+                   "limits.ephemeral-storage": "40Gi"})
+        );
+    }
+
+    #[test]
     fn a_build_writes_its_own_directory_only_and_holds_no_privilege() {
         let s = settings();
         let r = reqs(&["python==3.11", "scipy; python_version > \"3.8\""]);
         let env = Environment::of(&s, &r);
-        let job = serde_json::to_value(build_job(&env, &s, &r, 2)).unwrap();
+        let job = serde_json::to_value(build_job(&env, &s, &owner(), &r, 2)).unwrap();
         assert_eq!(job["metadata"]["namespace"], "rexec-environments");
         assert_eq!(job["spec"]["backoffLimit"], 0);
         let pod = &job["spec"]["template"]["spec"];

@@ -3,10 +3,12 @@
 
 pub mod audit;
 pub mod broker;
+pub mod builds;
 pub mod claim;
 pub mod environment;
 pub mod error;
 pub mod manifests;
+pub mod marker;
 pub mod naming;
 pub mod reaper;
 pub mod requirements;

@@ -21,6 +21,8 @@
 //! A namespace whose server was terminated more than `REXEC_NAMESPACE_RETENTION` ago, or which
 //! holds no claim and is older than that, is deleted: its claim first, with its
 //! `resourceVersion`, so that a spawn that came meanwhile keeps its namespace.
+//!
+//! Each run also records and removes the environments' finished builds ([`super::builds`]).
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
@@ -33,7 +35,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::audit::{Audit, Event};
+use super::builds;
 use super::claim::{self, Claim};
+use super::environment::EnvironmentSettings;
 use super::error::ServerError;
 use super::manifests::{self, APP, APP_NAME};
 use super::naming::{MANAGED_BY, MANAGER, OWNER, SUB};
@@ -236,16 +240,19 @@ pub struct Report {
     pub dry_run: bool,
     /// Whether the metrics API answered (idle servers are reaped only then).
     pub metrics_api: bool,
+    /// Finished environment builds recorded and removed (found, in a dry run).
+    pub builds: usize,
 }
 
 /// A scheduled run's work: [`Servers`] (the cluster and the start timeout) and the policy.
 pub struct Reaper {
     servers: Servers,
     policy: ReapPolicy,
+    environments: EnvironmentSettings,
 }
 
 /// Every object a list names, page by page.
-async fn list_all<K>(api: Api<K>, params: ListParams) -> Result<Vec<K>, ClusterError>
+pub(super) async fn list_all<K>(api: Api<K>, params: ListParams) -> Result<Vec<K>, ClusterError>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
@@ -266,6 +273,7 @@ impl Reaper {
         Ok(Self {
             servers: Servers::from_vars(vars)?,
             policy: ReapPolicy::from_vars(vars)?,
+            environments: EnvironmentSettings::from_vars(vars)?,
         })
     }
 
@@ -451,6 +459,10 @@ impl Reaper {
             }
         }
         metrics::gauge(Metric::ServersRunning, running as f64);
+        match builds::tidy(&client, &self.environments, self.policy.dry_run).await {
+            Ok(n) => report.builds = n,
+            Err(err) => tracing::error!(error = %err, "the finished builds could not be tidied"),
+        }
         Ok(report)
     }
 }

@@ -9,6 +9,9 @@
 //! `REXEC_ALLOW_DIRECT_URLS=true` allows `https://` ones), a package named twice, more than
 //! `REXEC_MAX_REQUIREMENTS` lines or a line longer than `REXEC_MAX_REQUIREMENT_LENGTH`.
 //!
+//! A marker (after `;`) is read by [`super::marker`], bounded and in linear time, never by the
+//! parser's marker algebra, whose normal form is exponential in the marker's clauses.
+//!
 //! A refusal names the line by its number with a fixed reason in our words: it never quotes
 //! the line or the parser. Accepted lines reach the environment's build verbatim as a file the
 //! installer reads with `-r` (uv or pip): never a command line. Their identity is a digest of the normalised lines,
@@ -22,6 +25,7 @@ use pep508_rs::{Requirement, VersionOrUrl};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use super::marker;
 use crate::config::{ConfigError, Vars};
 
 /// Why requirements were refused, in words for the caller: never quoting a line or the parser.
@@ -96,9 +100,21 @@ impl RequirementsPolicy {
             if !names_are_well_formed(line) {
                 return Err(invalid());
             }
-            let requirement = Requirement::<Url>::from_str(line).map_err(|_| invalid())?;
+            // The marker is read by our linear reader, the rest by the PEP 508 parser.
+            let (head, marker) = split_marker(line);
+            let requirement = Requirement::<Url>::from_str(head).map_err(|_| invalid())?;
+            if !requirement.marker.is_true() {
+                return Err(invalid());
+            }
+            let marker = marker
+                .map(marker::normalise)
+                .transpose()
+                .map_err(|err| refuse(&err.reason()))?;
             let name = requirement.name.to_string();
             if name == "python" {
+                if marker.is_some() {
+                    return Err(refuse(&self.wanted()));
+                }
                 if python.is_some() {
                     return Err(refuse("a second python== line; name the interpreter once"));
                 }
@@ -117,7 +133,10 @@ impl RequirementsPolicy {
             if let Some(first) = seen.insert(name.clone(), number) {
                 return Err(refuse(&format!("{name} is already required on line {first}")));
             }
-            normalised.push(requirement.to_string());
+            normalised.push(match marker {
+                Some(marker) => format!("{requirement} ; {}", marker.text),
+                None => requirement.to_string(),
+            });
             packages.push(line.to_owned());
         }
         let python = python.ok_or_else(|| RequirementsError::MissingPython {
@@ -138,8 +157,12 @@ impl RequirementsPolicy {
         })
     }
 
+    fn wanted(&self) -> String {
+        format!("write python==X.Y with X.Y one of {}", self.python_versions.join(", "))
+    }
+
     fn python_pin(&self, requirement: &Requirement<Url>) -> Result<String, String> {
-        let wanted = || format!("write python==X.Y with X.Y one of {}", self.python_versions.join(", "));
+        let wanted = || self.wanted();
         let specifiers = match &requirement.version_or_url {
             Some(VersionOrUrl::VersionSpecifier(specifiers)) => specifiers,
             _ => return Err(wanted()),
@@ -148,7 +171,7 @@ impl RequirementsPolicy {
             return Err(wanted());
         };
         let version = pin.version().to_string();
-        if *pin.operator() != Operator::Equal || !requirement.extras.is_empty() || !requirement.marker.is_true() {
+        if *pin.operator() != Operator::Equal || !requirement.extras.is_empty() {
             return Err(wanted());
         }
         if !self.python_versions.contains(&version) {
@@ -210,6 +233,23 @@ fn unsafe_text(raw: &str) -> Option<&'static str> {
         return Some("a word starting with - would be read by pip as an option");
     }
     None
+}
+
+/// A line cut where its marker starts: the requirement, and the marker's text after `;`. The
+/// first `;` starts the marker, except after `@`, where the URL runs to the next whitespace (a
+/// `;` in it is part of it).
+fn split_marker(line: &str) -> (&str, Option<&str>) {
+    let url = line
+        .find(['@', ';'])
+        .filter(|&at| line.as_bytes()[at] == b'@')
+        .map(|at| at + 1 + line[at + 1..].len() - line[at + 1..].trim_start().len());
+    let from = url.map_or(0, |start| {
+        start + line[start..].find(char::is_whitespace).unwrap_or(line.len() - start)
+    });
+    match line[from..].find(';') {
+        Some(at) => (&line[..from + at], Some(&line[from + at + 1..])),
+        None => (line, None),
+    }
 }
 
 /// Whether the distribution name that starts `line`, and the extras in brackets after it, are
@@ -479,6 +519,63 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The lines that pinned a spawn for minutes (ten `extra` clauses normalised through the
+    /// parser's marker tree): refused at once, and so is any marker past the bounds.
+    #[test]
+    fn markers_are_bounded_and_extra_is_refused() {
+        let extra = |n: usize| {
+            let clauses: Vec<String> = (0..n).map(|i| format!("(extra=='a{i}' and extra=='b{i}')")).collect();
+            format!("six ; {}", clauses.join(" or "))
+        };
+        for n in [1, 8] {
+            let err = policy().check(&["python==3.11", &extra(n)]).unwrap_err();
+            assert!(err.to_string().contains("extra markers are not accepted"), "{n}: {err}");
+        }
+        let err = policy().check(&["python==3.11", &extra(10)]).unwrap_err();
+        assert!(err.to_string().contains("longer than 300 characters"), "{err}");
+        let many: Vec<String> = (0..9).map(|i| format!("os_name=='a{i}'")).collect();
+        let err = policy()
+            .check(&["python==3.11", &format!("six ; {}", many.join(" or "))])
+            .unwrap_err();
+        assert!(err.to_string().contains("more than 8 comparisons"), "{err}");
+    }
+
+    #[test]
+    fn a_marker_is_normalised_and_kept_verbatim_in_the_file() {
+        let a = policy()
+            .check(&["python==3.11", "scipy;python_version>'3.8' and (os_name=='posix')"])
+            .unwrap();
+        let b = policy()
+            .check(&[
+                "python==3.11",
+                "SciPy ; python_version > '3.8'  and ( os_name == 'posix' )",
+            ])
+            .unwrap();
+        assert_eq!(a.digest, b.digest);
+        assert_eq!(a.file(), "scipy;python_version>'3.8' and (os_name=='posix')\n");
+        let c = policy()
+            .check(&["python==3.11", "scipy;python_version>'3.9' and (os_name=='posix')"])
+            .unwrap();
+        assert_ne!(a.digest, c.digest);
+        let open = RequirementsPolicy {
+            allow_direct_urls: true,
+            ..policy()
+        };
+        let url = open
+            .check(&[
+                "python==3.11",
+                "pkg @ https://example.org/p;a=1.tar.gz ; os_name == 'posix'",
+            ])
+            .unwrap();
+        assert_eq!(url.packages.len(), 1, "a ; inside the URL belongs to it");
+        for line in [
+            "pkg @ https://example.org/p.tar.gz ; extra == 'x'",
+            "pkg @ https://example.org/p.tar.gz ; os_name",
+        ] {
+            assert!(open.check(&["python==3.11", line]).is_err(), "{line}");
         }
     }
 

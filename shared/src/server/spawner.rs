@@ -25,9 +25,13 @@
 //! the API server: a new server four (the namespace read and created at once; then its claim,
 //! guard rails and the environment's builds together; then the pod; then the claim read again,
 //! while the pod is watched), a reused one two (the namespace read, and its create refused; then
-//! its claim, guard rails and pods together), a replacement five (the namespace; the claim,
-//! guard rails and pods; the claim replaced while the builds are read; the old pod removed
-//! while the new one is created, the quota has room for both; the claim read again). The
+//! its claim, guard rails and pods together), a forced replacement five (the namespace; the
+//! claim, guard rails, pods and builds; the claim replaced; the old pod removed while the new
+//! one is created, the quota has room for both; the claim read again; a replacement of a failed
+//! or terminated server reads the builds after the claim, six). A new build is started only
+//! after the claim is written, by the spawn that wrote it, and a build refused (one of the
+//! caller's own runs, or every slot is taken: see [`environment::plan`]) is refused before the
+//! claim changes. The
 //! claim is read again after a pod is made because a concurrent spawn may have replaced it in
 //! between, and removed the pod before it existed: the spawn that made the pod late removes it
 //! and answers 409, so a namespace never keeps a server of an older generation.
@@ -46,7 +50,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::claim::{self, Claim};
-use super::environment::{self, Environment};
+use super::environment::{self, Environment, Plan};
 use super::error::ServerError;
 use super::manifests;
 use super::naming::{MANAGED_BY, MANAGER, Naming, OWNER, Owner};
@@ -183,7 +187,7 @@ pub struct Spawner {
 }
 
 /// Makes `object` as we write it, creating it if absent (server-side apply, our fields win).
-async fn apply<K>(api: Api<K>, object: K) -> Result<(), ClusterError>
+pub(super) async fn apply<K>(api: Api<K>, object: K) -> Result<(), ClusterError>
 where
     K: kube::Resource + Clone + std::fmt::Debug + Serialize + serde::de::DeserializeOwned,
 {
@@ -432,26 +436,33 @@ impl Spawner {
         if fresh {
             // A namespace just made holds nothing yet: its claim, its guard rails and the
             // environment are written at once.
-            let (made, (), build) = tokio::try_join!(
+            let (made, (), plan) = tokio::try_join!(
                 self.create_claim(&claims, &owner, identity, reqs),
                 self.reconcile_guard_rails(&client, &owner),
-                self.environment(&client, reqs),
+                self.plan_environment(&client, &owner, reqs),
             )?;
             if let Some(claim) = made {
-                return self.start(&client, &owner, reqs, &claim, build).await;
+                return self.start(&client, &owner, reqs, &claim, plan).await;
             }
         }
-        let (existing, (), present) = tokio::try_join!(
+        // A forced spawn replaces the server: what its environment needs is read at once.
+        let (existing, (), present, forced_plan) = tokio::try_join!(
             async { claims.get_opt(claim::NAME).await.map_err(cluster_error) },
             self.reconcile_guard_rails(&client, &owner),
             async { pods.list(&ListParams::default()).await.map_err(cluster_error) },
+            async {
+                match force {
+                    true => self.plan_environment(&client, &owner, reqs).await.map(Some),
+                    false => Ok(None),
+                }
+            },
         )?;
         let cm = match existing {
             Some(cm) => cm,
             None => match self.create_claim(&claims, &owner, identity, reqs).await? {
                 Some(claim) => {
-                    let build = self.environment(&client, reqs).await?;
-                    return self.start(&client, &owner, reqs, &claim, build).await;
+                    let plan = self.plan_environment(&client, &owner, reqs).await?;
+                    return self.start(&client, &owner, reqs, &claim, plan).await;
                 }
                 // Another spawn of this caller won the race: decide against what it made.
                 None => claims.get(claim::NAME).await.map_err(ClusterError::from)?,
@@ -496,7 +507,8 @@ impl Spawner {
                         Some(pod) => self.wait_for(&client, &owner, &current, Some(pod)).await?,
                         // Gone (evicted, deleted by hand): made again.
                         None => {
-                            let build = self.environment(&client, reqs).await?;
+                            let plan = self.plan_environment(&client, &owner, reqs).await?;
+                            let build = self.build(&client, &owner, reqs, plan).await?;
                             let pod = self.create_pod(&pods, &owner, reqs, current.generation, build).await?;
                             self.wait_for_made(&client, &owner, &current, pod).await?
                         }
@@ -510,18 +522,21 @@ impl Spawner {
                 }
                 _ => Spawned::Replaced,
             };
+            // A build is refused before the claim changes, and started only by the spawn whose
+            // replacement of the claim wins: of concurrent replacements, one starts a build.
+            let plan = match forced_plan {
+                Some(plan) => plan,
+                None => self.plan_environment(&client, &owner, reqs).await?,
+            };
+            refusal(plan)?;
             let generation = current.generation + 1;
             let mut replacement = claim::build(&owner, &identity.username, reqs, generation);
             replacement.metadata.resource_version = current.resource_version.clone();
-            let (cm, build) = tokio::try_join!(
-                async {
-                    claims
-                        .replace(claim::NAME, &PostParams::default(), &replacement)
-                        .await
-                        .map_err(cluster_error)
-                },
-                self.environment(&client, reqs),
-            )?;
+            let cm = claims
+                .replace(claim::NAME, &PostParams::default(), &replacement)
+                .await
+                .map_err(cluster_error)?;
+            let build = self.build(&client, &owner, reqs, plan).await?;
             // The old pod stops while the new one starts: the quota has room for both.
             let (_, pod) = tokio::try_join!(
                 remove_pod(&pods, current.generation),
@@ -555,15 +570,23 @@ impl Spawner {
         }
     }
 
-    /// Starts the first server of a claim just created, on `build`, and waits for it.
+    /// Starts the first server of a claim just created, on the build `plan` says, and waits for
+    /// it. A build refused leaves the claim ended, so that the next spawn starts afresh.
     async fn start(
         &self,
         client: &Client,
         owner: &Owner,
         reqs: &Requirements,
         claim: &Claim,
-        build: u64,
+        plan: Plan,
     ) -> Result<(Spawned, ServerView), ServerError> {
+        let build = match self.build(client, owner, reqs, plan).await {
+            Ok(build) => build,
+            Err(err) => {
+                end(client, &owner.namespace, claim, SystemTime::now()).await?;
+                return Err(err);
+            }
+        };
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         let pod = self.create_pod(&pods, owner, reqs, claim.generation, build).await?;
         let view = self.wait_for_made(client, owner, claim, pod).await?;
@@ -745,49 +768,96 @@ impl Spawner {
         }
     }
 
-    /// The number of the environment's build a new server uses: the latest one that runs or is
-    /// fresh, or a new one, started here (see [`environment`](super::environment)).
-    async fn environment(&self, client: &Client, reqs: &Requirements) -> Result<u64, ServerError> {
+    /// What the environment of a new server needs ([`environment::plan`]), from every build's
+    /// Job and the environment's record, read at once.
+    async fn plan_environment(&self, client: &Client, owner: &Owner, reqs: &Requirements) -> Result<Plan, ServerError> {
         let settings = &self.settings.environments;
         let env = Environment::of(&self.settings, reqs);
         let jobs: Api<Job> = Api::namespaced(client.clone(), &settings.namespace);
-        let builds = jobs
-            .list(&ListParams::default().labels(&format!("{}={}", environment::ENVIRONMENT, env.label())))
-            .await
-            .map_err(ClusterError::from)?;
-        let number = match environment::latest(&builds.items, settings.max_age, SystemTime::now()) {
-            Some(build) if build.usable => {
+        let records: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
+        let (builds, record) = tokio::try_join!(
+            async {
+                jobs.list(&ListParams::default().labels(environment::ENVIRONMENT))
+                    .await
+                    .map_err(cluster_error)
+            },
+            async { records.get_opt(&env.record_name()).await.map_err(cluster_error) },
+        )?;
+        let record = record.as_ref().map(environment::Record::read);
+        Ok(environment::plan(
+            &env,
+            &builds.items,
+            record,
+            &owner.slug,
+            settings,
+            SystemTime::now(),
+        ))
+    }
+
+    /// Carries out the environment's plan: the number of the build the new server uses,
+    /// started here for `owner` when the plan says so (see [`environment`](super::environment)).
+    /// The builds' quota is brought to what the settings say first; a build it has no room for
+    /// is refused as busy.
+    async fn build(&self, client: &Client, owner: &Owner, reqs: &Requirements, plan: Plan) -> Result<u64, ServerError> {
+        refusal(plan)?;
+        let number = match plan {
+            Plan::Use(number) => {
                 metrics::count(Metric::EnvironmentCacheHits);
-                return Ok(build.number);
+                return Ok(number);
             }
-            Some(build) => build.number + 1,
-            None => 1,
+            Plan::Start(number) => number,
+            Plan::InProgress { .. } | Plan::Busy { .. } => unreachable!("refused above"),
         };
         metrics::count(Metric::EnvironmentCacheMisses);
+        let settings = &self.settings.environments;
+        let env = Environment::of(&self.settings, reqs);
         let files: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
-        for created in [
-            files
+        let jobs: Api<Job> = Api::namespaced(client.clone(), &settings.namespace);
+        let written = async {
+            let made = files
                 .create(
                     &PostParams::default(),
                     &manifests::build_files(&env, &self.settings, reqs, number),
                 )
-                .await
-                .map(|_| ()),
-            jobs.create(
-                &PostParams::default(),
-                &manifests::build_job(&env, &self.settings, reqs, number),
-            )
-            .await
-            .map(|_| ()),
-        ] {
-            match created.map_err(ClusterError::from) {
-                // Another spawn started this build first: it is the one used.
-                Ok(()) | Err(ClusterError::AlreadyExists) => {}
-                Err(err) => return Err(err.into()),
+                .await;
+            match made.map_err(ClusterError::from) {
+                Ok(_) | Err(ClusterError::AlreadyExists) => Ok(()),
+                Err(err) => Err(err),
             }
+        };
+        tokio::try_join!(
+            apply(
+                Api::namespaced(client.clone(), &settings.namespace),
+                manifests::build_quota(&self.settings)
+            ),
+            written,
+        )?;
+        let job = manifests::build_job(&env, &self.settings, owner, reqs, number);
+        match jobs
+            .create(&PostParams::default(), &job)
+            .await
+            .map_err(ClusterError::from)
+        {
+            // Another spawn started this build first: it is the one used.
+            Ok(_) | Err(ClusterError::AlreadyExists) => {}
+            Err(ClusterError::QuotaExceeded(_)) => {
+                return Err(ServerError::BuildsBusy {
+                    retry_after: environment::BUSY_RETRY,
+                });
+            }
+            Err(err) => return Err(err.into()),
         }
         tracing::info!(environment = env.label(), build = number, "environment build started");
         Ok(number)
+    }
+}
+
+/// The refusal a plan holds, if it holds one.
+fn refusal(plan: Plan) -> Result<(), ServerError> {
+    match plan {
+        Plan::InProgress { retry_after } => Err(ServerError::BuildInProgress { retry_after }),
+        Plan::Busy { retry_after } => Err(ServerError::BuildsBusy { retry_after }),
+        Plan::Use(_) | Plan::Start(_) => Ok(()),
     }
 }
 
