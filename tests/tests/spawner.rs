@@ -92,15 +92,17 @@ fn builds(s: &Setup) -> Vec<serde_json::Value> {
     jobs
 }
 
+/// Whether a build's Job has ended.
+fn ended(job: &serde_json::Value) -> bool {
+    job["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| matches!(c["type"].as_str(), Some("Complete" | "Failed")))
+    })
+}
+
 /// Waits until every build has ended (the stand-in's builds take `install_time`): a caller's
 /// next build of another environment is refused until theirs has.
 async fn builds_end(s: &Setup) {
-    let ended = |job: &serde_json::Value| {
-        job["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| matches!(c["type"].as_str(), Some("Complete" | "Failed")))
-        })
-    };
     for _ in 0..200 {
         if builds(s).iter().all(ended) {
             return;
@@ -1011,13 +1013,7 @@ async fn a_spawn_waits_on_few_round_trips() {
 fn unfinished_builds_of(s: &Setup, slug: &str) -> usize {
     builds(s)
         .iter()
-        .filter(|j| j["metadata"]["labels"]["rexec.ndp.io/owner"] == slug)
-        .filter(|j| {
-            !j["status"]["conditions"].as_array().is_some_and(|c| {
-                c.iter()
-                    .any(|c| matches!(c["type"].as_str(), Some("Complete" | "Failed")))
-            })
-        })
+        .filter(|j| j["metadata"]["labels"]["rexec.ndp.io/owner"] == slug && !ended(j))
         .count()
 }
 

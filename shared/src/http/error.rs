@@ -116,6 +116,14 @@ impl ApiError {
         }
     }
 
+    /// 429 with `Retry-After`: the caller asks for more than the service takes on now.
+    pub fn too_many_requests(code: &'static str, detail: impl Into<String>, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, detail)
+        }
+    }
+
     pub fn into_response(self, request_id: &str) -> Response<Body> {
         let body = ErrorBody {
             detail: self.detail,
@@ -193,22 +201,16 @@ impl From<ServerError> for ApiError {
                 "invalid_continue",
                 "The continue token is invalid or has expired. List again from the first page.",
             ),
-            ServerError::BuildInProgress { retry_after } => ApiError {
-                retry_after: Some(retry_after),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "build_in_progress",
-                    "An environment you asked for is still being built, and one build at a time is started for each caller. Try again when it has ended, or ask for the same requirements.",
-                )
-            },
-            ServerError::BuildsBusy { retry_after } => ApiError {
-                retry_after: Some(retry_after),
-                ..ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "builds_busy",
-                    "As many environments are being built as the service allows. Try again shortly.",
-                )
-            },
+            ServerError::BuildInProgress { retry_after } => ApiError::too_many_requests(
+                "build_in_progress",
+                "An environment you asked for is still being built, and one build at a time is started for each caller. Try again when it has ended, or ask for the same requirements.",
+                retry_after,
+            ),
+            ServerError::BuildsBusy { retry_after } => ApiError::too_many_requests(
+                "builds_busy",
+                "As many environments are being built as the service allows. Try again shortly.",
+                retry_after,
+            ),
             ServerError::BrokerUnavailable(detail) => {
                 ApiError::unavailable("broker_unavailable", detail, BROKER_RETRY_AFTER)
             }

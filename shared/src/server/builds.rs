@@ -5,14 +5,13 @@
 //! live) costs a rebuild, never a wrong one: a build never writes into a directory used before.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
 
-use super::environment::{BUILD, ENVIRONMENT, EnvironmentSettings, Record, finished};
+use super::environment::{BUILD, ENVIRONMENT, EnvironmentSettings, Record, finished, label};
 use super::manifests;
 use super::reaper::list_all;
 use super::spawner::apply;
@@ -29,10 +28,9 @@ pub async fn tidy(client: &Client, settings: &EnvironmentSettings, dry_run: bool
             ListParams::default().labels(&format!("{ENVIRONMENT},!{BUILD}"))
         ),
     )?;
-    let label = |meta: &kube::api::ObjectMeta| meta.labels.as_ref()?.get(ENVIRONMENT).cloned();
     let mut records: HashMap<String, Record> = records
         .iter()
-        .filter_map(|cm| Some((label(&cm.metadata)?, Record::read(cm))))
+        .filter_map(|cm| Some((label(&cm.metadata, ENVIRONMENT)?.to_owned(), Record::read(cm))))
         .collect();
     let done: Vec<&Job> = all
         .iter()
@@ -41,29 +39,17 @@ pub async fn tidy(client: &Client, settings: &EnvironmentSettings, dry_run: bool
     if dry_run {
         return Ok(done.len());
     }
-    // Each environment's record first, from all its finished builds at once.
+    // Each environment's record first, from all its finished builds at once, with its key.
     let mut keys = BTreeMap::new();
     for job in &done {
-        let (Some(env), Some(n)) = (label(&job.metadata), number(job)) else {
+        let Some(env) = label(&job.metadata, ENVIRONMENT) else {
             continue;
         };
-        let record = records.entry(env.clone()).or_default();
-        record.latest = record.latest.max(n);
-        let completed = job.status.as_ref().and_then(|s| s.completion_time.as_ref());
-        if let Some(at) = completed
-            && record.completed.is_none_or(|(m, _)| m < n)
-        {
-            record.completed = Some((n, SystemTime::from(at.0)));
-        }
-        let key = job
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ENVIRONMENT))
-            .cloned();
-        keys.insert(env, key.unwrap_or_default());
+        records.entry(env.to_owned()).or_default().note(job);
+        let key = job.metadata.annotations.as_ref().and_then(|a| a.get(ENVIRONMENT));
+        keys.insert(env, key.map_or("", String::as_str));
     }
-    for (env, key) in &keys {
+    for (env, key) in keys {
         apply(
             files.clone(),
             manifests::environment_record(settings, env, key, records[env]),
@@ -88,8 +74,4 @@ pub async fn tidy(client: &Client, settings: &EnvironmentSettings, dry_run: bool
         tracing::info!(build = %name, "a finished build recorded and removed");
     }
     Ok(done.len())
-}
-
-fn number(job: &Job) -> Option<u64> {
-    job.metadata.labels.as_ref()?.get(BUILD)?.parse().ok()
 }

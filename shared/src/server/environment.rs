@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use sha2::{Digest, Sha256};
 
 use super::naming::OWNER;
@@ -38,7 +39,7 @@ pub const REQUIREMENTS_FILE: &str = "requirements.txt";
 pub const SERVER_REQUIREMENTS_FILE: &str = "server-requirements.txt";
 
 /// The ConfigMap of an environment's record: `env-<label>`, in the environments' namespace.
-pub const RECORD_PREFIX: &str = "env-";
+const RECORD_PREFIX: &str = "env-";
 /// The record's annotations: the latest build number seen, the latest completed build and when.
 pub const LATEST_BUILD: &str = "rexec.ndp.io/latest-build";
 pub const COMPLETED_BUILD: &str = "rexec.ndp.io/completed-build";
@@ -167,11 +168,27 @@ impl Environment {
     pub fn directory(&self, n: u64) -> String {
         format!("{}/{n}", self.key)
     }
+}
 
-    /// The ConfigMap recording the environment's builds once their Jobs are gone.
-    pub fn record_name(&self) -> String {
-        format!("{RECORD_PREFIX}{}", self.label())
-    }
+/// The ConfigMap recording the builds of the environment labelled `label`, once their Jobs are
+/// gone.
+pub fn record_name(label: &str) -> String {
+    format!("{RECORD_PREFIX}{label}")
+}
+
+/// The value of the label `key` on an object.
+pub fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a str> {
+    meta.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// A build's number, from its label.
+pub fn number(job: &Job) -> Option<u64> {
+    label(&job.metadata, BUILD)?.parse().ok()
+}
+
+/// How long ago `at` was, if it was.
+fn since(at: &Time, now: SystemTime) -> Option<Duration> {
+    now.duration_since(SystemTime::from(at.0)).ok()
 }
 
 /// What an environment's record says: the latest build number seen, and the latest build that
@@ -183,6 +200,19 @@ pub struct Record {
 }
 
 impl Record {
+    /// Takes in a finished build: its number, and its completion if it completed after the
+    /// one recorded.
+    pub fn note(&mut self, job: &Job) {
+        let Some(n) = number(job) else { return };
+        self.latest = self.latest.max(n);
+        let completed = job.status.as_ref().and_then(|s| s.completion_time.as_ref());
+        if let Some(at) = completed
+            && self.completed.is_none_or(|(m, _)| m < n)
+        {
+            self.completed = Some((n, SystemTime::from(at.0)));
+        }
+    }
+
     pub fn read(cm: &ConfigMap) -> Self {
         let annotation = |name: &str| cm.metadata.annotations.as_ref()?.get(name).cloned();
         let completed = annotation(COMPLETED_BUILD)
@@ -202,6 +232,11 @@ pub enum Plan {
     Use(u64),
     /// No build is usable: build `n` is started for this caller.
     Start(u64),
+}
+
+/// Why no build can be started for a caller now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
     /// The caller started a build of another environment that has not ended: they wait.
     InProgress { retry_after: Duration },
     /// As many builds run as `REXEC_MAX_BUILDS` allows.
@@ -220,11 +255,6 @@ fn condition(job: &Job, kind: &str) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status == "True"))
 }
 
-/// The caller (an owner's slug) who started a build.
-pub fn starter(job: &Job) -> Option<&str> {
-    job.metadata.labels.as_ref()?.get(OWNER).map(String::as_str)
-}
-
 /// What a spawn of `starter` (an owner's slug) does about `env`, from every build's Job in the
 /// environments' namespace and the environment's record, at `now`. Decided without the
 /// cluster; [`super::spawner`] carries it out.
@@ -232,53 +262,45 @@ pub fn plan(
     env: &Environment,
     jobs: &[Job],
     record: Option<Record>,
-    starter_slug: &str,
+    starter: &str,
     settings: &EnvironmentSettings,
     now: SystemTime,
-) -> Plan {
-    let own = jobs.iter().filter(|j| {
-        j.metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(ENVIRONMENT))
-            .map(String::as_str)
-            == Some(env.label())
-    });
+) -> Result<Plan, Refusal> {
+    let own = jobs
+        .iter()
+        .filter(|j| label(&j.metadata, ENVIRONMENT) == Some(env.label()));
     let record = record.unwrap_or_default();
     let from_jobs = latest(own, settings.max_age, now);
     let newest = from_jobs.map_or(0, |b| b.number).max(record.latest);
-    match from_jobs {
-        Some(build) if build.number == newest && build.usable => return Plan::Use(build.number),
-        Some(build) if build.number == newest => {}
+    let usable = match from_jobs.filter(|b| b.number == newest) {
+        Some(build) => build.usable,
         // The latest build's Job is gone: the record says whether it completed.
-        _ => {
-            if let Some((n, at)) = record.completed
-                && n == newest
-                && now.duration_since(at).unwrap_or_default() <= settings.max_age
-            {
-                return Plan::Use(n);
-            }
-        }
+        None => record
+            .completed
+            .is_some_and(|(n, at)| n == newest && now.duration_since(at).unwrap_or_default() <= settings.max_age),
+    };
+    if usable {
+        return Ok(Plan::Use(newest));
     }
     let unfinished: Vec<&Job> = jobs.iter().filter(|j| !finished(j)).collect();
-    if let Some(mine) = unfinished.iter().find(|j| starter(j) == Some(starter_slug)) {
+    if let Some(mine) = unfinished.iter().find(|j| label(&j.metadata, OWNER) == Some(starter)) {
         let age = mine
             .metadata
             .creation_timestamp
             .as_ref()
-            .and_then(|t| now.duration_since(SystemTime::from(t.0)).ok())
+            .and_then(|t| since(t, now))
             .unwrap_or_default();
         let left = settings.build_timeout.saturating_sub(age);
-        return Plan::InProgress {
+        return Err(Refusal::InProgress {
             retry_after: left.clamp(Duration::from_secs(5), Duration::from_secs(60)),
-        };
+        });
     }
     if unfinished.len() >= settings.max_builds as usize {
-        return Plan::Busy {
+        return Err(Refusal::Busy {
             retry_after: BUSY_RETRY,
-        };
+        });
     }
-    Plan::Start(newest + 1)
+    Ok(Plan::Start(newest + 1))
 }
 
 /// The latest build of an environment, as its Jobs tell.
@@ -298,21 +320,12 @@ fn latest<'a>(jobs: impl Iterator<Item = &'a Job>, max_age: Duration, now: Syste
         .status
         .as_ref()
         .and_then(|s| s.completion_time.as_ref())
-        .and_then(|t| now.duration_since(SystemTime::from(t.0)).ok())
+        .and_then(|t| since(t, now))
         .is_none_or(|age| age <= max_age);
     Some(Build {
-        number: number(job),
+        number: number(job).unwrap_or(0),
         usable: !condition(job, "Failed") && (!condition(job, "Complete") || fresh),
     })
-}
-
-fn number(job: &Job) -> u64 {
-    job.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(BUILD))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -417,50 +430,51 @@ mod tests {
                 completed: completed.map(|(n, ago)| (n, now - Duration::from_secs(ago))),
             })
         };
-        let progress = Plan::InProgress {
+        let progress = Err(Refusal::InProgress {
             retry_after: Duration::from_secs(60),
-        };
-        let busy = Plan::Busy {
+        });
+        let busy = Err(Refusal::Busy {
             retry_after: BUSY_RETRY,
-        };
-        let cases: Vec<(&str, Vec<Job>, Option<Record>, Plan)> = vec![
-            ("nothing built", vec![], None, Plan::Start(1)),
+        });
+        type Case = (&'static str, Vec<Job>, Option<Record>, Result<Plan, Refusal>);
+        let cases: Vec<Case> = vec![
+            ("nothing built", vec![], None, Ok(Plan::Start(1))),
             (
                 "someone's build runs",
                 vec![build(&env, 1, "bob", None)],
                 None,
-                Plan::Use(1),
+                Ok(Plan::Use(1)),
             ),
             (
                 "completed",
                 vec![build(&env, 1, "bob", Some("Complete"))],
                 None,
-                Plan::Use(1),
+                Ok(Plan::Use(1)),
             ),
             (
                 "failed",
                 vec![build(&env, 1, "bob", Some("Failed"))],
                 None,
-                Plan::Start(2),
+                Ok(Plan::Start(2)),
             ),
-            ("recorded, Job gone", vec![], record(3, Some((3, 60))), Plan::Use(3)),
+            ("recorded, Job gone", vec![], record(3, Some((3, 60))), Ok(Plan::Use(3))),
             (
                 "recorded, too old",
                 vec![],
                 record(3, Some((3, week + 1))),
-                Plan::Start(4),
+                Ok(Plan::Start(4)),
             ),
             (
                 "latest never completed",
                 vec![],
                 record(4, Some((3, 60))),
-                Plan::Start(5),
+                Ok(Plan::Start(5)),
             ),
             (
                 "the record is behind a Job",
                 vec![build(&env, 5, "bob", None)],
                 record(4, Some((4, 60))),
-                Plan::Use(5),
+                Ok(Plan::Use(5)),
             ),
             (
                 "the caller builds another",
@@ -472,13 +486,13 @@ mod tests {
                 "the caller builds this one",
                 vec![build(&env, 2, "alice", None)],
                 None,
-                Plan::Use(2),
+                Ok(Plan::Use(2)),
             ),
             (
                 "the caller's other build ended",
                 vec![build(&other, 1, "alice", Some("Failed"))],
                 None,
-                Plan::Start(1),
+                Ok(Plan::Start(1)),
             ),
             (
                 "every slot taken",
@@ -493,13 +507,13 @@ mod tests {
                     build(&third, 1, "carol", Some("Complete")),
                 ],
                 None,
-                Plan::Start(1),
+                Ok(Plan::Start(1)),
             ),
             (
                 "a full house does not stop a usable build",
                 vec![build(&other, 1, "bob", None), build(&env, 1, "carol", None)],
                 None,
-                Plan::Use(1),
+                Ok(Plan::Use(1)),
             ),
         ];
         for (case, jobs, record, expected) in cases {

@@ -1,6 +1,7 @@
 //! What can go wrong with a caller's server, by meaning. Nothing here knows about HTTP: the
 //! edge above gives each its status, in `http::error`.
 
+use super::environment::Refusal;
 use crate::cluster::ClusterError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,4 +33,13 @@ pub enum ServerError {
     /// The broker's external address cannot be told: the reason, for the caller.
     #[error("broker unavailable: {0}")]
     BrokerUnavailable(&'static str),
+}
+
+impl From<Refusal> for ServerError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::InProgress { retry_after } => Self::BuildInProgress { retry_after },
+            Refusal::Busy { retry_after } => Self::BuildsBusy { retry_after },
+        }
+    }
 }

@@ -25,7 +25,7 @@ use serde_json::json;
 use super::claim::{DIGEST, GENERATION};
 use super::environment::{
     BUILD, BUILD_TTL, COMPLETED_AT, COMPLETED_BUILD, ENVIRONMENT, Environment, EnvironmentSettings, LATEST_BUILD,
-    RECORD_PREFIX, REQUIREMENTS_FILE, Record, SERVER_REQUIREMENTS_FILE,
+    REQUIREMENTS_FILE, Record, SERVER_REQUIREMENTS_FILE, record_name,
 };
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
@@ -479,7 +479,7 @@ pub fn environment_record(settings: &EnvironmentSettings, label: &str, key: &str
     }
     typed(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": format!("{RECORD_PREFIX}{label}"), "namespace": settings.namespace,
+        "metadata": {"name": record_name(label), "namespace": settings.namespace,
                      "labels": {MANAGED_BY: MANAGER, ENVIRONMENT: label}, "annotations": annotations},
     }))
 }

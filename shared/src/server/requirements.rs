@@ -239,13 +239,13 @@ fn unsafe_text(raw: &str) -> Option<&'static str> {
 /// first `;` starts the marker, except after `@`, where the URL runs to the next whitespace (a
 /// `;` in it is part of it).
 fn split_marker(line: &str) -> (&str, Option<&str>) {
-    let url = line
-        .find(['@', ';'])
-        .filter(|&at| line.as_bytes()[at] == b'@')
-        .map(|at| at + 1 + line[at + 1..].len() - line[at + 1..].trim_start().len());
-    let from = url.map_or(0, |start| {
-        start + line[start..].find(char::is_whitespace).unwrap_or(line.len() - start)
-    });
+    let from = match line.find(['@', ';']) {
+        Some(at) if line.as_bytes()[at] == b'@' => {
+            let url = line[at + 1..].trim_start();
+            line.len() - url.len() + url.find(char::is_whitespace).unwrap_or(url.len())
+        }
+        _ => 0,
+    };
     match line[from..].find(';') {
         Some(at) => (&line[..from + at], Some(&line[from + at + 1..])),
         None => (line, None),

@@ -50,7 +50,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::claim::{self, Claim};
-use super::environment::{self, Environment, Plan};
+use super::environment::{self, Environment, Plan, Refusal};
 use super::error::ServerError;
 use super::manifests;
 use super::naming::{MANAGED_BY, MANAGER, Naming, OWNER, Owner};
@@ -507,7 +507,7 @@ impl Spawner {
                         Some(pod) => self.wait_for(&client, &owner, &current, Some(pod)).await?,
                         // Gone (evicted, deleted by hand): made again.
                         None => {
-                            let plan = self.plan_environment(&client, &owner, reqs).await?;
+                            let plan = self.plan_environment(&client, &owner, reqs).await??;
                             let build = self.build(&client, &owner, reqs, plan).await?;
                             let pod = self.create_pod(&pods, &owner, reqs, current.generation, build).await?;
                             self.wait_for_made(&client, &owner, &current, pod).await?
@@ -527,8 +527,7 @@ impl Spawner {
             let plan = match forced_plan {
                 Some(plan) => plan,
                 None => self.plan_environment(&client, &owner, reqs).await?,
-            };
-            refusal(plan)?;
+            }?;
             let generation = current.generation + 1;
             let mut replacement = claim::build(&owner, &identity.username, reqs, generation);
             replacement.metadata.resource_version = current.resource_version.clone();
@@ -578,9 +577,13 @@ impl Spawner {
         owner: &Owner,
         reqs: &Requirements,
         claim: &Claim,
-        plan: Plan,
+        plan: Result<Plan, Refusal>,
     ) -> Result<(Spawned, ServerView), ServerError> {
-        let build = match self.build(client, owner, reqs, plan).await {
+        let build = match plan {
+            Ok(plan) => self.build(client, owner, reqs, plan).await,
+            Err(refusal) => Err(refusal.into()),
+        };
+        let build = match build {
             Ok(build) => build,
             Err(err) => {
                 end(client, &owner.namespace, claim, SystemTime::now()).await?;
@@ -770,7 +773,12 @@ impl Spawner {
 
     /// What the environment of a new server needs ([`environment::plan`]), from every build's
     /// Job and the environment's record, read at once.
-    async fn plan_environment(&self, client: &Client, owner: &Owner, reqs: &Requirements) -> Result<Plan, ServerError> {
+    async fn plan_environment(
+        &self,
+        client: &Client,
+        owner: &Owner,
+        reqs: &Requirements,
+    ) -> Result<Result<Plan, Refusal>, ServerError> {
         let settings = &self.settings.environments;
         let env = Environment::of(&self.settings, reqs);
         let jobs: Api<Job> = Api::namespaced(client.clone(), &settings.namespace);
@@ -781,7 +789,12 @@ impl Spawner {
                     .await
                     .map_err(cluster_error)
             },
-            async { records.get_opt(&env.record_name()).await.map_err(cluster_error) },
+            async {
+                records
+                    .get_opt(&environment::record_name(env.label()))
+                    .await
+                    .map_err(cluster_error)
+            },
         )?;
         let record = record.as_ref().map(environment::Record::read);
         Ok(environment::plan(
@@ -799,14 +812,12 @@ impl Spawner {
     /// The builds' quota is brought to what the settings say first; a build it has no room for
     /// is refused as busy.
     async fn build(&self, client: &Client, owner: &Owner, reqs: &Requirements, plan: Plan) -> Result<u64, ServerError> {
-        refusal(plan)?;
         let number = match plan {
             Plan::Use(number) => {
                 metrics::count(Metric::EnvironmentCacheHits);
                 return Ok(number);
             }
             Plan::Start(number) => number,
-            Plan::InProgress { .. } | Plan::Busy { .. } => unreachable!("refused above"),
         };
         metrics::count(Metric::EnvironmentCacheMisses);
         let settings = &self.settings.environments;
@@ -849,15 +860,6 @@ impl Spawner {
         }
         tracing::info!(environment = env.label(), build = number, "environment build started");
         Ok(number)
-    }
-}
-
-/// The refusal a plan holds, if it holds one.
-fn refusal(plan: Plan) -> Result<(), ServerError> {
-    match plan {
-        Plan::InProgress { retry_after } => Err(ServerError::BuildInProgress { retry_after }),
-        Plan::Busy { retry_after } => Err(ServerError::BuildsBusy { retry_after }),
-        Plan::Use(_) | Plan::Start(_) => Ok(()),
     }
 }
 
