@@ -54,7 +54,7 @@ token:
 ## Every test: Rust unit and integration tests, the published clients, the template.
 test: deps
 	cargo test --workspace
-	cargo build -p rexec-stand-ins --bins
+	cargo build -p rexec-stand-ins -p rexec-tests --bins
 	$(CLIENTS)/bin/pytest tests/python
 	$(MAKE) --no-print-directory lint
 

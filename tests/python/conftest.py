@@ -147,3 +147,10 @@ def cluster(stack):
 @pytest.fixture(scope="session")
 def api(stack):
     return Api(stack.base)
+
+
+def rendered(*args: str) -> dict:
+    """A manifest the functions write, rendered by their own code (tests/src/bin/render-manifest.rs)."""
+    out = subprocess.run([str(ROOT / "target" / "debug" / "render-manifest"), *args],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)

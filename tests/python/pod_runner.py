@@ -90,6 +90,7 @@ class PodRunner:
         self.pod = pod
         self.image_path = image_path
         self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
         self.volumes: dict[str, Path] = {}
         self.read_only: set[str] = set()
         for volume in pod["spec"].get("volumes", []):
@@ -134,7 +135,8 @@ class PodRunner:
             "termination_log": str(log), "hosts": str(self.hosts), "image": str(self.image_path.parent),
             "mounts": mounts, "env": env,
             "working_dir": container.get("workingDir", "/"),
-            "command": [expand(part) for part in (command or container["command"])],
+            # A container's own command runs with its args, as the kubelet runs it.
+            "command": [expand(part) for part in (command or container["command"] + container.get("args", []))],
         }
         process = subprocess.Popen(
             [*NAMESPACES, sys.executable, "-c", SETUP, json.dumps(spec)], start_new_session=True, **popen

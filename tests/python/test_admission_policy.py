@@ -12,6 +12,8 @@ import pytest
 import requests
 import yaml
 
+from conftest import rendered
+
 ROOT = Path(__file__).resolve().parents[2]
 POLICIES = {
     doc["metadata"]["name"]: doc["spec"]
@@ -166,6 +168,42 @@ HOSTILE_BUILDS = {
     "image outside the allow-list": lambda j: j["spec"]["template"]["spec"]["containers"][0].update(image="evil.example/x"),
     "host path": lambda j: j["spec"]["template"]["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
 }
+
+
+KEY = "a" * 64
+
+
+def cleanup():
+    return rendered("cleanup", "aaaa", KEY, "2", "python:3.11-slim")
+
+
+def cleaner(job):
+    return job["spec"]["template"]["spec"]["containers"][0]
+
+
+HOSTILE_CLEANUPS = {
+    "another command": lambda j: cleaner(j).update(command=["sh", "-c", "rm -rf /opt/rexec/environment"]),
+    "its whole environment": lambda j: cleaner(j).update(args=["/opt/rexec/environment"]),
+    "a path out of it": lambda j: cleaner(j)["args"].append("/opt/rexec/environment/../" + "b" * 64),
+    "another environment": lambda j: cleaner(j)["volumeMounts"][0].update(subPath="b" * 64),
+    "the whole volume": lambda j: cleaner(j)["volumeMounts"][0].pop("subPath"),
+    "a path inside the key": lambda j: cleaner(j)["volumeMounts"][0].update(subPath=KEY + "/1"),
+    "another mount point": lambda j: cleaner(j)["volumeMounts"][0].update(mountPath="/opt/rexec/env"),
+    "no environment named": lambda j: j["metadata"].pop("annotations"),
+    "a second container": lambda j: j["spec"]["template"]["spec"]["containers"].append(copy.deepcopy(cleaner(j))),
+    "no deadline": lambda j: j["spec"].pop("activeDeadlineSeconds"),
+}
+
+
+def test_a_cleanup_is_admitted_in_its_one_shape():
+    assert admitted("rexec-lambda-builds", "CREATE", obj=cleanup())
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_CLEANUPS))
+def test_cleanups_not_of_that_shape_are_denied(case):
+    job = cleanup()
+    HOSTILE_CLEANUPS[case](job)
+    assert not admitted("rexec-lambda-builds", "CREATE", obj=job)
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_BUILDS))

@@ -201,6 +201,19 @@ def test_guard_rails_by_server_side_apply(api, namespace):
     assert read.spec.egress[0].to[0].ip_block._except == ["10.0.0.0/8"]
 
 
+def test_an_apply_drops_what_its_manager_no_longer_applies(api, namespace):
+    core = client.CoreV1Api(api)
+    record = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "record", "namespace": namespace, "annotations": {"kept": "1", "cleaning": "2"}}}
+    apply = {"field_manager": "conformance", "_content_type": "application/apply-patch+yaml"}
+    core.patch_namespaced_config_map("record", namespace, record, **apply)
+    core.patch_namespaced_config_map("record", namespace, {"metadata": {"annotations": {"other": "x"}}},
+                                     _content_type="application/merge-patch+json")
+    del record["metadata"]["annotations"]["cleaning"]
+    read = core.patch_namespaced_config_map("record", namespace, record, **apply)
+    assert read.metadata.annotations == {"kept": "1", "other": "x"}, "another writer's field stays"
+
+
 def test_quota_admits_pods_by_their_compute_resources(api, namespace):
     core = client.CoreV1Api(api)
     core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "compute"}, "spec": {"hard": {

@@ -16,7 +16,7 @@ import requests
 from rexec.client_api import remote_func
 
 from broker import Broker
-from conftest import ROOT, running_stack
+from conftest import ROOT, rendered, running_stack
 from package_mirror import Mirror
 from pod_runner import PodRunner
 
@@ -150,6 +150,21 @@ def test_a_build_never_writes_a_directory_written_before(spawned, tmp_path):
     assert refused.exit_code != 0
     assert "not empty" in refused.termination_message
     assert sorted(p.name for p in env.iterdir()) == [".complete"] and (env / ".complete").read_text() == "{}"
+
+
+def test_a_cleanup_removes_the_builds_it_names_and_nothing_else(tmp_path):
+    volume = tmp_path / "volume"
+    key, other = "a" * 64, "b" * 64
+    for n in ("1", "2", "3"):
+        (volume / key / n / "packages").mkdir(parents=True)
+        (volume / key / n / ".complete").write_text("{}")
+    (volume / other / "1").mkdir(parents=True)
+    job = rendered("cleanup", "aaaa", key, "2", "python:3.11-slim")
+    done = PodRunner(job["spec"]["template"], {}, SERVICES, IMAGE, tmp_path / "clean",
+                     claims={"rexec-environments": volume}).run("clean")
+    assert done.exit_code == 0, done.output
+    assert sorted(p.name for p in (volume / key).iterdir()) == ["3"], "builds 1 and 2 gone, 3 kept"
+    assert (volume / other / "1").is_dir(), "another environment untouched"
 
 
 @pytest.mark.parametrize("installer", ["uv", "pip"])

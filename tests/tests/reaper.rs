@@ -389,9 +389,16 @@ async fn finished_builds_are_recorded_and_removed_and_their_environment_stays_in
     assert_eq!(jobs().len(), 2);
 
     let dry = run(&s.reaper(&[("REXEC_REAPER_DRY_RUN", "true")]), SystemTime::now()).await;
-    assert_eq!((dry.builds, jobs().len()), (1, 2), "a dry run changes nothing");
+    assert_eq!(
+        (dry.environments.builds, jobs().len()),
+        (1, 2),
+        "a dry run changes nothing"
+    );
     let report = run(&s.reaper(&[]), SystemTime::now()).await;
-    assert_eq!(report.builds, 1, "the finished build; the running one stays");
+    assert_eq!(
+        report.environments.builds, 1,
+        "the finished build; the running one stays"
+    );
     let left = jobs();
     assert_eq!(left.len(), 1);
     let files = s.cluster.names("configmaps", "rexec-environments");
@@ -419,4 +426,98 @@ async fn finished_builds_are_recorded_and_removed_and_their_environment_stays_in
     let pod = s.cluster.get("pods", "rexec-u-3", "rexec-server-1").unwrap();
     assert_eq!(pod["metadata"]["labels"]["rexec.ndp.io/build"], "1");
     assert_eq!(jobs().len(), 1, "no build started");
+}
+
+#[tokio::test]
+async fn an_environment_no_server_used_for_the_retention_is_cleaned_then_forgotten() {
+    let s = Setup::start().await;
+    s.servers_take(Duration::from_millis(200));
+    let spawner = s.spawner("10");
+    let six = RequirementsPolicy::from_vars(&Vars::default())
+        .unwrap()
+        .check(&["python==3.11", "six"])
+        .unwrap();
+    spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap();
+    spawner.spawn(&caller("u-2"), &six, false).await.unwrap();
+    let reaper = s.reaper(&[("REXEC_SERVER_IDLE_TIMEOUT", "0")]);
+    let now = SystemTime::now();
+    run(&reaper, now).await;
+    // u-1's server goes; u-2's stays, and keeps its environment in use.
+    assert_eq!(spawner.servers().terminate("u-1").await.unwrap(), Terminated::Deleted);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let jobs = |label: &str| {
+        s.cluster
+            .names("jobs", "rexec-environments")
+            .into_iter()
+            .filter(|n| n.starts_with(label))
+            .collect::<Vec<_>>()
+    };
+    let record = |name: &str| s.cluster.get("configmaps", "rexec-environments", name);
+    let records: Vec<String> = s
+        .cluster
+        .names("configmaps", "rexec-environments")
+        .into_iter()
+        .filter(|n| n.starts_with("env-"))
+        .collect();
+    assert_eq!(records.len(), 2, "{records:?}");
+
+    let week = 7 * DAY;
+    let report = run(&reaper, now + week - HOUR).await;
+    assert_eq!(report.environments.cleanups, 0, "within the retention");
+    let report = run(&reaper, now + week + HOUR).await;
+    assert_eq!(report.environments.cleanups, 1, "the unused one only");
+    let cleanups = jobs("clean-");
+    assert_eq!(cleanups.len(), 1);
+    let cleanup = s.cluster.get("jobs", "rexec-environments", &cleanups[0]).unwrap();
+    let label = cleanup["metadata"]["labels"]["rexec.ndp.io/cleans"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cleaned = record(&format!("env-{label}")).unwrap();
+    assert_eq!(cleaned["metadata"]["annotations"]["rexec.ndp.io/cleaning"], "1");
+    let container = &cleanup["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["args"], json!(["/opt/rexec/environment/1"]));
+    assert_eq!(
+        container["volumeMounts"][0]["subPath"],
+        cleaned["metadata"]["annotations"]["rexec.ndp.io/environment"]
+    );
+    let kept = records.iter().find(|r| **r != format!("env-{label}")).unwrap();
+    assert!(
+        record(kept).unwrap()["metadata"]["annotations"]["rexec.ndp.io/used-at"].is_string(),
+        "marked in use"
+    );
+
+    // A spawn while it is cleaned builds anew, with the next number.
+    let (_, view) = spawner.spawn(&caller("u-3"), &reqs(), false).await.unwrap();
+    let pod = s.cluster.get("pods", "rexec-u-3", &view.name).unwrap();
+    assert_eq!(pod["metadata"]["labels"]["rexec.ndp.io/build"], "2");
+    // The cleanup ended, a build came since: the mark goes and the record stays.
+    let report = run(&reaper, now + week + 2 * HOUR).await;
+    assert_eq!(report.environments.forgotten, 0);
+    let after = record(&format!("env-{label}")).unwrap();
+    assert!(after["metadata"]["annotations"].get("rexec.ndp.io/cleaning").is_none());
+    assert!(jobs("clean-").is_empty(), "the cleanup's Job removed");
+
+    // Unused again past the retention: cleaned through 2, then forgotten.
+    assert_eq!(spawner.servers().terminate("u-3").await.unwrap(), Terminated::Deleted);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = run(&reaper, now + 3 * week).await;
+    assert_eq!(report.environments.cleanups, 1);
+    let cleanup = s
+        .cluster
+        .get("jobs", "rexec-environments", &format!("clean-{label}"))
+        .unwrap();
+    assert_eq!(
+        cleanup["spec"]["template"]["spec"]["containers"][0]["args"],
+        json!(["/opt/rexec/environment/1", "/opt/rexec/environment/2"])
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let report = run(&reaper, now + 3 * week + HOUR).await;
+    assert_eq!(report.environments.forgotten, 1);
+    assert!(record(&format!("env-{label}")).is_none(), "forgotten");
+    assert!(jobs("clean-").is_empty());
+    // The next build of it is number 1 again, in a directory the cleanup emptied.
+    let (_, view) = spawner.spawn(&caller("u-4"), &reqs(), false).await.unwrap();
+    let pod = s.cluster.get("pods", "rexec-u-4", &view.name).unwrap();
+    assert_eq!(pod["metadata"]["labels"]["rexec.ndp.io/build"], "1");
 }

@@ -1,77 +1,176 @@
-//! Finished environment builds, tidied by the reaper: each is recorded in its environment's
-//! record (the latest build number, and the latest completed build with when), then its Job
-//! (with its pod) and its requirement files are removed. Spawns read the record once the Jobs
-//! are gone ([`super::environment::plan`]). A Job that Kubernetes removes first (its time to
-//! live) costs a rebuild, never a wrong one: a build never writes into a directory used before.
+//! The environments' namespace, tidied by the reaper. Each finished build is recorded in its
+//! environment's record (the latest build number, the latest completed build, when the latest
+//! ended, its image), then its Job (with its pod) and its requirement files are removed; spawns
+//! read the record once the Jobs are gone ([`super::environment::plan`]). A Job that Kubernetes
+//! removes first (its time to live) costs a rebuild, never a wrong one: a build never writes into
+//! a directory used before.
+//!
+//! Each record then gets its chore ([`super::environment::chore`]): an environment a server uses
+//! is marked so; one no server used for `REXEC_ENV_RETENTION` is cleaned by a Job of a fixed
+//! shape ([`manifests::cleanup_job`]) that removes its builds' directories up to the latest, and
+//! the record says so, so that no spawn uses them again (a new build takes the next number);
+//! once the cleanup has ended the record is forgotten, or, if builds came since or it failed,
+//! only the mark goes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::time::SystemTime;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
+use serde::Serialize;
 
-use super::environment::{BUILD, ENVIRONMENT, EnvironmentSettings, Record, finished, label};
-use super::manifests;
+use super::environment::{BUILD, Chore, ENVIRONMENT, EnvironmentSettings, Record, chore, condition, finished, label};
+use super::manifests::{self, CLEANS};
 use super::reaper::list_all;
 use super::spawner::apply;
 use crate::cluster::ClusterError;
 
-/// Records and removes every finished build; how many (found, in a dry run).
-pub async fn tidy(client: &Client, settings: &EnvironmentSettings, dry_run: bool) -> Result<usize, ClusterError> {
+/// What a run did to the environments' namespace (or found to do, in a dry run).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tidied {
+    /// Finished builds recorded and removed.
+    pub builds: usize,
+    /// Environments whose cleanup was started.
+    pub cleanups: usize,
+    /// Records of cleaned environments forgotten.
+    pub forgotten: usize,
+}
+
+/// One run over the environments' namespace at `now`; `in_use` holds the labels of the
+/// environments servers run on.
+pub async fn tidy(
+    client: &Client,
+    settings: &EnvironmentSettings,
+    in_use: &HashSet<String>,
+    dry_run: bool,
+    now: SystemTime,
+) -> Result<Tidied, ClusterError> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), &settings.namespace);
     let files: Api<ConfigMap> = Api::namespaced(client.clone(), &settings.namespace);
-    let (all, records) = tokio::try_join!(
+    let (builds, cleanups, found) = tokio::try_join!(
         list_all(jobs.clone(), ListParams::default().labels(ENVIRONMENT)),
+        list_all(jobs.clone(), ListParams::default().labels(CLEANS)),
         list_all(
             files.clone(),
             ListParams::default().labels(&format!("{ENVIRONMENT},!{BUILD}"))
         ),
     )?;
-    let mut records: HashMap<String, Record> = records
-        .iter()
-        .filter_map(|cm| Some((label(&cm.metadata, ENVIRONMENT)?.to_owned(), Record::read(cm))))
-        .collect();
-    let done: Vec<&Job> = all
-        .iter()
-        .filter(|j| finished(j) && j.metadata.deletion_timestamp.is_none())
-        .collect();
-    if dry_run {
-        return Ok(done.len());
+    let mut records: BTreeMap<&str, Record> = BTreeMap::new();
+    let mut versions: HashMap<&str, Option<String>> = HashMap::new();
+    for cm in &found {
+        if let Some(env) = label(&cm.metadata, ENVIRONMENT) {
+            records.insert(env, Record::read(cm));
+            versions.insert(env, cm.metadata.resource_version.clone());
+        }
     }
-    // Each environment's record first, from all its finished builds at once, with its key.
-    let mut keys = BTreeMap::new();
+    let going = |j: &Job| j.metadata.deletion_timestamp.is_some();
+    let done: Vec<&Job> = builds.iter().filter(|j| finished(j) && !going(j)).collect();
+    let mut changed = BTreeSet::new();
     for job in &done {
-        let Some(env) = label(&job.metadata, ENVIRONMENT) else {
-            continue;
-        };
-        records.entry(env.to_owned()).or_default().note(job);
-        let key = job.metadata.annotations.as_ref().and_then(|a| a.get(ENVIRONMENT));
-        keys.insert(env, key.map_or("", String::as_str));
+        if let Some(env) = label(&job.metadata, ENVIRONMENT) {
+            records.entry(env).or_default().note(job, now);
+            changed.insert(env);
+        }
     }
-    for (env, key) in keys {
+    let building: HashSet<&str> = builds
+        .iter()
+        .filter(|j| !finished(j))
+        .filter_map(|j| label(&j.metadata, ENVIRONMENT))
+        .collect();
+    let cleanup_ended: HashMap<&str, bool> = cleanups
+        .iter()
+        .filter(|j| finished(j) && !going(j))
+        .filter_map(|j| Some((label(&j.metadata, CLEANS)?, condition(j, "Complete"))))
+        .collect();
+    let (mut clean, mut forget, mut ended) = (Vec::new(), Vec::new(), Vec::new());
+    for (&env, record) in records.iter_mut() {
+        let what = chore(
+            record,
+            in_use.contains(env),
+            building.contains(env),
+            cleanup_ended.get(env).copied(),
+            settings.retention,
+            now,
+        );
+        match what {
+            None => continue,
+            Some(Chore::MarkUsed) => record.used_at = Some(now),
+            Some(Chore::Clean { through }) => {
+                record.cleaning = Some(through);
+                clean.push((env, through));
+            }
+            Some(Chore::Cleaned) => {
+                record.cleaning = None;
+                ended.push(env);
+            }
+            Some(Chore::Forget) => {
+                forget.push(env);
+                ended.push(env);
+                continue;
+            }
+        }
+        changed.insert(env);
+    }
+    let tidied = Tidied {
+        builds: done.len(),
+        cleanups: clean.len(),
+        forgotten: forget.len(),
+    };
+    if dry_run {
+        return Ok(tidied);
+    }
+    // A cleanup starts before its record says so: a record that says so always has one.
+    for &(env, through) in &clean {
+        let job = manifests::cleanup_job(settings, env, &records[env], through);
+        match jobs
+            .create(&PostParams::default(), &job)
+            .await
+            .map_err(ClusterError::from)
+        {
+            Ok(_) | Err(ClusterError::AlreadyExists) => {}
+            Err(err) => return Err(err),
+        }
+        tracing::info!(environment = env, through, "an environment no server used is cleaned");
+    }
+    for env in changed.iter().filter(|env| !forget.contains(env)) {
         apply(
             files.clone(),
-            manifests::environment_record(settings, env, key, records[env]),
+            manifests::environment_record(settings, env, &records[env]),
         )
         .await?;
+    }
+    for &env in &forget {
+        let precondition = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: versions.get(env).cloned().flatten(),
+                uid: None,
+            }),
+            ..DeleteParams::default()
+        };
+        removed(files.delete(&manifests::record_name(env), &precondition).await)?;
     }
     let background = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
+    for env in ended {
+        removed(jobs.delete(&manifests::cleanup_name(env), &background).await)?;
+    }
     for job in &done {
         let name = job.metadata.name.clone().unwrap_or_default();
-        for removed in [
-            jobs.delete(&name, &background).await.map(|_| ()),
-            files.delete(&name, &DeleteParams::default()).await.map(|_| ()),
-        ] {
-            match removed.map_err(ClusterError::from) {
-                Ok(()) | Err(ClusterError::NotFound) => {}
-                Err(err) => return Err(err),
-            }
-        }
+        removed(jobs.delete(&name, &background).await)?;
+        removed(files.delete(&name, &DeleteParams::default()).await)?;
         tracing::info!(build = %name, "a finished build recorded and removed");
     }
-    Ok(done.len())
+    Ok(tidied)
+}
+
+/// A removal done, or found done already (or changed meanwhile: left for the next run).
+fn removed<T>(result: Result<T, kube::Error>) -> Result<(), ClusterError> {
+    match result.map_err(ClusterError::from) {
+        Ok(_) | Err(ClusterError::NotFound | ClusterError::Conflict(_)) => Ok(()),
+        Err(err) => Err(err),
+    }
 }

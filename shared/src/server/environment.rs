@@ -44,6 +44,14 @@ const RECORD_PREFIX: &str = "env-";
 pub const LATEST_BUILD: &str = "rexec.ndp.io/latest-build";
 pub const COMPLETED_BUILD: &str = "rexec.ndp.io/completed-build";
 pub const COMPLETED_AT: &str = "rexec.ndp.io/completed-at";
+/// More of the record: when the latest build ended, when a server last used the environment,
+/// the builds being cleaned, and the builds' image.
+pub const ENDED_AT: &str = "rexec.ndp.io/ended-at";
+pub const USED_AT: &str = "rexec.ndp.io/used-at";
+pub const CLEANING: &str = "rexec.ndp.io/cleaning";
+pub const IMAGE: &str = "rexec.ndp.io/image";
+/// How often the reaper renews the mark of an environment in use.
+pub const USE_MARK: Duration = Duration::from_secs(3600);
 /// How long Kubernetes keeps a finished build's Job (`ttlSecondsAfterFinished`); the reaper
 /// records and removes it at its next run, well before.
 pub const BUILD_TTL: Duration = Duration::from_secs(3600);
@@ -67,6 +75,8 @@ pub struct EnvironmentSettings {
     /// Builds unfinished at once, every caller's (`REXEC_MAX_BUILDS`); the builds' quota
     /// allows as many pods.
     pub max_builds: u32,
+    /// How long an environment no server uses is kept (`REXEC_ENV_RETENTION`).
+    pub retention: Duration,
 }
 
 impl EnvironmentSettings {
@@ -87,7 +97,12 @@ impl EnvironmentSettings {
         if max_builds == 0 {
             return Err(ConfigError::new("REXEC_MAX_BUILDS", "must be 1 or more"));
         }
+        let retention = vars.seconds_or("REXEC_ENV_RETENTION", Duration::from_secs(7 * 24 * 3600))?;
+        if retention.is_zero() {
+            return Err(ConfigError::new("REXEC_ENV_RETENTION", "must be more than 0"));
+        }
         Ok(Self {
+            retention,
             build_timeout,
             build_max_bytes,
             max_builds,
@@ -191,18 +206,31 @@ fn since(at: &Time, now: SystemTime) -> Option<Duration> {
     now.duration_since(SystemTime::from(at.0)).ok()
 }
 
-/// What an environment's record says: the latest build number seen, and the latest build that
-/// completed, with when. Written by the reaper as it removes finished builds' Jobs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// What an environment's record says. Written by the reaper as it removes finished builds'
+/// Jobs, marks the environments servers use, and cleans those no server used for
+/// `REXEC_ENV_RETENTION`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Record {
+    /// The environment's key: its directory on the shared volume.
+    pub key: String,
+    /// The latest build number seen.
     pub latest: u64,
+    /// The latest build that completed, and when.
     pub completed: Option<(u64, SystemTime)>,
+    /// When the latest finished build ended, completed or not.
+    pub ended_at: Option<SystemTime>,
+    /// When the reaper last saw a server use the environment.
+    pub used_at: Option<SystemTime>,
+    /// The builds up to this number are being removed: none of them is used again.
+    pub cleaning: Option<u64>,
+    /// The image the builds ran, which their cleanup runs too.
+    pub image: Option<String>,
 }
 
 impl Record {
-    /// Takes in a finished build: its number, and its completion if it completed after the
-    /// one recorded.
-    pub fn note(&mut self, job: &Job) {
+    /// Takes in a finished build (at `now`): its number, its completion if later than the one
+    /// recorded, when it ended, its image and its environment's key.
+    pub fn note(&mut self, job: &Job, now: SystemTime) {
         let Some(n) = number(job) else { return };
         self.latest = self.latest.max(n);
         let completed = job.status.as_ref().and_then(|s| s.completion_time.as_ref());
@@ -211,18 +239,72 @@ impl Record {
         {
             self.completed = Some((n, SystemTime::from(at.0)));
         }
+        self.ended_at = self
+            .ended_at
+            .max(Some(completed.map_or(now, |at| SystemTime::from(at.0))));
+        let spec = job.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        if let Some(image) = spec.and_then(|s| s.containers.first()?.image.clone()) {
+            self.image = Some(image);
+        }
+        if let Some(key) = job.metadata.annotations.as_ref().and_then(|a| a.get(ENVIRONMENT)) {
+            self.key = key.clone();
+        }
     }
 
     pub fn read(cm: &ConfigMap) -> Self {
         let annotation = |name: &str| cm.metadata.annotations.as_ref()?.get(name).cloned();
-        let completed = annotation(COMPLETED_BUILD)
-            .and_then(|n| n.parse().ok())
-            .zip(annotation(COMPLETED_AT).and_then(|t| humantime::parse_rfc3339(&t).ok()));
+        let time = |name: &str| annotation(name).and_then(|t| humantime::parse_rfc3339(&t).ok());
+        let number = |name: &str| annotation(name).and_then(|n| n.parse().ok());
         Self {
-            latest: annotation(LATEST_BUILD).and_then(|n| n.parse().ok()).unwrap_or(0),
-            completed,
+            key: annotation(ENVIRONMENT).unwrap_or_default(),
+            latest: number(LATEST_BUILD).unwrap_or(0),
+            completed: number(COMPLETED_BUILD).zip(time(COMPLETED_AT)),
+            ended_at: time(ENDED_AT),
+            used_at: time(USED_AT),
+            cleaning: number(CLEANING),
+            image: annotation(IMAGE),
         }
     }
+}
+
+/// What the reaper does about one environment's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chore {
+    /// A server uses it: the record says since when, renewed every [`USE_MARK`].
+    MarkUsed,
+    /// No server used it for `REXEC_ENV_RETENTION`: its builds up to `through` are removed.
+    Clean { through: u64 },
+    /// The cleanup failed, or builds came after it: the mark goes (a failed one is tried again).
+    Cleaned,
+    /// Cleaned, and nothing built since: the record goes, and numbering starts again.
+    Forget,
+}
+
+/// What to do about the record of an environment that servers use (`in_use`) or not, that is
+/// being built (`building`) or not, whose cleanup ended (`Some(succeeded)`) or not, at `now`.
+pub fn chore(
+    record: &Record,
+    in_use: bool,
+    building: bool,
+    cleanup: Option<bool>,
+    retention: Duration,
+    now: SystemTime,
+) -> Option<Chore> {
+    let age = |t: Option<SystemTime>| t.and_then(|t| now.duration_since(t).ok());
+    if let (Some(through), Some(succeeded)) = (record.cleaning, cleanup) {
+        let nothing_since = succeeded && record.latest == through && !in_use && !building;
+        return Some(if nothing_since { Chore::Forget } else { Chore::Cleaned });
+    }
+    if in_use {
+        return age(record.used_at)
+            .is_none_or(|a| a > USE_MARK)
+            .then_some(Chore::MarkUsed);
+    }
+    if building || record.cleaning.is_some() || record.image.is_none() {
+        return None;
+    }
+    let idle = age(record.used_at.max(record.ended_at))?;
+    (idle > retention).then_some(Chore::Clean { through: record.latest })
 }
 
 /// What a spawn does about the environment its new server needs.
@@ -248,7 +330,8 @@ pub fn finished(job: &Job) -> bool {
     job.metadata.deletion_timestamp.is_some() || condition(job, "Complete") || condition(job, "Failed")
 }
 
-fn condition(job: &Job, kind: &str) -> bool {
+/// Whether a Job's condition `kind` (`Complete`, `Failed`) holds.
+pub fn condition(job: &Job, kind: &str) -> bool {
     job.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
@@ -275,9 +358,11 @@ pub fn plan(
     let usable = match from_jobs.filter(|b| b.number == newest) {
         Some(build) => build.usable,
         // The latest build's Job is gone: the record says whether it completed.
-        None => record
-            .completed
-            .is_some_and(|(n, at)| n == newest && now.duration_since(at).unwrap_or_default() <= settings.max_age),
+        None => record.completed.is_some_and(|(n, at)| {
+            n == newest
+                && record.cleaning.is_none_or(|through| n > through)
+                && now.duration_since(at).unwrap_or_default() <= settings.max_age
+        }),
     };
     if usable {
         return Ok(Plan::Use(newest));
@@ -428,6 +513,7 @@ mod tests {
             Some(Record {
                 latest,
                 completed: completed.map(|(n, ago)| (n, now - Duration::from_secs(ago))),
+                ..Record::default()
             })
         };
         let progress = Err(Refusal::InProgress {
@@ -522,6 +608,144 @@ mod tests {
     }
 
     #[test]
+    fn a_build_being_cleaned_is_not_used() {
+        let settings = EnvironmentSettings::from_vars(&Vars::default()).unwrap();
+        let now = SystemTime::now();
+        let env = Environment { key: "a".repeat(64) };
+        let record = Record {
+            latest: 3,
+            completed: Some((3, now)),
+            cleaning: Some(3),
+            ..Record::default()
+        };
+        assert_eq!(
+            plan(&env, &[], Some(record), "alice", &settings, now),
+            Ok(Plan::Start(4))
+        );
+    }
+
+    /// The reaper's chore for a record, as a table: in use, building, the cleanup's end, ages.
+    #[test]
+    fn the_reaper_marks_cleans_and_forgets_environments() {
+        let now = SystemTime::now();
+        let (day, week) = (Duration::from_secs(86400), Duration::from_secs(7 * 86400));
+        let ago = |d: Duration| Some(now - d);
+        let built = Record {
+            key: "a".repeat(64),
+            latest: 2,
+            completed: Some((2, now - 8 * day)),
+            ended_at: ago(8 * day),
+            image: Some("python:3.11-slim".into()),
+            ..Record::default()
+        };
+        let with = |change: &dyn Fn(&mut Record)| {
+            let mut r = built.clone();
+            change(&mut r);
+            r
+        };
+        type Case = (&'static str, Record, bool, bool, Option<bool>, Option<Chore>);
+        let cases: Vec<Case> = vec![
+            (
+                "unused past the retention",
+                built.clone(),
+                false,
+                false,
+                None,
+                Some(Chore::Clean { through: 2 }),
+            ),
+            (
+                "in use, never marked",
+                built.clone(),
+                true,
+                false,
+                None,
+                Some(Chore::MarkUsed),
+            ),
+            (
+                "in use, marked lately",
+                with(&|r| r.used_at = ago(Duration::from_secs(60))),
+                true,
+                false,
+                None,
+                None,
+            ),
+            (
+                "in use, marked long ago",
+                with(&|r| r.used_at = ago(2 * USE_MARK)),
+                true,
+                false,
+                None,
+                Some(Chore::MarkUsed),
+            ),
+            (
+                "used within the retention",
+                with(&|r| r.used_at = ago(day)),
+                false,
+                false,
+                None,
+                None,
+            ),
+            (
+                "ended within the retention",
+                with(&|r| r.ended_at = ago(day)),
+                false,
+                false,
+                None,
+                None,
+            ),
+            ("being built", built.clone(), false, true, None, None),
+            (
+                "no image to clean with",
+                with(&|r| r.image = None),
+                false,
+                false,
+                None,
+                None,
+            ),
+            ("never ended", with(&|r| r.ended_at = None), false, false, None, None),
+            ("cleaning", with(&|r| r.cleaning = Some(2)), false, false, None, None),
+            (
+                "cleaned, nothing since",
+                with(&|r| r.cleaning = Some(2)),
+                false,
+                false,
+                Some(true),
+                Some(Chore::Forget),
+            ),
+            (
+                "cleaned, built since",
+                with(&|r| {
+                    r.cleaning = Some(2);
+                    r.latest = 3
+                }),
+                false,
+                false,
+                Some(true),
+                Some(Chore::Cleaned),
+            ),
+            (
+                "cleaned, in use since",
+                with(&|r| r.cleaning = Some(2)),
+                true,
+                false,
+                Some(true),
+                Some(Chore::Cleaned),
+            ),
+            (
+                "the cleanup failed",
+                with(&|r| r.cleaning = Some(2)),
+                false,
+                false,
+                Some(false),
+                Some(Chore::Cleaned),
+            ),
+        ];
+        for (case, record, in_use, building, cleanup, expected) in cases {
+            assert_eq!(chore(&record, in_use, building, cleanup, week, now), expected, "{case}");
+        }
+    }
+
+    #[test]
     fn build_bounds_are_settings() {
         let s = EnvironmentSettings::from_vars(&Vars::default()).unwrap();
         assert_eq!(
@@ -538,6 +762,7 @@ mod tests {
             ("REXEC_BUILD_TIMEOUT", "0"),
             ("REXEC_MAX_BUILDS", "0"),
             ("REXEC_MAX_BUILDS", "-1"),
+            ("REXEC_ENV_RETENTION", "0"),
         ] {
             let err = EnvironmentSettings::from_vars(&Vars::from_pairs([(name, bad)])).unwrap_err();
             assert_eq!(err.variable, name, "{bad}");

@@ -16,6 +16,7 @@
 //! ever reaches a command line or a shell.
 
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota};
@@ -24,8 +25,8 @@ use serde_json::json;
 
 use super::claim::{DIGEST, GENERATION};
 use super::environment::{
-    BUILD, BUILD_TTL, COMPLETED_AT, COMPLETED_BUILD, ENVIRONMENT, Environment, EnvironmentSettings, LATEST_BUILD,
-    REQUIREMENTS_FILE, Record, SERVER_REQUIREMENTS_FILE, record_name,
+    BUILD, BUILD_TTL, CLEANING, COMPLETED_AT, COMPLETED_BUILD, ENDED_AT, ENVIRONMENT, Environment, EnvironmentSettings,
+    IMAGE, LATEST_BUILD, REQUIREMENTS_FILE, Record, SERVER_REQUIREMENTS_FILE, USED_AT,
 };
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
@@ -207,6 +208,11 @@ pub const SERVER_CONTAINER: &str = "server";
 pub const BUILD_CONTAINER: &str = "build";
 /// The claim of the shared volume of environments, in every namespace that mounts it.
 pub const ENVIRONMENT_CLAIM: &str = "rexec-environments";
+/// The label of a cleanup Job naming the environment it cleans, its container, and where it
+/// mounts the environment's directory.
+pub const CLEANS: &str = "rexec.ndp.io/cleans";
+pub const CLEANUP_CONTAINER: &str = "clean";
+pub const CLEANUP_MOUNT: &str = "/opt/rexec/environment";
 /// The ResourceQuota of the environments' namespace.
 pub const BUILD_QUOTA: &str = "rexec-builds";
 
@@ -358,6 +364,15 @@ pub(super) fn pod_security() -> serde_json::Value {
     })
 }
 
+/// The security context of every container: nothing privileged, nothing written but volumes.
+fn locked_down() -> serde_json::Value {
+    json!({
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"drop": ["ALL"]},
+    })
+}
+
 /// A container of a server or a build: a fixed command, nothing privileged, bounded, and its
 /// last log lines kept as its termination message when it fails.
 pub(super) fn container(
@@ -371,11 +386,7 @@ pub(super) fn container(
     json!({
         "name": name, "image": settings.image_for(&reqs.python), "command": command, "env": env,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": false,
-            "readOnlyRootFilesystem": true,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": locked_down(),
         "resources": {
             "requests": {"cpu": settings.cpu_request, "memory": settings.memory_request, "ephemeral-storage": settings.storage_request},
             "limits": {"cpu": settings.cpu_limit, "memory": settings.memory_limit, "ephemeral-storage": settings.storage_limit},
@@ -469,19 +480,77 @@ fn build_labels(env: &Environment, n: u64) -> serde_json::Value {
     json!({MANAGED_BY: MANAGER, ENVIRONMENT: env.label(), BUILD: n.to_string()})
 }
 
-/// The record of the environment labelled `label` (its key `key`), which outlives its builds'
-/// Jobs (see [`super::builds`]).
-pub fn environment_record(settings: &EnvironmentSettings, label: &str, key: &str, record: Record) -> ConfigMap {
-    let mut annotations = json!({ENVIRONMENT: key, LATEST_BUILD: record.latest.to_string()});
+/// The record of the environment labelled `label`, which outlives its builds' Jobs (see
+/// [`super::builds`]).
+pub fn environment_record(settings: &EnvironmentSettings, label: &str, record: &Record) -> ConfigMap {
+    let time = |at: SystemTime| json!(humantime::format_rfc3339_seconds(at).to_string());
+    let mut annotations = json!({ENVIRONMENT: record.key, LATEST_BUILD: record.latest.to_string()});
     if let Some((n, at)) = record.completed {
         annotations[COMPLETED_BUILD] = json!(n.to_string());
-        annotations[COMPLETED_AT] = json!(humantime::format_rfc3339_seconds(at).to_string());
+        annotations[COMPLETED_AT] = time(at);
+    }
+    for (name, at) in [(ENDED_AT, record.ended_at), (USED_AT, record.used_at)] {
+        if let Some(at) = at {
+            annotations[name] = time(at);
+        }
+    }
+    if let Some(through) = record.cleaning {
+        annotations[CLEANING] = json!(through.to_string());
+    }
+    if let Some(image) = &record.image {
+        annotations[IMAGE] = json!(image);
     }
     typed(json!({
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": record_name(label), "namespace": settings.namespace,
                      "labels": {MANAGED_BY: MANAGER, ENVIRONMENT: label}, "annotations": annotations},
     }))
+}
+
+/// The cleanup of the environment labelled `label`: its builds `1..=through` removed from the
+/// shared volume, by one fixed command, `rm -rf --` of their directories, in the builds' image,
+/// mounting the environment's directory alone; within the builds' deadline, one try.
+pub fn cleanup_job(settings: &EnvironmentSettings, label: &str, record: &Record, through: u64) -> Job {
+    let builds: Vec<String> = (1..=through).map(|n| format!("{CLEANUP_MOUNT}/{n}")).collect();
+    let bounded = json!({"cpu": "100m", "memory": "64Mi", "ephemeral-storage": "16Mi"});
+    let cleaner = json!({
+        "name": CLEANUP_CONTAINER, "image": record.image, "command": ["rm", "-rf", "--"], "args": builds,
+        "securityContext": locked_down(),
+        "resources": {"requests": bounded, "limits": bounded},
+        "volumeMounts": [{"name": "environments", "mountPath": CLEANUP_MOUNT, "subPath": record.key}],
+    });
+    typed(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": cleanup_name(label),
+            "namespace": settings.namespace,
+            "labels": {MANAGED_BY: MANAGER, CLEANS: label},
+            "annotations": {ENVIRONMENT: record.key},
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": settings.build_timeout.as_secs(),
+            "ttlSecondsAfterFinished": BUILD_TTL.as_secs(),
+            "template": {
+                "metadata": {"labels": {MANAGED_BY: MANAGER, CLEANS: label}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": false,
+                    "enableServiceLinks": false,
+                    "securityContext": pod_security(),
+                    "volumes": [{"name": "environments", "persistentVolumeClaim": {"claimName": ENVIRONMENT_CLAIM}}],
+                    "containers": [cleaner],
+                },
+            },
+        },
+    }))
+}
+
+pub use super::environment::record_name;
+
+/// The cleanup Job of the environment labelled `label`.
+pub fn cleanup_name(label: &str) -> String {
+    format!("clean-{label}")
 }
 
 /// The requirement files of build `n`, which its builder reads.
@@ -944,6 +1013,42 @@ mod tests {
                    "requests.ephemeral-storage": "5Gi", "limits.cpu": "10", "limits.memory": "20Gi",
                    "limits.ephemeral-storage": "40Gi"})
         );
+    }
+
+    #[test]
+    fn a_cleanup_removes_the_builds_it_names_of_its_environment_only() {
+        let s = settings();
+        let record = Record {
+            key: "a".repeat(64),
+            latest: 3,
+            image: Some("python:3.11-slim".into()),
+            ..Record::default()
+        };
+        let job = serde_json::to_value(cleanup_job(&s.environments, "aaaa", &record, 2)).unwrap();
+        assert_eq!(job["metadata"]["name"], "clean-aaaa");
+        assert_eq!(job["metadata"]["labels"][CLEANS], "aaaa");
+        assert!(job["metadata"]["labels"].get(ENVIRONMENT).is_none(), "no build of it");
+        assert_eq!(
+            (&job["spec"]["backoffLimit"], &job["spec"]["activeDeadlineSeconds"]),
+            (&json!(0), &json!(600))
+        );
+        let pod = &job["spec"]["template"]["spec"];
+        assert_eq!(pod["automountServiceAccountToken"], false);
+        let containers = pod["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1);
+        let cleaner = &containers[0];
+        assert_eq!(cleaner["image"], "python:3.11-slim");
+        assert_eq!(cleaner["command"], json!(["rm", "-rf", "--"]));
+        assert_eq!(
+            cleaner["args"],
+            json!(["/opt/rexec/environment/1", "/opt/rexec/environment/2"])
+        );
+        assert_eq!(
+            cleaner["volumeMounts"],
+            json!([{"name": "environments", "mountPath": "/opt/rexec/environment", "subPath": "a".repeat(64)}])
+        );
+        assert_eq!(cleaner["securityContext"]["allowPrivilegeEscalation"], false);
+        assert_eq!(restricted_violations(pod), Vec::<String>::new());
     }
 
     #[test]

@@ -35,9 +35,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::audit::{Audit, Event};
-use super::builds;
+use super::builds::{self, Tidied};
 use super::claim::{self, Claim};
-use super::environment::EnvironmentSettings;
+use super::environment::{ENVIRONMENT, EnvironmentSettings, label};
 use super::error::ServerError;
 use super::manifests::{self, APP, APP_NAME};
 use super::naming::{MANAGED_BY, MANAGER, OWNER, SUB};
@@ -240,8 +240,8 @@ pub struct Report {
     pub dry_run: bool,
     /// Whether the metrics API answered (idle servers are reaped only then).
     pub metrics_api: bool,
-    /// Finished environment builds recorded and removed (found, in a dry run).
-    pub builds: usize,
+    /// What the run did to the environments' namespace (see [`builds`]).
+    pub environments: Tidied,
 }
 
 /// A scheduled run's work: [`Servers`] (the cluster and the start timeout) and the policy.
@@ -459,8 +459,12 @@ impl Reaper {
             }
         }
         metrics::gauge(Metric::ServersRunning, running as f64);
-        match builds::tidy(&client, &self.environments, self.policy.dry_run).await {
-            Ok(n) => report.builds = n,
+        let in_use: HashSet<String> = pods
+            .values()
+            .filter_map(|pod| label(&pod.metadata, ENVIRONMENT).map(str::to_owned))
+            .collect();
+        match builds::tidy(&client, &self.environments, &in_use, self.policy.dry_run, now).await {
+            Ok(tidied) => report.environments = tidied,
             Err(err) => tracing::error!(error = %err, "the finished builds could not be tidied"),
         }
         Ok(report)

@@ -36,6 +36,8 @@ pub(super) struct Store {
     /// The `resourceVersion` the quotas' usage was counted at: nothing changed since, nothing to
     /// count again.
     pub(super) quotas_counted_at: u64,
+    /// What each field manager last applied to each object (server-side apply).
+    pub(super) applied: HashMap<Key, HashMap<String, Value>>,
 }
 
 impl Store {
@@ -51,6 +53,7 @@ impl Store {
     pub(super) fn remove(&mut self, key: &Key) -> Option<Value> {
         let mut object = self.objects.remove(key)?;
         self.created_at.remove(key);
+        self.applied.remove(key);
         self.version += 1;
         object["metadata"]["resourceVersion"] = json!(self.version.to_string());
         self.tombstones.push((self.version, key.clone(), object.clone()));
@@ -358,8 +361,8 @@ pub(super) fn delete(store: &mut Store, target: &Target, name: &str, body: &[u8]
 
 /// Server-side apply (`application/apply-patch+yaml`): a `fieldManager` is required, the body
 /// names the object of the URL; an absent object is created (201), a present one takes the
-/// applied fields (maps merge, lists replace) and keeps its `resourceVersion` when nothing
-/// changed.
+/// applied fields (maps merge, lists replace), loses those its manager applied before and no
+/// longer applies, and keeps its `resourceVersion` when nothing changed.
 fn server_side_apply(
     store: &mut Store,
     target: &Target,
@@ -389,11 +392,25 @@ fn server_side_apply(
             json!({}),
         );
     }
+    let manager = query["fieldManager"].clone();
     let Some(current) = store.objects.get(&key(target, name)).cloned() else {
-        return create(store, target, behaviour, applied);
+        let response = create(store, target, behaviour, applied.clone());
+        if response.status().is_success() {
+            store
+                .applied
+                .entry(key(target, name))
+                .or_default()
+                .insert(manager, applied);
+        }
+        return response;
     };
     let mut object = current.clone();
+    let before = store.applied.entry(key(target, name)).or_default();
+    if let Some(before) = before.get(&manager) {
+        drop_omitted(&mut object, before, &applied);
+    }
     merge(&mut object, &applied);
+    before.insert(manager, applied);
     if object != current {
         store.version += 1;
         object["metadata"]["resourceVersion"] = json!(store.version.to_string());
@@ -586,6 +603,27 @@ fn parse_term(term: &str, set_based: bool) -> Result<Term, String> {
     } else {
         Term::Exists(term.into())
     })
+}
+
+/// Removes from `object` the fields `before` set and `after` does not (maps field by field,
+/// anything else whole), as server-side apply does for one manager's fields.
+fn drop_omitted(object: &mut Value, before: &Value, after: &Value) {
+    let (Some(object), Some(before)) = (object.as_object_mut(), before.as_object()) else {
+        return;
+    };
+    for (field, was) in before {
+        match after.get(field) {
+            None => {
+                object.remove(field);
+            }
+            Some(now) if was.is_object() && now.is_object() => {
+                if let Some(inner) = object.get_mut(field) {
+                    drop_omitted(inner, was, now);
+                }
+            }
+            Some(_) => {}
+        }
+    }
 }
 
 /// RFC 7386 JSON merge patch.
