@@ -76,9 +76,13 @@ impl Setup {
 }
 
 fn reqs() -> Requirements {
+    reqs_of(&["python==3.11"])
+}
+
+fn reqs_of(lines: &[&str]) -> Requirements {
     RequirementsPolicy::from_vars(&Vars::default())
         .unwrap()
-        .check(&["python==3.11"])
+        .check(lines)
         .unwrap()
 }
 
@@ -375,10 +379,7 @@ async fn finished_builds_are_recorded_and_removed_and_their_environment_stays_in
     let s = Setup::start().await;
     s.servers_take(Duration::from_millis(300));
     let spawner = s.spawner("10");
-    let six = RequirementsPolicy::from_vars(&Vars::default())
-        .unwrap()
-        .check(&["python==3.11", "six"])
-        .unwrap();
+    let six = reqs_of(&["python==3.11", "six"]);
     spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap();
     s.cluster.set_behaviour(Behaviour {
         install_time: Duration::from_secs(600),
@@ -433,10 +434,7 @@ async fn an_environment_no_server_used_for_the_retention_is_cleaned_then_forgott
     let s = Setup::start().await;
     s.servers_take(Duration::from_millis(200));
     let spawner = s.spawner("10");
-    let six = RequirementsPolicy::from_vars(&Vars::default())
-        .unwrap()
-        .check(&["python==3.11", "six"])
-        .unwrap();
+    let six = reqs_of(&["python==3.11", "six"]);
     spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap();
     spawner.spawn(&caller("u-2"), &six, false).await.unwrap();
     let reaper = s.reaper(&[("REXEC_SERVER_IDLE_TIMEOUT", "0")]);
