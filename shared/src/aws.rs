@@ -287,8 +287,12 @@ async fn refusal(service: Service, response: reqwest::Response) -> AwsError {
 fn parse_endpoint(name: &str, value: &str) -> Result<Url, AwsError> {
     Url::parse(value)
         .ok()
-        .filter(|url| matches!(url.scheme(), "https" | "http") && url.has_host())
-        .ok_or_else(|| AwsError(format!("{name} is not an http(s) URL")))
+        .filter(|url| crate::https::secure_or_loopback(url.scheme(), url.host_str()))
+        .ok_or_else(|| {
+            AwsError(format!(
+                "{name} is not an https URL (plain http only to the loopback interface)"
+            ))
+        })
 }
 
 /// The domain of a region's endpoints.
@@ -349,10 +353,19 @@ mod tests {
             assert!(err.to_string().starts_with(missing), "{err}");
         }
         for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER"] {
-            for endpoint in ["not a url", "file:///etc/passwd", "ftp://example.com"] {
+            for endpoint in [
+                "not a url",
+                "file:///etc/passwd",
+                "ftp://example.com",
+                "http://moto.example.org:5000",
+                "http://10.0.0.5:5000",
+            ] {
                 let vars = Vars::from_pairs(complete.into_iter().chain([(name, endpoint)]));
                 let err = Aws::from_vars(&vars).unwrap_err();
-                assert_eq!(err.to_string(), format!("{name} is not an http(s) URL"));
+                assert_eq!(
+                    err.to_string(),
+                    format!("{name} is not an https URL (plain http only to the loopback interface)")
+                );
             }
         }
     }

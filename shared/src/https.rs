@@ -7,6 +7,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Whether a URL of `scheme` and `host` may carry a token or a signature: `https`, or `http` to
+/// the loopback interface only (a local cluster or AWS stand-in).
+pub fn secure_or_loopback(scheme: &str, host: Option<&str>) -> bool {
+    let loopback = host.is_some_and(|host| {
+        host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    scheme == "https" || (scheme == "http" && loopback)
+}
+
 /// A client whose every call, connection included, ends within `timeout`.
 pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
@@ -43,6 +57,24 @@ pub fn public_roots() -> rustls::RootCertStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_only_to_the_loopback_interface() {
+        for (scheme, host, allowed) in [
+            ("https", Some("eks.example.org"), true),
+            ("http", Some("127.0.0.1"), true),
+            ("http", Some("127.8.0.2"), true),
+            ("http", Some("[::1]"), true),
+            ("http", Some("localhost"), true),
+            ("http", Some("eks.example.org"), false),
+            ("http", Some("10.0.0.1"), false),
+            ("http", Some("localhost.example.org"), false),
+            ("http", None, false),
+            ("ftp", Some("127.0.0.1"), false),
+        ] {
+            assert_eq!(secure_or_loopback(scheme, host), allowed, "{scheme}://{host:?}");
+        }
+    }
 
     #[test]
     fn calls_out_trust_the_public_certificate_authorities() {

@@ -105,10 +105,14 @@ impl EksConnector {
     /// The cluster's endpoint and CA, with a fresh token.
     pub async fn access(&self) -> Result<Access, ClusterError> {
         let endpoint = self.endpoint().await?;
-        let url = endpoint
+        let url: http::Uri = endpoint
             .url
             .parse()
-            .map_err(|_| ClusterError::Unavailable("the EKS endpoint is not a URL".into()))?;
+            .ok()
+            .filter(|url: &http::Uri| {
+                crate::https::secure_or_loopback(url.scheme_str().unwrap_or_default(), url.host())
+            })
+            .ok_or_else(|| ClusterError::Unavailable("the EKS endpoint is not an https URL".into()))?;
         let ca = STANDARD
             .decode(endpoint.ca.trim())
             .ok()
@@ -199,5 +203,23 @@ mod tests {
         assert_eq!(access.ca, vec![vec![0, 1, 2, 3]]);
         let token = secrecy::ExposeSecret::expose_secret(access.token.as_ref().unwrap()).to_owned();
         assert!(token.starts_with(TOKEN_PREFIX));
+        let aws = Aws::new(
+            Credentials::new("AKID", "secret", None, None, "test"),
+            "us-east-1",
+            None,
+        )
+        .unwrap();
+        let plain = EksConnector::with_aws("ndp".into(), aws);
+        plain
+            .endpoint
+            .set(Endpoint {
+                url: "http://ABC.gr7.us-east-1.eks.amazonaws.com".into(),
+                ca: STANDARD.encode(pem),
+            })
+            .unwrap();
+        assert!(
+            matches!(plain.access().await, Err(ClusterError::Unavailable(_))),
+            "no token to a plain-http endpoint"
+        );
     }
 }

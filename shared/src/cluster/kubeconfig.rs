@@ -101,9 +101,7 @@ pub fn access(path: &Path) -> Result<Access, String> {
         .server
         .parse()
         .map_err(|_| "the server is not a URL".to_owned())?;
-    let plain_to_loopback =
-        url.scheme_str() == Some("http") && matches!(url.host(), Some("127.0.0.1" | "localhost" | "[::1]" | "::1"));
-    if url.scheme_str() != Some("https") && !plain_to_loopback {
+    if !crate::https::secure_or_loopback(url.scheme_str().unwrap_or_default(), url.host()) {
         return Err(format!(
             "the server {url} is not https (plain http only to 127.0.0.1, ::1 or localhost)"
         ));

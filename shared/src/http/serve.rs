@@ -5,7 +5,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::Instant;
 
-use http::HeaderValue;
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue};
+use lambda_http::request::LambdaRequest;
+use lambda_http::tower::Service;
 use lambda_http::{Body, LambdaEvent, Request, Response, service_fn};
 use tracing::Instrument;
 
@@ -88,17 +91,48 @@ where
     lambda_http::lambda_runtime::run(service_fn(move |event| handler(deps, event))).await
 }
 
-/// Serves `handler` on the Lambda runtime until the container stops.
+/// Serves `handler` on the Lambda runtime until the container stops, each event
+/// [`normalise`]d before `lambda_http` makes it a request.
 async fn run<F, Fut>(handler: F) -> Result<(), lambda_http::Error>
 where
     F: Fn(Request) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
 {
-    lambda_http::run(service_fn(move |req| async move {
+    let mut adapter = lambda_http::Adapter::from(service_fn(move |req| async move {
         Ok::<_, Infallible>(respond(req, handler).await)
+    }));
+    lambda_http::lambda_runtime::run(service_fn(move |mut event: LambdaEvent<LambdaRequest>| {
+        normalise(&mut event.payload);
+        adapter.call(event)
     }))
     .await
 }
+
+/// Drops from an API Gateway event the `X-Forwarded-Proto` and `Host` headers, and the domain
+/// name, that do not make a URL: `lambda_http` builds the request's URL from them and panics on
+/// one that does not parse (`Host: a b`, `Host: [::1`, `Host: xn--a.com`, `X-Forwarded-Proto:
+/// a b`), before any handler could answer. What is left makes a URL, or none is built.
+pub fn normalise(event: &mut LambdaRequest) {
+    let (headers, domain) = match event {
+        LambdaRequest::ApiGatewayV2(r) => (&mut r.headers, &mut r.request_context.domain_name),
+        LambdaRequest::ApiGatewayV1(r) => (&mut r.headers, &mut r.request_context.domain_name),
+        _ => return,
+    };
+    let makes_url = |scheme: &str, host: &str| url::Url::parse(&format!("{scheme}://{host}/")).is_ok();
+    let text = |headers: &HeaderMap, name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    if text(headers, FORWARDED_PROTO).is_some_and(|scheme| !makes_url(&scheme, "localhost")) {
+        headers.remove(FORWARDED_PROTO);
+    }
+    let scheme = text(headers, FORWARDED_PROTO).unwrap_or_else(|| "https".into());
+    if text(headers, HOST.as_str()).is_some_and(|host| !makes_url(&scheme, &host)) {
+        headers.remove(HOST);
+    }
+    if domain.as_deref().is_some_and(|host| !makes_url(&scheme, host)) {
+        *domain = None;
+    }
+}
+
+const FORWARDED_PROTO: &str = "x-forwarded-proto";
 
 /// A function's init: logs, then its dependencies built once from the environment, for the
 /// container's life; a bad setting fails the init naming the variable.
@@ -113,4 +147,45 @@ fn init<D>(build: fn(&Vars) -> Result<D, ConfigError>) -> Result<&'static D, lam
 fn init_failed(err: ConfigError) -> lambda_http::Error {
     tracing::error!(variable = %err.variable, "{err}");
     err.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An HTTP API event of `GET /api/health` with `header: value`.
+    fn event(header: &str, value: &str) -> LambdaRequest {
+        let event = serde_json::json!({
+            "version": "2.0", "routeKey": "GET /api/health", "rawPath": "/api/health", "rawQueryString": "",
+            "headers": {header: value},
+            "requestContext": {"http": {"method": "GET", "path": "/api/health", "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1", "userAgent": "t"}, "domainName": "api.example.org",
+                "stage": "$default", "requestId": "r", "accountId": "1", "apiId": "a", "time": "t", "timeEpoch": 0},
+            "isBase64Encoded": false,
+        });
+        serde_json::from_value(event).unwrap()
+    }
+
+    #[test]
+    fn headers_that_make_no_url_are_dropped_before_the_request_is_made() {
+        for (header, value) in [
+            ("host", "a b"),
+            ("host", "[::1"),
+            ("host", "xn--a.com"),
+            ("x-forwarded-proto", "a b"),
+        ] {
+            let converted = std::panic::catch_unwind(|| Request::from(event(header, value)));
+            assert!(converted.is_err(), "{header}: {value} panics lambda_http unguarded");
+            let mut guarded = event(header, value);
+            normalise(&mut guarded);
+            let request = Request::from(guarded);
+            assert!(request.headers().get(header).is_none(), "{header}: {value}");
+            assert_eq!(request.uri().path(), "/api/health");
+        }
+        for (header, value) in [("host", "api.example.org"), ("x-forwarded-proto", "http")] {
+            let mut kept = event(header, value);
+            normalise(&mut kept);
+            assert_eq!(Request::from(kept).headers()[header], value, "a good one is kept");
+        }
+    }
 }
