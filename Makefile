@@ -71,6 +71,7 @@ lint: $(TOOLS)/.installed
 	$(TOOLS)/bin/python tests/checks/check_template_security.py
 	$(TOOLS)/bin/python tests/checks/check_metrics.py
 	$(TOOLS)/bin/python tests/checks/check_features.py
+	$(TOOLS)/bin/python tests/checks/check_security.py
 
 ## Fuzz requirement lines, form decoding and token extraction: make fuzz FUZZ_SECONDS=600; an
 ## input that takes more than 1 second fails the run (-timeout=1), as a crash does
