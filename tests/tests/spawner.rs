@@ -989,6 +989,7 @@ async fn a_spawn_waits_on_few_round_trips() {
     let python = reqs(&["python==3.11"]);
     // Another caller's spawn builds the environment, so that u-1's finds it built.
     s.spawner.spawn(&caller("u-0"), &python, false).await.unwrap();
+    builds_end(&s).await;
     s.cluster
         .inject(None, None, Fault::Latency(Duration::from_millis(40)), None);
     let mut trips = Vec::new();
@@ -1006,7 +1007,11 @@ async fn a_spawn_waits_on_few_round_trips() {
     }
     assert!(trips[0] <= 4, "a new server waited on {} round trips", trips[0]);
     assert!(trips[1] <= 2, "a reused server waited on {} round trips", trips[1]);
-    assert!(trips[2] <= 5, "a replaced server waited on {} round trips", trips[2]);
+    assert!(
+        trips[2] <= 7,
+        "a forced replacement, which builds anew, waited on {} round trips",
+        trips[2]
+    );
 }
 
 /// The Jobs that `slug` started and that have not ended.
@@ -1182,4 +1187,21 @@ async fn a_build_whose_job_is_gone_is_used_as_its_record_says() {
     s.spawner.spawn(&caller("u-2"), &python, false).await.unwrap();
     let pod = s.cluster.get("pods", "rexec-u-2", "rexec-server-1").unwrap();
     assert_eq!(build_of(&pod), "5");
+}
+
+#[tokio::test]
+async fn force_reinstall_builds_the_environment_anew() {
+    let s = setup().await;
+    let who = caller("u-1");
+    let python = reqs(&["python==3.11"]);
+    s.spawner.spawn(&who, &python, false).await.unwrap();
+    builds_end(&s).await;
+    let (_, reused) = s.spawner.spawn(&caller("u-2"), &python, false).await.unwrap();
+    let pod = s.cluster.get("pods", "rexec-u-2", &reused.name).unwrap();
+    assert_eq!(build_of(&pod), "1", "unforced, the build is shared");
+    let (outcome, view) = s.spawner.spawn(&who, &python, true).await.unwrap();
+    assert_eq!(outcome, Spawned::Replaced);
+    let pod = s.cluster.get("pods", NS, &view.name).unwrap();
+    assert_eq!(build_of(&pod), "2", "a fresh resolution");
+    assert_eq!(builds(&s).len(), 2);
 }

@@ -338,14 +338,16 @@ pub fn condition(job: &Job, kind: &str) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == kind && c.status == "True"))
 }
 
-/// What a spawn of `starter` (an owner's slug) does about `env`, from every build's Job in the
-/// environments' namespace and the environment's record, at `now`. Decided without the
+/// What a spawn of `starter` (an owner's slug), forced (`force_reinstall`) or not, does about
+/// `env`, from every build's Job in the environments' namespace and the environment's record, at
+/// `now`. Decided without the
 /// cluster; [`super::spawner`] carries it out.
 pub fn plan(
     env: &Environment,
     jobs: &[Job],
     record: Option<Record>,
     starter: &str,
+    force: bool,
     settings: &EnvironmentSettings,
     now: SystemTime,
 ) -> Result<Plan, Refusal> {
@@ -355,14 +357,18 @@ pub fn plan(
     let record = record.unwrap_or_default();
     let from_jobs = latest(own, settings.max_age, now);
     let newest = from_jobs.map_or(0, |b| b.number).max(record.latest);
+    // A forced spawn builds anew, unless a build is running (it is new).
     let usable = match from_jobs.filter(|b| b.number == newest) {
-        Some(build) => build.usable,
+        Some(build) => build.usable && (build.running || !force),
         // The latest build's Job is gone: the record says whether it completed.
-        None => record.completed.is_some_and(|(n, at)| {
-            n == newest
-                && record.cleaning.is_none_or(|through| n > through)
-                && now.duration_since(at).unwrap_or_default() <= settings.max_age
-        }),
+        None => {
+            !force
+                && record.completed.is_some_and(|(n, at)| {
+                    n == newest
+                        && record.cleaning.is_none_or(|through| n > through)
+                        && now.duration_since(at).unwrap_or_default() <= settings.max_age
+                })
+        }
     };
     if usable {
         return Ok(Plan::Use(newest));
@@ -394,6 +400,8 @@ pub struct Build {
     pub number: u64,
     /// Running, or completed less than the maximum age ago.
     pub usable: bool,
+    /// Not ended yet.
+    pub running: bool,
 }
 
 /// The latest of an environment's builds, if any.
@@ -409,6 +417,7 @@ fn latest<'a>(jobs: impl Iterator<Item = &'a Job>, max_age: Duration, now: Syste
         .is_none_or(|age| age <= max_age);
     Some(Build {
         number: number(job).unwrap_or(0),
+        running: !finished(job),
         usable: !condition(job, "Failed") && (!condition(job, "Complete") || fresh),
     })
 }
@@ -603,7 +612,11 @@ mod tests {
             ),
         ];
         for (case, jobs, record, expected) in cases {
-            assert_eq!(plan(&env, &jobs, record, "alice", &settings, now), expected, "{case}");
+            assert_eq!(
+                plan(&env, &jobs, record, "alice", false, &settings, now),
+                expected,
+                "{case}"
+            );
         }
     }
 
@@ -619,8 +632,36 @@ mod tests {
             ..Record::default()
         };
         assert_eq!(
-            plan(&env, &[], Some(record), "alice", &settings, now),
+            plan(&env, &[], Some(record), "alice", false, &settings, now),
             Ok(Plan::Start(4))
+        );
+    }
+
+    #[test]
+    fn a_forced_spawn_builds_anew_unless_a_build_runs() {
+        let settings = EnvironmentSettings::from_vars(&Vars::default()).unwrap();
+        let now = SystemTime::now();
+        let env = Environment { key: "a".repeat(64) };
+        let recorded = Record {
+            latest: 3,
+            completed: Some((3, now)),
+            ..Record::default()
+        };
+        let forced = |jobs: &[Job], record: Option<Record>| plan(&env, jobs, record, "alice", true, &settings, now);
+        assert_eq!(forced(&[], Some(recorded.clone())), Ok(Plan::Start(4)));
+        assert_eq!(
+            forced(&[build(&env, 1, "bob", Some("Complete"))], None),
+            Ok(Plan::Start(2))
+        );
+        assert_eq!(
+            forced(&[build(&env, 1, "bob", None)], None),
+            Ok(Plan::Use(1)),
+            "a running build is new"
+        );
+        assert_eq!(
+            plan(&env, &[], Some(recorded), "alice", false, &settings, now),
+            Ok(Plan::Use(3)),
+            "unforced, the completed build is used"
         );
     }
 
@@ -779,7 +820,8 @@ mod tests {
             latest(running.iter(), day, now),
             Some(Build {
                 number: 2,
-                usable: true
+                usable: true,
+                running: true
             })
         );
         let fresh = [job(1, Some("Complete"), 60)];
@@ -787,7 +829,8 @@ mod tests {
             latest(fresh.iter(), day, now),
             Some(Build {
                 number: 1,
-                usable: true
+                usable: true,
+                running: false
             })
         );
         let stale = [job(4, Some("Complete"), 2 * 86400)];
@@ -795,7 +838,8 @@ mod tests {
             latest(stale.iter(), day, now),
             Some(Build {
                 number: 4,
-                usable: false
+                usable: false,
+                running: false
             })
         );
         let failed = [job(1, Some("Complete"), 60), job(2, Some("Failed"), 0)];
@@ -803,7 +847,8 @@ mod tests {
             latest(failed.iter(), day, now),
             Some(Build {
                 number: 2,
-                usable: false
+                usable: false,
+                running: false
             })
         );
     }

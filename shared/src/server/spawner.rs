@@ -25,10 +25,12 @@
 //! the API server: a new server four (the namespace read and created at once; then its claim,
 //! guard rails and the environment's builds together; then the pod; then the claim read again,
 //! while the pod is watched), a reused one two (the namespace read, and its create refused; then
-//! its claim, guard rails and pods together), a forced replacement five (the namespace; the
-//! claim, guard rails, pods and builds; the claim replaced; the old pod removed while the new
-//! one is created, the quota has room for both; the claim read again; a replacement of a failed
-//! or terminated server reads the builds after the claim, six). A new build is started only
+//! its claim, guard rails and pods together), a replacement five (the namespace; the claim,
+//! guard rails, pods and, forced, the builds; the claim replaced; the old pod removed while the
+//! new one is created, the quota has room for both; the claim read again; a replacement of a
+//! failed or terminated server reads the builds after the claim, six). A forced spawn builds
+//! its environment anew (`force_reinstall` asks for a fresh resolution), which adds the build's
+//! files and its Job, two more. A new build is started only
 //! after the claim is written, by the spawn that wrote it, and a build refused (one of the
 //! caller's own runs, or every slot is taken: see [`environment::plan`]) is refused before the
 //! claim changes. The
@@ -184,6 +186,9 @@ pub struct Spawner {
     settings: ServerSettings,
     /// How long a spawn waits for the server to be ready before it answers with the stage.
     wait: Duration,
+    /// Set once this container has brought the builds' quota to its settings: they change only
+    /// with a deployment, which starts new containers.
+    build_quota: tokio::sync::OnceCell<()>,
 }
 
 /// Makes `object` as we write it, creating it if absent (server-side apply, our fields win).
@@ -395,6 +400,7 @@ impl Spawner {
             servers,
             settings,
             wait,
+            build_quota: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -439,7 +445,7 @@ impl Spawner {
             let (made, (), plan) = tokio::try_join!(
                 self.create_claim(&claims, &owner, identity, reqs),
                 self.reconcile_guard_rails(&client, &owner),
-                self.plan_environment(&client, &owner, reqs),
+                self.plan_environment(&client, &owner, reqs, force),
             )?;
             if let Some(claim) = made {
                 return self.start(&client, &owner, reqs, &claim, plan).await;
@@ -452,7 +458,7 @@ impl Spawner {
             async { pods.list(&ListParams::default()).await.map_err(cluster_error) },
             async {
                 match force {
-                    true => self.plan_environment(&client, &owner, reqs).await.map(Some),
+                    true => self.plan_environment(&client, &owner, reqs, force).await.map(Some),
                     false => Ok(None),
                 }
             },
@@ -461,7 +467,7 @@ impl Spawner {
             Some(cm) => cm,
             None => match self.create_claim(&claims, &owner, identity, reqs).await? {
                 Some(claim) => {
-                    let plan = self.plan_environment(&client, &owner, reqs).await?;
+                    let plan = self.plan_environment(&client, &owner, reqs, force).await?;
                     return self.start(&client, &owner, reqs, &claim, plan).await;
                 }
                 // Another spawn of this caller won the race: decide against what it made.
@@ -507,7 +513,7 @@ impl Spawner {
                         Some(pod) => self.wait_for(&client, &owner, &current, Some(pod)).await?,
                         // Gone (evicted, deleted by hand): made again.
                         None => {
-                            let plan = self.plan_environment(&client, &owner, reqs).await??;
+                            let plan = self.plan_environment(&client, &owner, reqs, force).await??;
                             let build = self.build(&client, &owner, reqs, plan).await?;
                             let pod = self.create_pod(&pods, &owner, reqs, current.generation, build).await?;
                             self.wait_for_made(&client, &owner, &current, pod).await?
@@ -526,7 +532,7 @@ impl Spawner {
             // replacement of the claim wins: of concurrent replacements, one starts a build.
             let plan = match forced_plan {
                 Some(plan) => plan,
-                None => self.plan_environment(&client, &owner, reqs).await?,
+                None => self.plan_environment(&client, &owner, reqs, force).await?,
             }?;
             let generation = current.generation + 1;
             let mut replacement = claim::build(&owner, &identity.username, reqs, generation);
@@ -778,6 +784,7 @@ impl Spawner {
         client: &Client,
         owner: &Owner,
         reqs: &Requirements,
+        force: bool,
     ) -> Result<Result<Plan, Refusal>, ServerError> {
         let settings = &self.settings.environments;
         let env = Environment::of(&self.settings, reqs);
@@ -802,6 +809,7 @@ impl Spawner {
             &builds.items,
             record,
             &owner.slug,
+            force,
             settings,
             SystemTime::now(),
         ))
@@ -809,8 +817,8 @@ impl Spawner {
 
     /// Carries out the environment's plan: the number of the build the new server uses,
     /// started here for `owner` when the plan says so (see [`environment`](super::environment)).
-    /// The builds' quota is brought to what the settings say first; a build it has no room for
-    /// is refused as busy.
+    /// The builds' quota is brought to what the settings say with the first build a container
+    /// starts; a build it has no room for is refused as busy.
     async fn build(&self, client: &Client, owner: &Owner, reqs: &Requirements, plan: Plan) -> Result<u64, ServerError> {
         let number = match plan {
             Plan::Use(number) => {
@@ -836,13 +844,13 @@ impl Spawner {
                 Err(err) => Err(err),
             }
         };
-        tokio::try_join!(
+        let quota = self.build_quota.get_or_try_init(|| {
             apply(
                 Api::namespaced(client.clone(), &settings.namespace),
-                manifests::build_quota(&self.settings)
-            ),
-            written,
-        )?;
+                manifests::build_quota(&self.settings),
+            )
+        });
+        tokio::try_join!(quota, written)?;
         let job = manifests::build_job(&env, &self.settings, owner, reqs, number);
         match jobs
             .create(&PostParams::default(), &job)
