@@ -7,7 +7,7 @@ use rexec_shared::config::Vars;
 use rexec_shared::server::claim;
 use rexec_shared::server::reaper::{Action, Reaper, Report};
 use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
-use rexec_shared::server::spawner::{Spawner, Terminated};
+use rexec_shared::server::spawner::{Spawned, Spawner, Terminated};
 use rexec_shared::server::status::Stage;
 use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn};
 use rexec_tests::logs::CapturedLogs;
@@ -279,6 +279,38 @@ async fn a_namespace_whose_caller_spawned_meanwhile_is_kept() {
     assert!(s.claim("u-1").is_some());
     let namespace = s.cluster.get("namespaces", "", "rexec-u-1").unwrap();
     assert_eq!(namespace["status"]["phase"], "Active");
+}
+
+#[tokio::test]
+async fn a_caller_who_spawns_between_the_claims_deletion_and_the_namespaces_keeps_it() {
+    let s = Setup::start().await;
+    s.servers_take(Duration::ZERO);
+    let spawner = s.spawner("5");
+    spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap();
+    spawner.servers().terminate("u-1").await.unwrap();
+    while s.cluster.get("pods", "rexec-u-1", "rexec-server-1").is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The claim is deleted; the namespace's deletion reaches the API server late.
+    s.cluster.inject(
+        Some("DELETE"),
+        Some("namespaces"),
+        Fault::Latency(Duration::from_secs(1)),
+        Some(1),
+    );
+    let reaper = s.reaper(&[]);
+    let (report, spawned) = tokio::join!(run(&reaper, SystemTime::now() + 8 * DAY), async {
+        while s.claim("u-1").is_some() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap()
+    });
+    assert_eq!(spawned.0, Spawned::Created);
+    assert_eq!((report.left, report.done.len()), (1, 0), "{report:?}");
+    let namespace = s.cluster.get("namespaces", "", "rexec-u-1").unwrap();
+    assert_eq!(namespace["status"]["phase"], "Active");
+    let view = spawner.servers().describe("u-1").await.unwrap().unwrap();
+    assert!(view.ready, "the new server runs: {view:?}");
 }
 
 #[tokio::test]

@@ -227,18 +227,24 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
 }
 
 /// The caller's namespace: ours, its owner recorded, the `restricted` Pod Security Standard
-/// enforced.
-pub fn namespace(owner: &Owner) -> Namespace {
+/// enforced. It records when a spawn last wrote it (at `now`, to the nanosecond): every spawn changes its
+/// `resourceVersion`, which the reaper's deletion of the namespace takes as its precondition, so
+/// that a caller who spawns after the reaper's decision keeps it.
+pub fn namespace(owner: &Owner, now: SystemTime) -> Namespace {
     let mut labels = owner.labels();
     for mode in ["enforce", "audit", "warn"] {
         labels[format!("pod-security.kubernetes.io/{mode}")] = json!("restricted");
         labels[format!("pod-security.kubernetes.io/{mode}-version")] = json!("latest");
     }
+    let spawned = humantime::format_rfc3339_nanos(now).to_string();
     typed(json!({
         "apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": owner.namespace, "labels": labels, "annotations": {SUB: owner.sub}},
+        "metadata": {"name": owner.namespace, "labels": labels, "annotations": {SUB: owner.sub, SPAWNED_AT: spawned}},
     }))
 }
+
+/// The annotation of a caller's namespace saying when a spawn last wrote it.
+pub const SPAWNED_AT: &str = "rexec.ndp.io/spawned-at";
 
 pub fn resource_quota(owner: &Owner, settings: &ServerSettings) -> ResourceQuota {
     // Room for two servers: the old one terminating while its replacement starts.
@@ -947,7 +953,7 @@ mod tests {
 
     #[test]
     fn the_namespace_enforces_restricted_and_the_pod_meets_it() {
-        let ns = serde_json::to_value(namespace(&owner())).unwrap();
+        let ns = serde_json::to_value(namespace(&owner(), SystemTime::now())).unwrap();
         assert_eq!(
             ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
             "restricted"

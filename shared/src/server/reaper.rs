@@ -20,7 +20,8 @@
 //!
 //! A namespace whose server was terminated more than `REXEC_NAMESPACE_RETENTION` ago, or which
 //! holds no claim and is older than that, is deleted: its claim first, with its
-//! `resourceVersion`, so that a spawn that came meanwhile keeps its namespace.
+//! `resourceVersion`, then the namespace, with the one the run listed, which every spawn changes:
+//! a spawn that came meanwhile keeps its namespace.
 //!
 //! Each run also records and removes the environments' finished builds ([`super::builds`]).
 
@@ -349,6 +350,10 @@ impl Reaper {
             .filter(|ns| ns.metadata.deletion_timestamp.is_some())
             .map(|ns| key(ns).1)
             .collect();
+        let versions: HashMap<String, Option<String>> = namespaces
+            .iter()
+            .map(|ns| (key(ns).1, ns.metadata.resource_version.clone()))
+            .collect();
         let mut work = Vec::new();
         let mut claimed = HashSet::new();
         let mut running = 0;
@@ -369,6 +374,7 @@ impl Reaper {
             );
             if let Some(decision) = decision.filter(|_| !going.contains(&namespace)) {
                 work.push(Work {
+                    version: versions.get(&namespace).cloned().flatten(),
                     namespace,
                     sub: claim.sub.clone(),
                     claim: Some(claim),
@@ -388,6 +394,7 @@ impl Reaper {
                     retention.as_secs()
                 );
                 work.push(Work {
+                    version: ns.metadata.resource_version.clone(),
                     namespace: name,
                     claim: None,
                     sub: ns.metadata.annotations.as_ref().and_then(|a| a.get(SUB)).cloned(),
@@ -413,7 +420,7 @@ impl Reaper {
                     } else if Instant::now() >= deadline {
                         Outcome::OutOfTime
                     } else {
-                        match act(&client, &work.namespace, work.claim.as_ref(), &work.decision, now).await {
+                        match act(&client, &work, now).await {
                             Ok(true) => Outcome::Done,
                             Ok(false) => Outcome::Changed,
                             Err(err) => Outcome::Failed(err.to_string()),
@@ -474,6 +481,8 @@ impl Reaper {
 /// A decision about one server or namespace.
 struct Work {
     namespace: String,
+    /// The namespace's `resourceVersion` when the run listed it: its deletion's precondition.
+    version: Option<String>,
     claim: Option<Claim>,
     /// The owner, for the log.
     sub: Option<String>,
@@ -504,13 +513,8 @@ impl Outcome {
 }
 
 /// Carries out one decision; `false` when the claim changed meanwhile (someone acted first).
-async fn act(
-    client: &Client,
-    namespace: &str,
-    claim: Option<&Claim>,
-    decision: &Decision,
-    now: SystemTime,
-) -> Result<bool, ServerError> {
+async fn act(client: &Client, work: &Work, now: SystemTime) -> Result<bool, ServerError> {
+    let (namespace, claim, decision) = (work.namespace.as_str(), work.claim.as_ref(), &work.decision);
     let claims: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
     let done = match (decision.action, claim) {
         (Action::RecordFailure, Some(c)) => {
@@ -538,9 +542,17 @@ async fn act(
                         .await
                         .map_err(ClusterError::from)?;
                 }
+                // Only as listed: a spawn since changed it (see `manifests::namespace`).
+                let unchanged = DeleteParams {
+                    preconditions: Some(Preconditions {
+                        resource_version: work.version.clone(),
+                        uid: None,
+                    }),
+                    ..DeleteParams::default()
+                };
                 let namespaces: Api<Namespace> = Api::all(client.clone());
                 namespaces
-                    .delete(namespace, &DeleteParams::default())
+                    .delete(namespace, &unchanged)
                     .await
                     .map_err(ClusterError::from)?;
                 Ok(())

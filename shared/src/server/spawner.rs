@@ -711,7 +711,7 @@ impl Spawner {
     /// nothing. One found must be ours and the caller's, and not terminating.
     async fn find_or_create_namespace(&self, client: &Client, owner: &Owner) -> Result<bool, ServerError> {
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        let wanted = manifests::namespace(owner);
+        let wanted = manifests::namespace(owner, SystemTime::now());
         let params = PostParams::default();
         let (found, made) = tokio::join!(namespace(client, owner), namespaces.create(&params, &wanted),);
         match made.map_err(ClusterError::from) {
@@ -731,7 +731,7 @@ impl Spawner {
     async fn reconcile_guard_rails(&self, client: &Client, owner: &Owner) -> Result<(), ServerError> {
         let ns = &owner.namespace;
         tokio::try_join!(
-            apply(Api::all(client.clone()), manifests::namespace(owner)),
+            apply(Api::all(client.clone()), manifests::namespace(owner, SystemTime::now())),
             apply(
                 Api::namespaced(client.clone(), ns),
                 manifests::resource_quota(owner, &self.settings)
@@ -753,7 +753,7 @@ impl Spawner {
     }
 
     /// Creates the pod of `generation`, on the environment's `build`; a concurrent spawn's,
-    /// when it created it first.
+    /// when it created it first; 409 while an earlier server's pod of that name is going.
     async fn create_pod(
         &self,
         pods: &Api<Pod>,
@@ -771,7 +771,12 @@ impl Spawner {
         {
             Ok(pod) => Ok(Some(pod)),
             Err(err) => match ClusterError::from(err) {
-                ClusterError::AlreadyExists => pod_named(pods, &manifests::pod_name(generation)).await,
+                // A pod of that name that is going is an earlier server's, not a concurrent
+                // spawn's: the caller tries again once it is gone.
+                ClusterError::AlreadyExists => match pod_named(pods, &manifests::pod_name(generation)).await? {
+                    Some(pod) if pod.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
+                    found => Ok(found),
+                },
                 other => Err(other.into()),
             },
         }
