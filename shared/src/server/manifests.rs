@@ -36,7 +36,8 @@ pub const APP: &str = "app.kubernetes.io/name";
 pub const APP_NAME: &str = "rexec-server";
 
 /// Address ranges a server never reaches: private (RFC 1918), shared (RFC 6598, carrier-grade
-/// NAT), link-local (cloud metadata among them), and their IPv6 counterparts.
+/// NAT), link-local (cloud metadata among them), their IPv6 counterparts, and NAT64's (RFC 6052
+/// and 8215: through a NAT64 gateway they reach IPv4 addresses, private ones included).
 pub const PRIVATE_IPV4: [&str; 5] = [
     "10.0.0.0/8",
     "172.16.0.0/12",
@@ -44,7 +45,7 @@ pub const PRIVATE_IPV4: [&str; 5] = [
     "100.64.0.0/10",
     "169.254.0.0/16",
 ];
-pub const PRIVATE_IPV6: [&str; 2] = ["fc00::/7", "fe80::/10"];
+pub const PRIVATE_IPV6: [&str; 4] = ["fc00::/7", "fe80::/10", "64:ff9b::/96", "64:ff9b:1::/48"];
 
 /// The build of an environment into /opt/rexec/env (a directory of its own on the shared
 /// volume): the pinned rexec-server source archive `REXEC_SERVER_SOURCE`, checked against
@@ -316,12 +317,12 @@ pub fn build_quota(settings: &ServerSettings) -> ResourceQuota {
 
 pub fn network_policy(owner: &Owner, settings: &ServerSettings) -> NetworkPolicy {
     let outside = match &settings.egress {
-        Egress::PublicInternet { service_cidrs } => {
+        Egress::PublicInternet { excluded } => {
             let except = |private: &[&str], v6: bool| -> Vec<String> {
                 private
                     .iter()
                     .map(|c| c.to_string())
-                    .chain(service_cidrs.iter().filter(|c| c.contains(':') == v6).cloned())
+                    .chain(excluded.iter().filter(|c| c.contains(':') == v6).cloned())
                     .collect()
             };
             json!({"to": [
@@ -799,7 +800,10 @@ mod tests {
             assert!(PRIVATE_IPV4.contains(&range), "{range}");
         }
         assert_eq!(public["to"][1]["ipBlock"]["cidr"], "::/0");
-        assert_eq!(public["to"][1]["ipBlock"]["except"], json!(["fc00::/7", "fe80::/10"]));
+        assert_eq!(
+            public["to"][1]["ipBlock"]["except"],
+            json!(["fc00::/7", "fe80::/10", "64:ff9b::/96", "64:ff9b:1::/48"])
+        );
     }
 
     #[test]
@@ -819,8 +823,20 @@ mod tests {
                 .contains(&json!("fd00:10:96::/112"))
         );
         for bad in ["10.100.0.0", "10.100.0.0/33", "x/8", "::/129"] {
-            let err = test_settings(&[("REXEC_CLUSTER_SERVICE_CIDRS", bad)]).unwrap_err();
-            assert_eq!(err.variable, "REXEC_CLUSTER_SERVICE_CIDRS", "{bad}");
+            for name in ["REXEC_CLUSTER_SERVICE_CIDRS", "REXEC_VPC_CIDRS"] {
+                let err = test_settings(&[(name, bad)]).unwrap_err();
+                assert_eq!(err.variable, name, "{bad}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_vpcs_ipv6_ranges_are_excluded_with_nat64() {
+        let s = test_settings(&[("REXEC_VPC_CIDRS", "10.0.0.0/16, 2600:1f18:abcd:1200::/56")]).unwrap();
+        let public = &egress(&s)[2];
+        let except = public["to"][1]["ipBlock"]["except"].as_array().unwrap();
+        for range in ["2600:1f18:abcd:1200::/56", "64:ff9b::/96", "64:ff9b:1::/48"] {
+            assert!(except.contains(&json!(range)), "{range}");
         }
     }
 

@@ -56,9 +56,10 @@ impl Installer {
 /// Where a server may connect besides DNS and the broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Egress {
-    /// HTTP(S) on the public internet, every private and link-local range excluded, and the
-    /// cluster's service ranges (`REXEC_CLUSTER_SERVICE_CIDRS`) too.
-    PublicInternet { service_cidrs: Vec<String> },
+    /// HTTP(S) on the public internet, every private, link-local and NAT64 range excluded, and
+    /// the cluster's service ranges (`REXEC_CLUSTER_SERVICE_CIDRS`) and the VPC's
+    /// (`REXEC_VPC_CIDRS`, whose IPv6 ranges are public addresses) too.
+    PublicInternet { excluded: Vec<String> },
     /// Only the package-index proxy (`REXEC_PACKAGE_INDEX_PROXY`), pip's index.
     Proxy { url: String, address: IpAddr, port: u16 },
 }
@@ -83,14 +84,18 @@ impl Egress {
                 port,
             });
         }
-        let service_cidrs = vars.list("REXEC_CLUSTER_SERVICE_CIDRS");
-        if let Some(bad) = service_cidrs.iter().find(|c| !is_cidr(c)) {
-            return Err(ConfigError::new(
-                "REXEC_CLUSTER_SERVICE_CIDRS",
-                format!("{bad:?} is not a CIDR such as 10.100.0.0/16"),
-            ));
+        let mut excluded = Vec::new();
+        for name in ["REXEC_CLUSTER_SERVICE_CIDRS", "REXEC_VPC_CIDRS"] {
+            let cidrs = vars.list(name);
+            if let Some(bad) = cidrs.iter().find(|c| !is_cidr(c)) {
+                return Err(ConfigError::new(
+                    name,
+                    format!("{bad:?} is not a CIDR such as 10.100.0.0/16 or 2600:1f18::/56"),
+                ));
+            }
+            excluded.extend(cidrs);
         }
-        Ok(Self::PublicInternet { service_cidrs })
+        Ok(Self::PublicInternet { excluded })
     }
 }
 
