@@ -85,8 +85,10 @@ impl Egress {
             });
         }
         let mut excluded = Vec::new();
-        for name in ["REXEC_CLUSTER_SERVICE_CIDRS", "REXEC_VPC_CIDRS"] {
-            let cidrs = vars.list(name);
+        for (name, cidrs) in [
+            ("REXEC_CLUSTER_SERVICE_CIDRS", vars.list("REXEC_CLUSTER_SERVICE_CIDRS")),
+            ("REXEC_VPC_CIDRS", vars.list("REXEC_VPC_CIDRS")),
+        ] {
             if let Some(bad) = cidrs.iter().find(|c| !is_cidr(c)) {
                 return Err(ConfigError::new(
                     name,
