@@ -54,6 +54,9 @@ pub enum Metric {
     ServersRunning,
     /// What a reaper run removed (or recorded), by `Action`.
     Reaped,
+    /// The servers a reaper run kept although they lost their readiness: the cause looked
+    /// common (the broker), not theirs.
+    ReaperHeld,
 }
 
 impl Metric {
@@ -70,6 +73,7 @@ impl Metric {
             Self::IdentityUnavailable => "IdentityUnavailable",
             Self::ClusterLatency => "ClusterLatency",
             Self::ServersRunning => "ServersRunning",
+            Self::ReaperHeld => "ReaperHeld",
             Self::Reaped => "Reaped",
         }
     }

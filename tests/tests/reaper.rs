@@ -551,3 +551,91 @@ async fn an_environment_no_server_used_for_the_retention_is_cleaned_then_forgott
     let pod = s.cluster.get("pods", "rexec-u-4", &view.name).unwrap();
     assert_eq!(pod["metadata"]["labels"]["rexec.ndp.io/build"], "1");
 }
+
+impl Setup {
+    /// The server of `sub` loses its readiness, as when its broker connection drops: its
+    /// server started twenty minutes ago and has not been ready for the last ten.
+    fn lose_readiness(&self, sub: &str) {
+        let namespace = format!("rexec-{sub}");
+        let mut pod = self.cluster.get("pods", &namespace, "rexec-server-1").unwrap();
+        let at = |minutes: u64| {
+            humantime::format_rfc3339_seconds(SystemTime::now() - Duration::from_secs(minutes * 60)).to_string()
+        };
+        pod["metadata"]["creationTimestamp"] = json!(at(30));
+        pod["status"] = json!({
+            "phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": at(10)}],
+            "containerStatuses": [{"name": "server", "ready": false, "restartCount": 0, "image": "python",
+                                   "imageID": "", "state": {"running": {"startedAt": at(20)}}}],
+        });
+        self.cluster.put("pods", pod);
+    }
+}
+
+#[tokio::test]
+async fn servers_that_lose_their_readiness_together_are_kept_and_one_alone_is_not() {
+    let s = Setup::start().await;
+    s.servers_take(Duration::ZERO);
+    let spawner = s.spawner("5");
+    let subs: Vec<String> = (0..8).map(|i| format!("u-{i}")).collect();
+    for sub in &subs {
+        spawner.spawn(&caller(sub), &reqs(), false).await.unwrap();
+    }
+    let reaper = s.reaper(&[("REXEC_SERVER_IDLE_TIMEOUT", "0")]);
+    // One alone: its own failure, recorded and its pod removed.
+    s.lose_readiness("u-0");
+    let report = run(&reaper, SystemTime::now()).await;
+    assert_eq!(
+        (report.held.as_deref(), done(&report, Action::RecordFailure)),
+        (None, 1)
+    );
+    // Three of the seven left at once (more than 20%): a common cause, all kept.
+    for sub in ["u-1", "u-2", "u-3"] {
+        s.lose_readiness(sub);
+    }
+    let report = run(&reaper, SystemTime::now()).await;
+    assert!(
+        report
+            .held
+            .as_deref()
+            .is_some_and(|why| why.starts_with("3 of 7 ready servers")),
+        "{report:?}"
+    );
+    assert_eq!(done(&report, Action::RecordFailure), 0);
+    for sub in ["u-1", "u-2", "u-3"] {
+        assert!(!s.pod_removed(sub), "{sub} kept");
+        assert!(s.annotation(sub, claim::FAILURE).is_none());
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_lost_its_readiness_is_kept_while_the_brokers_pods_are_not_ready() {
+    let s = Setup::start().await;
+    s.servers_take(Duration::ZERO);
+    let spawner = s.spawner("5");
+    spawner.spawn(&caller("u-1"), &reqs(), false).await.unwrap();
+    s.lose_readiness("u-1");
+    s.cluster.put(
+        "pods",
+        json!({"metadata": {"name": "rexec-broker-0", "namespace": "rexec", "labels": {"app": "rexec-broker"}},
+               "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}}),
+    );
+    let reaper = s.reaper(&[("REXEC_SERVER_IDLE_TIMEOUT", "0")]);
+    let report = run(&reaper, SystemTime::now()).await;
+    assert!(
+        report
+            .held
+            .as_deref()
+            .is_some_and(|why| why.starts_with("the broker's pods are not ready")),
+        "{report:?}"
+    );
+    assert!(!s.pod_removed("u-1"));
+    // The broker back: the server's own failure now.
+    s.cluster.put(
+        "pods",
+        json!({"metadata": {"name": "rexec-broker-0", "namespace": "rexec", "labels": {"app": "rexec-broker"}},
+               "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
+    );
+    let report = run(&reaper, SystemTime::now()).await;
+    assert_eq!((report.held.as_deref(), done(&report, Action::RecordFailure)), (None, 1));
+}

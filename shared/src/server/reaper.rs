@@ -36,6 +36,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::audit::{Audit, Event};
+use super::broker::BrokerService;
 use super::builds::{self, Tidied};
 use super::claim::{self, Claim};
 use super::environment::{ENVIRONMENT, EnvironmentSettings, label};
@@ -63,6 +64,9 @@ pub struct ReapPolicy {
     pub failed_retention: Duration,
     pub namespace_retention: Option<Duration>,
     pub dry_run: bool,
+    /// The share of ready servers that may lose their readiness at once before the reaper holds
+    /// (`REXEC_REAPER_HOLD_SHARE`): past it, the cause is common (the broker), not theirs.
+    pub hold_share: f64,
 }
 
 impl ReapPolicy {
@@ -79,6 +83,13 @@ impl ReapPolicy {
             failed_retention: vars.seconds_or("REXEC_FAILED_RETENTION", hours(24))?,
             namespace_retention: unless_zero(vars.seconds_or("REXEC_NAMESPACE_RETENTION", hours(7 * 24))?),
             dry_run: vars.bool_or("REXEC_REAPER_DRY_RUN", false)?,
+            hold_share: vars
+                .parse_or("REXEC_REAPER_HOLD_SHARE", 0.2)
+                .ok()
+                .filter(|share: &f64| (0.0..=1.0).contains(share))
+                .ok_or_else(|| {
+                    ConfigError::new("REXEC_REAPER_HOLD_SHARE", "expected a share from 0 to 1, such as 0.2")
+                })?,
         })
     }
 }
@@ -229,6 +240,29 @@ pub fn decide(
     }
 }
 
+/// Servers that lost their readiness at once, fewer than this, are each one's own failure.
+const HOLD_AT_LEAST: usize = 3;
+
+/// Why a run leaves alone the servers that lost their readiness (`lost` of the `ready` ones that
+/// were ready), when the cause looks common rather than theirs: the broker's pods are not ready
+/// (`broker_ready`, `None` when none was found), or more than `share` of them, and at least
+/// three, lost it at once.
+pub fn hold(lost: usize, ready: usize, share: f64, broker_ready: Option<bool>) -> Option<String> {
+    if lost == 0 {
+        return None;
+    }
+    if broker_ready == Some(false) {
+        return Some(format!(
+            "the broker's pods are not ready: {lost} server(s) that lost their readiness are kept"
+        ));
+    }
+    (lost >= HOLD_AT_LEAST && lost as f64 > share * ready as f64).then(|| {
+        format!(
+            "{lost} of {ready} ready servers lost their readiness at once (more than REXEC_REAPER_HOLD_SHARE): kept"
+        )
+    })
+}
+
 /// What a run did.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -243,6 +277,8 @@ pub struct Report {
     pub metrics_api: bool,
     /// What the run did to the environments' namespace (see [`builds`]).
     pub environments: Tidied,
+    /// Why servers that lost their readiness were kept, when they were ([`hold`]).
+    pub held: Option<String>,
 }
 
 /// A scheduled run's work: [`Servers`] (the cluster and the start timeout) and the policy.
@@ -250,6 +286,9 @@ pub struct Reaper {
     servers: Servers,
     policy: ReapPolicy,
     environments: EnvironmentSettings,
+    /// The broker's namespace (`REXEC_BROKER_NAMESPACE`) and its pods' label selector
+    /// (`REXEC_BROKER_POD_SELECTOR`).
+    broker: (String, String),
 }
 
 /// Every object a list names, page by page.
@@ -275,7 +314,24 @@ impl Reaper {
             servers: Servers::from_vars(vars)?,
             policy: ReapPolicy::from_vars(vars)?,
             environments: EnvironmentSettings::from_vars(vars)?,
+            broker: (
+                BrokerService::from_vars(vars)?.namespace,
+                vars.get("REXEC_BROKER_POD_SELECTOR")
+                    .unwrap_or("app=rexec-broker")
+                    .to_owned(),
+            ),
         })
+    }
+
+    /// Whether the broker's pods are ready (any of them), `None` when none is found.
+    async fn broker_ready(&self, client: &Client) -> Result<Option<bool>, ClusterError> {
+        let (namespace, selector) = &self.broker;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+        let found = pods
+            .list(&ListParams::default().labels(selector))
+            .await
+            .map_err(ClusterError::from)?;
+        Ok((!found.items.is_empty()).then(|| found.items.iter().any(status::ready)))
     }
 
     /// Each running server pod's CPU in millicores, or `None` where the metrics API is not
@@ -318,7 +374,7 @@ impl Reaper {
     /// One run: every decision logged, acted on until `deadline` (unless a dry run).
     pub async fn run(&self, now: SystemTime, deadline: Instant) -> Result<Report, ServerError> {
         let client = self.servers.cluster.client().await?;
-        let (claims, pods, namespaces, cpu) = tokio::try_join!(
+        let (claims, pods, namespaces, cpu, broker_ready) = tokio::try_join!(
             list_all(
                 Api::<ConfigMap>::all(client.clone()),
                 ListParams::default()
@@ -339,6 +395,7 @@ impl Reaper {
                     None => Ok(None),
                 }
             },
+            self.broker_ready(&client),
         )?;
         if self.policy.idle_timeout.is_some() && cpu.is_none() {
             tracing::warn!("the metrics API (metrics.k8s.io) is not installed: no server is reaped for idleness");
@@ -354,8 +411,15 @@ impl Reaper {
             .iter()
             .map(|ns| (key(ns).1, ns.metadata.resource_version.clone()))
             .collect();
-        let mut work = Vec::new();
+        let mut work: Vec<Work> = Vec::new();
         let mut claimed = HashSet::new();
+        // Servers whose failure is lost readiness, and those that are or were ready.
+        let mut lost = HashSet::new();
+        let ready = pods
+            .values()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| status::ready(p) || status::lost_readiness(p))
+            .count();
         let mut running = 0;
         for cm in &claims {
             let (namespace, _) = key(cm);
@@ -373,6 +437,9 @@ impl Reaper {
                 now,
             );
             if let Some(decision) = decision.filter(|_| !going.contains(&namespace)) {
+                if decision.action == Action::RecordFailure && pods.get(&pod_key).is_some_and(status::lost_readiness) {
+                    lost.insert(namespace.clone());
+                }
                 work.push(Work {
                     version: versions.get(&namespace).cloned().flatten(),
                     namespace,
@@ -405,7 +472,14 @@ impl Reaper {
                 });
             }
         }
+        let held = hold(lost.len(), ready, self.policy.hold_share, broker_ready);
+        if let Some(why) = &held {
+            tracing::warn!(reason = %why, "the reaper holds: no server is removed for lost readiness");
+            work.retain(|w| !(w.decision.action == Action::RecordFailure && lost.contains(&w.namespace)));
+            metrics::gauge(Metric::ReaperHeld, lost.len() as f64);
+        }
         let mut report = Report {
+            held,
             servers: claims.len(),
             dry_run: self.policy.dry_run,
             metrics_api: cpu.is_some(),
@@ -573,6 +647,30 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn the_reaper_holds_for_a_common_cause_only() {
+        let broker = "the broker's pods are not ready";
+        for (lost, ready, broker_ready, holds) in [
+            (0, 10, Some(false), None),
+            (1, 10, None, None),
+            (2, 2, None, None),
+            (3, 15, Some(true), None),
+            (3, 14, None, Some("3 of 14")),
+            (10, 10, None, Some("10 of 10")),
+            (1, 10, Some(false), Some(broker)),
+        ] {
+            let held = hold(lost, ready, 0.2, broker_ready);
+            assert_eq!(
+                held.is_some(),
+                holds.is_some(),
+                "{lost} of {ready}, broker {broker_ready:?}"
+            );
+            if let (Some(why), Some(start)) = (held, holds) {
+                assert!(why.starts_with(start), "{why}");
+            }
+        }
+    }
 
     const HOUR: Duration = Duration::from_secs(3600);
 

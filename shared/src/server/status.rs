@@ -7,14 +7,14 @@
 //! message, quoted), a pod no node can take (unless the cluster autoscaler is adding one), a
 //! server that keeps crashing or runs out of memory.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, PodCondition};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use std::time::{Duration, SystemTime};
 
 use super::claim::Claim;
-use super::manifests::WAIT_CONTAINER;
+use super::manifests::{SERVER_CONTAINER, WAIT_CONTAINER};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum Phase {
@@ -173,6 +173,37 @@ pub fn assess_server(
         assessment.stage = Stage::Failed;
     }
     assessment
+}
+
+/// Whether a server's pod is ready now.
+pub fn ready(pod: &Pod) -> bool {
+    ready_condition(pod).is_some_and(|c| c.status == "True")
+}
+
+/// Whether a server's pod was ready and lost its readiness: its server runs, and the Ready
+/// condition turned false after the server started (before it, it was never true).
+pub fn lost_readiness(pod: &Pod) -> bool {
+    let started = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.name == SERVER_CONTAINER))
+        .and_then(|c| c.state.as_ref()?.running.as_ref()?.started_at.as_ref())
+        .map(|t| SystemTime::from(t.0));
+    let lost_at = ready_condition(pod)
+        .filter(|c| c.status == "False")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map(|t| SystemTime::from(t.0));
+    matches!((started, lost_at), (Some(started), Some(lost)) if lost > started)
+}
+
+fn ready_condition(pod: &Pod) -> Option<&PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
 }
 
 fn stage(pod: &Pod, events: &[Event]) -> Assessment {
