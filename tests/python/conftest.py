@@ -9,6 +9,7 @@ when it ends, checks that nothing it started is left.
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -66,7 +67,7 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop=signal.SIGINT):
+def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop=signal.SIGINT, ready_within=900):
     """Runs `command` (scripts/dev or make dev) until its JSON ready line; yields a Stack; then
     sends `stop` to it (SIGINT: Ctrl-C to its whole process group; SIGKILL: to the script alone,
     which gets no chance to clean up) and checks that nothing it started is left."""
@@ -79,7 +80,7 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     try:
-        deadline = time.monotonic() + 900
+        deadline = time.monotonic() + ready_within
         ready = None
         while ready is None:
             for line in log.read_text().splitlines():
@@ -147,6 +148,43 @@ def cluster(stack):
 @pytest.fixture(scope="session")
 def api(stack):
     return Api(stack.base)
+
+
+class ControlPlane:
+    """A running control plane (scripts/cluster): its ready line, and kubectl as its administrator
+    or as one of the functions' identities."""
+
+    def __init__(self, ready: dict):
+        self.ready = ready
+        self.server = ready["ready"]
+        self.tokens = ready["tokens"]
+        self.ca = str(Path(ready["dir"]) / "ca.crt")
+
+    def kubectl(self, *args: str, identity: str | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+        """kubectl as the administrator, or as `identity` (a group of deploy/k8s/rbac.yaml)."""
+        # An identity of ours may not list the cluster's CRDs, which kubectl's own schema check
+        # reads: the API server validates what it is sent anyway.
+        who = (["--server", self.server, "--certificate-authority", self.ca, "--token", self.tokens[identity],
+                "--validate=false"] if identity else ["--kubeconfig", self.ready["kubeconfig"]])
+        return subprocess.run([self.ready["kubectl"], *who, *args], input=input, capture_output=True, text=True,
+                              timeout=60)
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    """The real control plane, started once for the session (built first if this machine has not
+    yet: that can take twenty minutes), with the project's manifests applied as an operator
+    applies them. Without Go it is skipped, except in CI, where that is a failure."""
+    if shutil.which("go") is None and not os.environ.get("CI"):
+        pytest.skip("the real control plane needs Go (1.26 or later) on PATH")
+    log = tmp_path_factory.mktemp("cluster") / "scripts-cluster.log"
+    with running_stack([str(ROOT / "scripts" / "cluster")], {}, log, ready_within=3600) as running:
+        plane = ControlPlane(running.ready)
+        made = plane.kubectl("create", "namespace", "rexec")
+        assert made.returncode == 0, made.stderr
+        applied = plane.kubectl("apply", "--server-side", "-f", str(ROOT / "deploy" / "k8s"))
+        assert applied.returncode == 0, applied.stderr
+        yield plane
 
 
 def rendered(*args: str) -> dict:

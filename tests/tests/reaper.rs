@@ -637,5 +637,8 @@ async fn a_server_that_lost_its_readiness_is_kept_while_the_brokers_pods_are_not
                "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}),
     );
     let report = run(&reaper, SystemTime::now()).await;
-    assert_eq!((report.held.as_deref(), done(&report, Action::RecordFailure)), (None, 1));
+    assert_eq!(
+        (report.held.as_deref(), done(&report, Action::RecordFailure)),
+        (None, 1)
+    );
 }

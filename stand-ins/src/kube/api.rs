@@ -115,25 +115,42 @@ async fn answer(
         .entry(format!("{method} {}", target.resource))
         .or_default() += 1;
     let token = auth::bearer(&headers).to_owned();
-    let permission: Permission = (target.group.clone(), target.resource.clone(), verb.to_owned());
-    shared
-        .permissions
-        .lock()
-        .unwrap()
-        .entry(token.clone())
-        .or_default()
-        .insert(permission.clone());
-
-    if let Err(reason) = auth::check_token(&shared.token.lock().unwrap(), &token) {
-        return status(401, "Unauthorized", format!("Unauthorized: {reason}"), json!({}));
-    }
-    if !auth::granted(
-        shared.grants.lock().unwrap().as_ref(),
-        &token,
-        &permission,
-        &target.namespace,
-    ) {
-        return auth::forbidden(&target, &permission.2);
+    // A server-side apply that creates its object needs `create` too, as the API server checks.
+    let applies = method == Method::PATCH
+        && headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.starts_with("application/apply-patch"));
+    let creates = applies
+        && target.name.as_deref().is_some_and(|name| {
+            !shared
+                .store
+                .lock()
+                .unwrap()
+                .objects
+                .contains_key(&store::key(&target, name))
+        });
+    let verbs: &[&str] = if creates { &[verb, "create"] } else { &[verb] };
+    for verb in verbs {
+        let permission: Permission = (target.group.clone(), target.resource.clone(), (*verb).to_owned());
+        shared
+            .permissions
+            .lock()
+            .unwrap()
+            .entry(token.clone())
+            .or_default()
+            .insert(permission.clone());
+        if let Err(reason) = auth::check_token(&shared.token.lock().unwrap(), &token) {
+            return status(401, "Unauthorized", format!("Unauthorized: {reason}"), json!({}));
+        }
+        if !auth::granted(
+            shared.grants.lock().unwrap().as_ref(),
+            &token,
+            &permission,
+            &target.namespace,
+        ) {
+            return auth::forbidden(&target, verb);
+        }
     }
     let fault = {
         let mut faults = shared.faults.lock().unwrap();
@@ -160,7 +177,7 @@ async fn answer(
             );
         }
         Some(Fault::Drop) => return dropped_connection(),
-        Some(Fault::Forbidden) => return auth::forbidden(&target, &permission.2),
+        Some(Fault::Forbidden) => return auth::forbidden(&target, verb),
         None => {}
     }
 
