@@ -1,6 +1,7 @@
 //! Test support: the stack of stand-ins a test starts, Lambda events, captured logs, and the
-//! real services some tests run (moto, an OpenID provider).
+//! real services some tests run (moto, an OpenID provider, the real Kubernetes control plane).
 
+pub mod control_plane;
 pub mod events;
 pub mod logs;
 pub mod moto;

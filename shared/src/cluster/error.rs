@@ -42,7 +42,9 @@ impl From<kube::Error> for ClusterError {
                 .details
                 .as_ref()
                 .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"));
-        if status.is_not_found() {
+        // A 404 without a Status ("404 page not found") is the API server's answer for a path
+        // it does not serve: an API group that is not installed (metrics.k8s.io).
+        if status.is_not_found() || status.code == 404 {
             Self::NotFound
         } else if status.is_already_exists() {
             Self::AlreadyExists
@@ -61,5 +63,28 @@ impl From<kube::Error> for ClusterError {
         } else {
             Self::Refused(status.message)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: serde_json::Value) -> ClusterError {
+        let status: kube::core::Status = serde_json::from_value(status).unwrap();
+        ClusterError::from(kube::Error::Api(status.into()))
+    }
+
+    #[test]
+    fn answers_are_read_by_meaning() {
+        let not_found = serde_json::json!({"status": "Failure", "reason": "NotFound", "code": 404, "message": "pods \"x\" not found"});
+        assert_eq!(answer(not_found), ClusterError::NotFound);
+        // What the API server answers for a group it does not serve, in plain text.
+        let not_served =
+            serde_json::json!({"status": "Failure", "reason": "Failed", "code": 404, "message": "404 page not found"});
+        assert_eq!(answer(not_served), ClusterError::NotFound);
+        let quota = serde_json::json!({"status": "Failure", "reason": "Forbidden", "code": 403,
+            "message": "pods \"p\" is forbidden: exceeded quota: rexec-quota"});
+        assert!(matches!(answer(quota), ClusterError::QuotaExceeded(_)));
     }
 }

@@ -257,14 +257,24 @@ fn stage(pod: &Pod, events: &[Event]) -> Assessment {
         .iter()
         .flatten()
         .find(|c| c.type_ == "PodScheduled" && c.status == "False");
+    // Waiting, not failing: the cluster autoscaler announces a node on its way, and a claim made
+    // with the pod (its environments' volume) is bound a moment later, when the scheduler tries
+    // again. Anything else will not change.
+    let waits = |c: &PodCondition| {
+        events.iter().any(|e| e.reason.as_deref() == Some("TriggeredScaleUp"))
+            || c.message.as_deref().is_some_and(|m| m.contains(UNBOUND_CLAIMS))
+    };
     match unschedulable {
-        // The cluster autoscaler announces a node on its way; anything else will not change.
-        Some(c) if !events.iter().any(|e| e.reason.as_deref() == Some("TriggeredScaleUp")) => Assessment::new(
+        Some(c) if !waits(c) => Assessment::new(
             Stage::Failed,
             Some(format!(
                 "No node can run the server: {}",
                 c.message.as_deref().unwrap_or("the scheduler gave no reason.")
             )),
+        ),
+        Some(c) if c.message.as_deref().is_some_and(|m| m.contains(UNBOUND_CLAIMS)) => Assessment::new(
+            Stage::Pending,
+            Some("Waiting for the environments' volume to be bound.".into()),
         ),
         Some(c) => Assessment::new(
             Stage::Pending,
@@ -279,6 +289,9 @@ fn stage(pod: &Pod, events: &[Event]) -> Assessment {
         None => Assessment::new(Stage::Pending, Some("Waiting for a node.".into())),
     }
 }
+
+/// What the scheduler says of a pod whose claim is not bound yet (its volume binding plugin).
+const UNBOUND_CLAIMS: &str = "unbound immediate PersistentVolumeClaims";
 
 fn condition(pod: &Pod, kind: &str) -> bool {
     pod.status
@@ -534,6 +547,17 @@ mod tests {
             "type": "Normal", "reason": "TriggeredScaleUp", "message": "pod triggered scale-up"}]))
         .unwrap();
         assert_eq!(assess(Some(&pod(unschedulable)), &scale_up).stage, Stage::Pending);
+        // A claim made with the pod is bound a moment later: the scheduler tries again.
+        let unbound = json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims. not found"}]});
+        let waiting = assess(Some(&pod(unbound)), &[]);
+        assert_eq!(
+            (waiting.stage, waiting.reason.as_deref()),
+            (
+                Stage::Pending,
+                Some("Waiting for the environments' volume to be bound.")
+            )
+        );
     }
 
     #[test]
