@@ -155,10 +155,23 @@ HOSTILE_PODS = {
     "init image outside the allow-list": lambda s: s["initContainers"][0].update(image="ghcr.io/x/python:3.11"),
     "a writable environment": lambda s: s["volumes"][0]["persistentVolumeClaim"].update(readOnly=False),
     "another claim": lambda s: s["volumes"][0]["persistentVolumeClaim"].update(claimName="data"),
+    "a node named": lambda s: s.update(nodeName="node-1"),
+    "a priority class": lambda s: s.update(priorityClassName="system-node-critical"),
+    "a toleration": lambda s: s.update(tolerations=[{"operator": "Exists"}]),
+    "another environment's build": lambda s: s["containers"][0]["volumeMounts"][0].update(subPath="b" * 64 + "/1"),
+    "the whole volume": lambda s: s["initContainers"][0]["volumeMounts"][0].pop("subPath"),
+    "a mount writable": lambda s: s["containers"][0]["volumeMounts"][0].update(readOnly=False),
 }
 
 HOSTILE_BUILDS = {
     "retries": lambda j: j["spec"].update(backoffLimit=3),
+    "a second container": lambda j: j["spec"]["template"]["spec"]["containers"].append(
+        copy.deepcopy(j["spec"]["template"]["spec"]["containers"][0]) | {"name": "second"}),
+    "another environment's directory": lambda j: j["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0].update(
+        subPath="b" * 64 + "/1"),
+    "the environment's every build": lambda j: j["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0].update(
+        subPath="."),
+    "a node named": lambda j: j["spec"]["template"]["spec"].update(nodeName="node-1"),
     "no deadline": lambda j: j["spec"].pop("activeDeadlineSeconds"),
     "a deadline of a week": lambda j: j["spec"].update(activeDeadlineSeconds=7 * 86400),
     "kept for ever": lambda j: j["spec"].pop("ttlSecondsAfterFinished"),

@@ -179,6 +179,16 @@ HOSTILE = {
     "pod: another claim": ("pod", spec(lambda p: p["volumes"][0]["persistentVolumeClaim"].update(claimName="data")),
                            "rexec-lambda-pods"),
     "pod: the host's network": ("pod", spec(lambda p: p.update(hostNetwork=True)), "PodSecurity"),
+    "pod: a node named": ("pod", spec(lambda p: p.update(nodeName="kwok-node-0")), "rexec-lambda-pods"),
+    "pod: a priority class": ("pod", spec(lambda p: p.update(priorityClassName="system-node-critical")),
+                              "rexec-lambda-pods"),
+    "pod: a toleration": ("pod", spec(lambda p: p.update(tolerations=[{"operator": "Exists"}])), "rexec-lambda-pods"),
+    "pod: another environment's build": ("pod", spec(lambda p: p["containers"][0]["volumeMounts"][0].update(
+        subPath="b" * 64 + "/1")), "rexec-lambda-pods"),
+    "build: a second container": ("build_job", spec(lambda p: p["containers"].append(
+        dict(p["containers"][0], name="second"))), "rexec-lambda-builds"),
+    "build: another environment's directory": ("build_job", spec(lambda p: p["containers"][0]["volumeMounts"][0].update(
+        subPath="b" * 64 + "/1")), "rexec-lambda-builds"),
     "pod: in kube-system": ("pod", lambda o: o["metadata"].update(namespace="kube-system"),
                             "rexec-lambda-namespaced-writes"),
     "build: no deadline": ("build_job", lambda o: o["spec"].pop("activeDeadlineSeconds"), "rexec-lambda-builds"),

@@ -465,7 +465,7 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
             "namespace": owner.namespace,
             "labels": {MANAGED_BY: MANAGER, APP: APP_NAME, OWNER: owner.slug, DIGEST: &reqs.digest[..32],
                        GENERATION: generation.to_string(), ENVIRONMENT: environment.label(), BUILD: build.to_string()},
-            "annotations": {SUB: owner.sub},
+            "annotations": {SUB: owner.sub, ENVIRONMENT: environment.key},
         },
         "spec": {
             "automountServiceAccountToken": false,
