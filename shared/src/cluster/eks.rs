@@ -183,8 +183,10 @@ mod tests {
         assert_ne!(token, other, "the cluster name is signed");
     }
 
-    #[tokio::test]
-    async fn a_described_cluster_is_reached_with_its_ca_and_a_token() {
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
+
+    /// A connector to which `DescribeCluster` gave `url` and a CA.
+    fn described(url: &str) -> EksConnector {
         let aws = Aws::new(
             Credentials::new("AKID", "secret", None, None, "test"),
             "us-east-1",
@@ -192,31 +194,23 @@ mod tests {
         )
         .unwrap();
         let connector = EksConnector::with_aws("ndp".into(), aws);
-        let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
         let endpoint = Endpoint {
-            url: "https://ABC.gr7.us-east-1.eks.amazonaws.com".into(),
-            ca: STANDARD.encode(pem),
+            url: url.into(),
+            ca: STANDARD.encode(PEM),
         };
         connector.endpoint.set(endpoint).unwrap();
+        connector
+    }
+
+    #[tokio::test]
+    async fn a_described_cluster_is_reached_with_its_ca_and_a_token() {
+        let connector = described("https://ABC.gr7.us-east-1.eks.amazonaws.com");
         let access = connector.access().await.unwrap();
         assert_eq!(access.url.host(), Some("ABC.gr7.us-east-1.eks.amazonaws.com"));
         assert_eq!(access.ca, vec![vec![0, 1, 2, 3]]);
         let token = secrecy::ExposeSecret::expose_secret(access.token.as_ref().unwrap()).to_owned();
         assert!(token.starts_with(TOKEN_PREFIX));
-        let aws = Aws::new(
-            Credentials::new("AKID", "secret", None, None, "test"),
-            "us-east-1",
-            None,
-        )
-        .unwrap();
-        let plain = EksConnector::with_aws("ndp".into(), aws);
-        plain
-            .endpoint
-            .set(Endpoint {
-                url: "http://ABC.gr7.us-east-1.eks.amazonaws.com".into(),
-                ca: STANDARD.encode(pem),
-            })
-            .unwrap();
+        let plain = described("http://ABC.gr7.us-east-1.eks.amazonaws.com");
         assert!(
             matches!(plain.access().await, Err(ClusterError::Unavailable(_))),
             "no token to a plain-http endpoint"

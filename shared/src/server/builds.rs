@@ -18,12 +18,12 @@ use std::time::SystemTime;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use serde::Serialize;
 
 use super::environment::{BUILD, Chore, ENVIRONMENT, EnvironmentSettings, Record, chore, condition, finished, label};
 use super::manifests::{self, CLEANS};
-use super::reaper::list_all;
+use super::reaper::{as_read, list_all};
 use super::spawner::apply;
 use crate::cluster::ClusterError;
 
@@ -36,6 +36,22 @@ pub struct Tidied {
     pub cleanups: usize,
     /// Records of cleaned environments forgotten.
     pub forgotten: usize,
+}
+
+/// What a run does to the environments' namespace, decided from what it read.
+#[derive(Default)]
+struct Work<'a> {
+    /// Each environment's record, as it will be written.
+    records: BTreeMap<&'a str, Record>,
+    /// The records' `resourceVersion`s, their removal's precondition.
+    versions: HashMap<&'a str, Option<String>>,
+    /// The records to write, the cleanups to start, the records to forget, the cleanups' Jobs to
+    /// remove, and the finished builds to remove.
+    changed: BTreeSet<&'a str>,
+    clean: Vec<(&'a str, u64)>,
+    forget: Vec<&'a str>,
+    ended: Vec<&'a str>,
+    done: Vec<&'a Job>,
 }
 
 /// One run over the environments' namespace at `now`; `in_use` holds the labels of the
@@ -57,21 +73,41 @@ pub async fn tidy(
             ListParams::default().labels(&format!("{ENVIRONMENT},!{BUILD}"))
         ),
     )?;
-    let mut records: BTreeMap<&str, Record> = BTreeMap::new();
-    let mut versions: HashMap<&str, Option<String>> = HashMap::new();
-    for cm in &found {
+    let work = decide(&builds, &cleanups, &found, in_use, settings, now);
+    let tidied = Tidied {
+        builds: work.done.len(),
+        cleanups: work.clean.len(),
+        forgotten: work.forget.len(),
+    };
+    if !dry_run {
+        act(&jobs, &files, settings, &work).await?;
+    }
+    Ok(tidied)
+}
+
+/// What to do, from the builds' and the cleanups' Jobs and the records: finished builds noted in
+/// their records, then each record's chore.
+fn decide<'a>(
+    builds: &'a [Job],
+    cleanups: &'a [Job],
+    found: &'a [ConfigMap],
+    in_use: &HashSet<String>,
+    settings: &EnvironmentSettings,
+    now: SystemTime,
+) -> Work<'a> {
+    let mut work = Work::default();
+    for cm in found {
         if let Some(env) = label(&cm.metadata, ENVIRONMENT) {
-            records.insert(env, Record::read(cm));
-            versions.insert(env, cm.metadata.resource_version.clone());
+            work.records.insert(env, Record::read(cm));
+            work.versions.insert(env, cm.metadata.resource_version.clone());
         }
     }
     let going = |j: &Job| j.metadata.deletion_timestamp.is_some();
-    let done: Vec<&Job> = builds.iter().filter(|j| finished(j) && !going(j)).collect();
-    let mut changed = BTreeSet::new();
-    for job in &done {
+    work.done = builds.iter().filter(|j| finished(j) && !going(j)).collect();
+    for job in &work.done {
         if let Some(env) = label(&job.metadata, ENVIRONMENT) {
-            records.entry(env).or_default().note(job, now);
-            changed.insert(env);
+            work.records.entry(env).or_default().note(job, now);
+            work.changed.insert(env);
         }
     }
     let building: HashSet<&str> = builds
@@ -84,46 +120,47 @@ pub async fn tidy(
         .filter(|j| finished(j) && !going(j))
         .filter_map(|j| Some((label(&j.metadata, CLEANS)?, condition(j, "Complete"))))
         .collect();
-    let (mut clean, mut forget, mut ended) = (Vec::new(), Vec::new(), Vec::new());
-    for (&env, record) in records.iter_mut() {
-        let what = chore(
+    for (&env, record) in work.records.iter_mut() {
+        let ended = cleanup_ended.get(env).copied();
+        match chore(
             record,
             in_use.contains(env),
             building.contains(env),
-            cleanup_ended.get(env).copied(),
+            ended,
             settings.retention,
             now,
-        );
-        match what {
+        ) {
             None => continue,
             Some(Chore::MarkUsed) => record.used_at = Some(now),
             Some(Chore::Clean { through }) => {
                 record.cleaning = Some(through);
-                clean.push((env, through));
+                work.clean.push((env, through));
             }
             Some(Chore::Cleaned) => {
                 record.cleaning = None;
-                ended.push(env);
+                work.ended.push(env);
             }
             Some(Chore::Forget) => {
-                forget.push(env);
-                ended.push(env);
+                work.forget.push(env);
+                work.ended.push(env);
                 continue;
             }
         }
-        changed.insert(env);
+        work.changed.insert(env);
     }
-    let tidied = Tidied {
-        builds: done.len(),
-        cleanups: clean.len(),
-        forgotten: forget.len(),
-    };
-    if dry_run {
-        return Ok(tidied);
-    }
+    work
+}
+
+/// Carries the work out: cleanups started, records written or forgotten, finished Jobs removed.
+async fn act(
+    jobs: &Api<Job>,
+    files: &Api<ConfigMap>,
+    settings: &EnvironmentSettings,
+    work: &Work<'_>,
+) -> Result<(), ClusterError> {
     // A cleanup starts before its record says so: a record that says so always has one.
-    for &(env, through) in &clean {
-        let job = manifests::cleanup_job(settings, env, &records[env], through);
+    for &(env, through) in &work.clean {
+        let job = manifests::cleanup_job(settings, env, &work.records[env], through);
         match jobs
             .create(&PostParams::default(), &job)
             .await
@@ -134,37 +171,31 @@ pub async fn tidy(
         }
         tracing::info!(environment = env, through, "an environment no server used is cleaned");
     }
-    for env in changed.iter().filter(|env| !forget.contains(env)) {
+    for env in work.changed.iter().filter(|env| !work.forget.contains(env)) {
         apply(
             files.clone(),
-            manifests::environment_record(settings, env, &records[env]),
+            manifests::environment_record(settings, env, &work.records[env]),
         )
         .await?;
     }
-    for &env in &forget {
-        let precondition = DeleteParams {
-            preconditions: Some(Preconditions {
-                resource_version: versions.get(env).cloned().flatten(),
-                uid: None,
-            }),
-            ..DeleteParams::default()
-        };
+    for &env in &work.forget {
+        let precondition = as_read(work.versions.get(env).cloned().flatten());
         removed(files.delete(&manifests::record_name(env), &precondition).await)?;
     }
     let background = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         ..DeleteParams::default()
     };
-    for env in ended {
+    for env in &work.ended {
         removed(jobs.delete(&manifests::cleanup_name(env), &background).await)?;
     }
-    for job in &done {
+    for job in &work.done {
         let name = job.metadata.name.clone().unwrap_or_default();
         removed(jobs.delete(&name, &background).await)?;
         removed(files.delete(&name, &DeleteParams::default()).await)?;
         tracing::info!(build = %name, "a finished build recorded and removed");
     }
-    Ok(tidied)
+    Ok(())
 }
 
 /// A removal done, or found done already (or changed meanwhile: left for the next run).

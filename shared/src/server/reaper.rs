@@ -586,6 +586,17 @@ impl Outcome {
     }
 }
 
+/// A deletion of the object only as it was read (its `resourceVersion`): 409 if it changed since.
+pub(super) fn as_read(version: Option<String>) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: version,
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    }
+}
+
 /// Carries out one decision; `false` when the claim changed meanwhile (someone acted first).
 async fn act(client: &Client, work: &Work, now: SystemTime) -> Result<bool, ServerError> {
     let (namespace, claim, decision) = (work.namespace.as_str(), work.claim.as_ref(), &work.decision);
@@ -604,29 +615,15 @@ async fn act(client: &Client, work: &Work, now: SystemTime) -> Result<bool, Serv
         (Action::RemoveNamespace, c) => {
             async {
                 if let Some(c) = c {
-                    let precondition = DeleteParams {
-                        preconditions: Some(Preconditions {
-                            resource_version: c.resource_version.clone(),
-                            uid: None,
-                        }),
-                        ..DeleteParams::default()
-                    };
                     claims
-                        .delete(claim::NAME, &precondition)
+                        .delete(claim::NAME, &as_read(c.resource_version.clone()))
                         .await
                         .map_err(ClusterError::from)?;
                 }
                 // Only as listed: a spawn since changed it (see `manifests::namespace`).
-                let unchanged = DeleteParams {
-                    preconditions: Some(Preconditions {
-                        resource_version: work.version.clone(),
-                        uid: None,
-                    }),
-                    ..DeleteParams::default()
-                };
                 let namespaces: Api<Namespace> = Api::all(client.clone());
                 namespaces
-                    .delete(namespace, &unchanged)
+                    .delete(namespace, &as_read(work.version.clone()))
                     .await
                     .map_err(ClusterError::from)?;
                 Ok(())
