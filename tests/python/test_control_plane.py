@@ -234,3 +234,7 @@ def test_a_pod_is_scheduled_on_a_kwok_node_and_turns_ready(control_plane):
     assert "Scheduled" in events.stdout, events.stdout
     described = control_plane.kubectl("describe", "pod", "scheduled", "-n", "default")
     assert described.returncode == 0 and "kwok-node-" in described.stdout
+    # Through the node, as a kubelet serves a container's log.
+    logs = control_plane.kubectl("logs", "scheduled", "-n", "default")
+    assert logs.returncode == 0, logs.stderr
+    assert "kwok simulates this container" in logs.stdout
