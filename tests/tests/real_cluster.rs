@@ -15,11 +15,16 @@ use rexec_tests::control_plane::ControlPlane;
 use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, caller};
 
 fn vars(plane: &ControlPlane, group: &str) -> Vars {
+    vars_waiting(plane, group, "25")
+}
+
+/// The settings of the function of `group`, whose spawns wait `wait` seconds for their server.
+fn vars_waiting(plane: &ControlPlane, group: &str, wait: &str) -> Vars {
     let kubeconfig = plane.kubeconfig(group);
     Vars::from_pairs([
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
-        ("REXEC_SPAWN_WAIT_SECONDS", "25"),
+        ("REXEC_SPAWN_WAIT_SECONDS", wait),
     ])
 }
 
@@ -55,6 +60,16 @@ async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_pl
     let delete = Servers::from_vars(&vars(&plane, "rexec-lambda-delete")).unwrap();
     assert_eq!(delete.terminate("u-1").await.unwrap(), Terminated::Deleted);
 
+    // kwok turns a server ready without waiting for its build: the builds end on their own time.
+    plane.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "jobs",
+        "--all",
+        "-n",
+        "rexec-environments",
+        "--timeout=120s",
+    ]);
     let reaper = Reaper::from_vars(&vars(&plane, "rexec-lambda-reap")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let report = reaper.run(SystemTime::now(), deadline).await.unwrap();
@@ -65,4 +80,62 @@ async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_pl
             .unwrap()
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn a_burst_of_forced_spawns_by_one_caller_leaves_one_unfinished_build_on_a_real_control_plane() {
+    let Some(plane) = ControlPlane::start() else { return };
+    let settings = vars_waiting(&plane, "rexec-lambda-spawn", "0");
+    let spawner = std::sync::Arc::new(Spawner::from_vars(&settings).unwrap());
+    let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
+    spawner
+        .spawn(&caller("u-1"), &policy.check(&["python==3.11"]).unwrap(), false)
+        .await
+        .unwrap();
+    // The first build is held unfinished.
+    let first = plane.get("jobs", "rexec-environments", "")["items"][0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    plane.kubectl(&[
+        "patch",
+        "job",
+        &first,
+        "-n",
+        "rexec-environments",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let spawner = spawner.clone();
+            let lines = policy.check(&["python==3.11", &format!("pkg{i}")]).unwrap();
+            tokio::spawn(async move { spawner.spawn(&caller("u-1"), &lines, true).await })
+        })
+        .collect();
+    for task in tasks {
+        let refused = task.await.unwrap().expect_err("a build of theirs is unfinished");
+        assert!(
+            matches!(
+                refused,
+                rexec_shared::server::error::ServerError::BuildInProgress { .. }
+            ),
+            "{refused:?}"
+        );
+    }
+    let jobs = plane.get("jobs", "rexec-environments", "");
+    let theirs: Vec<&serde_json::Value> = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["metadata"]["labels"]["rexec.ndp.io/owner"] == "u-1")
+        .collect();
+    assert_eq!(theirs.len(), 1, "one build of theirs");
+    assert_eq!(theirs[0]["spec"]["activeDeadlineSeconds"], 600);
+    assert_eq!(theirs[0]["spec"]["ttlSecondsAfterFinished"], 3600);
+    // The builds' quota, counted by the quota controller: the API server refuses what exceeds it.
+    let quota = plane.get("resourcequota", "rexec-environments", "rexec-builds");
+    assert_eq!(quota["spec"]["hard"]["pods"], "20");
+    assert_eq!(quota["status"]["hard"]["pods"], "20", "{quota}");
 }
