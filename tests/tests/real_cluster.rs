@@ -40,6 +40,16 @@ async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_pl
     assert_eq!((outcome, view.stage), (Spawned::Created, Stage::Ready), "{view:?}");
     let pod = plane.get("pod", "rexec-u-1", "rexec-server-1");
     assert!(pod["spec"]["nodeName"].as_str().unwrap().starts_with("kwok-node-"));
+    // The Job controller made the build's pod, which kwok completes on its own time.
+    plane.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "jobs",
+        "--all",
+        "-n",
+        "rexec-environments",
+        "--timeout=120s",
+    ]);
     let job = &plane.get("jobs", "rexec-environments", "")["items"][0];
     assert_eq!(
         job["status"]["succeeded"], 1,
