@@ -28,6 +28,19 @@ fn vars_waiting(plane: &ControlPlane, group: &str, wait: &str) -> Vars {
     ])
 }
 
+/// Waits until every build's Job has completed.
+fn builds_end(plane: &ControlPlane) {
+    plane.kubectl(&[
+        "wait",
+        "--for=condition=complete",
+        "jobs",
+        "--all",
+        "-n",
+        "rexec-environments",
+        "--timeout=120s",
+    ]);
+}
+
 #[tokio::test]
 async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_plane() {
     let Some(plane) = ControlPlane::start() else { return };
@@ -41,15 +54,7 @@ async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_pl
     let pod = plane.get("pod", "rexec-u-1", "rexec-server-1");
     assert!(pod["spec"]["nodeName"].as_str().unwrap().starts_with("kwok-node-"));
     // The Job controller made the build's pod, which kwok completes on its own time.
-    plane.kubectl(&[
-        "wait",
-        "--for=condition=complete",
-        "jobs",
-        "--all",
-        "-n",
-        "rexec-environments",
-        "--timeout=120s",
-    ]);
+    builds_end(&plane);
     let job = &plane.get("jobs", "rexec-environments", "")["items"][0];
     assert_eq!(
         job["status"]["succeeded"], 1,
@@ -71,15 +76,7 @@ async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_pl
     assert_eq!(delete.terminate("u-1").await.unwrap(), Terminated::Deleted);
 
     // kwok turns a server ready without waiting for its build: the builds end on their own time.
-    plane.kubectl(&[
-        "wait",
-        "--for=condition=complete",
-        "jobs",
-        "--all",
-        "-n",
-        "rexec-environments",
-        "--timeout=120s",
-    ]);
+    builds_end(&plane);
     let reaper = Reaper::from_vars(&vars(&plane, "rexec-lambda-reap")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let report = reaper.run(SystemTime::now(), deadline).await.unwrap();
