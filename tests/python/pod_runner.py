@@ -6,8 +6,12 @@ Each container runs as PID 1 of its own user, mount and PID namespaces (no privi
 where the runner does what a kubelet and a container runtime do:
 - the pod's volumes are mounted at their paths: an emptyDir is a directory of the pod, a
   configMap a directory holding the ConfigMap's data, a persistentVolumeClaim the directory
-  standing for the claimed volume (shared by every pod given it), `subPath` a directory in it
-  (made when missing, as the kubelet does); read-only when the mount or the claim says so;
+  standing for the claimed volume (shared by every pod given it), `subPath` a directory in it;
+  read-only when the mount or the claim says so;
+- a missing `subPath` is made as a kubelet makes it: on a writable volume, with the volume's own
+  mode, even when the mount is read-only; on a read-only volume (a claim the pod marks
+  `readOnly`, a ConfigMap) it is an error, `CreateContainerConfigError`, as the kubelet refuses
+  it (kubernetes/kubernetes#70662) and retries 10 s later;
 - a mount may only lie under /opt or /tmp (a fresh /opt hides the machine's); any other path
   fails the container, so the runner never writes outside its own directories;
 - /dev is a fresh tmpfs with the usual device nodes, and /dev/termination-log is the
@@ -76,6 +80,10 @@ os.execvpe(spec["command"][0], spec["command"], spec["env"])
 """
 
 
+class CreateContainerConfigError(Exception):
+    """What a kubelet reports when it cannot prepare a container's mounts."""
+
+
 @dataclass
 class Finished:
     exit_code: int
@@ -97,6 +105,7 @@ class PodRunner:
             if "persistentVolumeClaim" in volume:
                 claim = volume["persistentVolumeClaim"]
                 self.volumes[volume["name"]] = (claims or {})[claim["claimName"]]
+                self.volumes[volume["name"]].mkdir(parents=True, exist_ok=True)
                 if claim.get("readOnly"):
                     self.read_only.add(volume["name"])
                 continue
@@ -105,6 +114,7 @@ class PodRunner:
             if "configMap" in volume:
                 for key, value in configmaps[volume["configMap"]["name"]].items():
                     (path / key).write_text(value)
+                self.read_only.add(volume["name"])
             elif "emptyDir" not in volume:
                 raise ValueError(f"volume {volume['name']}: only emptyDir, configMap and claimed volumes run here")
             self.volumes[volume["name"]] = path
@@ -125,8 +135,14 @@ class PodRunner:
             target = mount["mountPath"]
             if not target.startswith(ALLOWED):
                 raise ValueError(f"container {container['name']}: the runner mounts under /opt and /tmp only, not {target}")
-            source = self.volumes[mount["name"]] / mount.get("subPath", "")
-            source.mkdir(parents=True, exist_ok=True)
+            volume = self.volumes[mount["name"]]
+            source = volume / mount.get("subPath", "")
+            if not source.exists():
+                if mount["name"] in self.read_only:
+                    raise CreateContainerConfigError(
+                        f"failed to create subPath directory for volumeMount {mount['name']!r} "
+                        f"of container {container['name']!r}")
+                source.mkdir(mode=volume.stat().st_mode & 0o7777, parents=True)
             read_only = bool(mount.get("readOnly")) or mount["name"] in self.read_only
             mounts.append([str(source), target, read_only])
         log = self.workdir / f"{container['name']}.termination-log"

@@ -153,7 +153,9 @@ HOSTILE_PODS = {
     "host port": lambda s: s["containers"][0].update(ports=[{"containerPort": 22, "hostPort": 22}]),
     "image outside the allow-list": lambda s: s["containers"][0].update(image="evil.example/miner:latest"),
     "init image outside the allow-list": lambda s: s["initContainers"][0].update(image="ghcr.io/x/python:3.11"),
-    "a writable environment": lambda s: s["volumes"][0]["persistentVolumeClaim"].update(readOnly=False),
+    "a renamed claim mounted whole and writable": lambda s: (
+        s["volumes"].append({"name": "data", "persistentVolumeClaim": {"claimName": "rexec-environments"}}),
+        s["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/opt/data"})),
     "another claim": lambda s: s["volumes"][0]["persistentVolumeClaim"].update(claimName="data"),
     "a node named": lambda s: s.update(nodeName="node-1"),
     "a priority class": lambda s: s.update(priorityClassName="system-node-critical"),
@@ -175,6 +177,9 @@ HOSTILE_BUILDS = {
     "no deadline": lambda j: j["spec"].pop("activeDeadlineSeconds"),
     "a deadline of a week": lambda j: j["spec"].update(activeDeadlineSeconds=7 * 86400),
     "kept for ever": lambda j: j["spec"].pop("ttlSecondsAfterFinished"),
+    "a renamed claim mounted whole": lambda j: (
+        j["spec"]["template"]["spec"]["volumes"].append({"name": "data", "persistentVolumeClaim": {"claimName": "rexec-environments"}}),
+        j["spec"]["template"]["spec"]["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/opt/data"})),
     "the whole volume writable": lambda j: j["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0].pop("subPath"),
     "service-account token": lambda j: j["spec"]["template"]["spec"].update(automountServiceAccountToken=True),
     "privileged": lambda j: j["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(privileged=True),

@@ -174,8 +174,15 @@ HOSTILE = {
                                              "rexec-lambda-pods"),
     "pod: a service-account token": ("pod", spec(lambda p: p.update(automountServiceAccountToken=True)),
                                      "rexec-lambda-pods"),
-    "pod: the environments writable": ("pod", spec(lambda p: p["volumes"][0]["persistentVolumeClaim"].update(readOnly=False)),
-                                       "rexec-lambda-pods"),
+    "pod: the environment's mount writable": ("pod", spec(lambda p: p["initContainers"][0]["volumeMounts"][0].update(
+        readOnly=False)), "rexec-lambda-pods"),
+    "pod: a renamed claim mounted whole": ("pod", spec(lambda p: (
+        p["volumes"].append({"name": "data", "persistentVolumeClaim": {"claimName": "rexec-environments"}}),
+        p["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/opt/data", "readOnly": True}))),
+        "rexec-lambda-pods"),
+    "build: a renamed claim mounted whole": ("build_job", spec(lambda p: (
+        p["volumes"].append({"name": "data", "persistentVolumeClaim": {"claimName": "rexec-environments"}}),
+        p["containers"][0]["volumeMounts"].append({"name": "data", "mountPath": "/opt/data"}))), "rexec-lambda-builds"),
     "pod: another claim": ("pod", spec(lambda p: p["volumes"][0]["persistentVolumeClaim"].update(claimName="data")),
                            "rexec-lambda-pods"),
     "pod: the host's network": ("pod", spec(lambda p: p.update(hostNetwork=True)), "PodSecurity"),

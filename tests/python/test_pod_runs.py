@@ -18,7 +18,7 @@ from rexec.client_api import remote_func
 from broker import Broker
 from conftest import ROOT, rendered, running_stack
 from package_mirror import Mirror
-from pod_runner import PodRunner
+from pod_runner import CreateContainerConfigError, PodRunner
 
 IMAGE = ROOT / ".venv" / "pod" / "bin"
 SERVICES = ["rexec-broker.rexec.svc"]
@@ -199,6 +199,32 @@ def test_the_wait_for_a_build_follows_its_steps_and_the_installers_lines(spawned
     installing = lines.index("rexec: installing the requirements with uv")
     assert any(line.startswith("Installed ") for line in lines[installing:]), lines
     assert (directory(spawned, volume) / ".log").read_text().splitlines() == lines[1:], "the build's own log"
+
+
+def test_the_wait_starts_before_its_build_as_a_kubelet_starts_it(spawned, tmp_path):
+    """A kubelet makes the build's missing directory for the wait only because the pod's volume
+    is writable (every mount of it read-only): marked read-only, the wait could not start before
+    the build, and a kubelet would retry it 10 s later."""
+    volume = tmp_path / "volume"
+    pod = server(spawned, volume, tmp_path / "server")
+    assert all(m["readOnly"] for c in pod.pod["spec"]["initContainers"] + pod.pod["spec"]["containers"]
+               for m in c["volumeMounts"] if m["name"] == "environment")
+    waiting = pod.start("wait-for-environment", tmp_path / "wait.log")
+    try:
+        deadline = time.monotonic() + 10
+        while "waiting for the environment's build" not in (tmp_path / "wait.log").read_text():
+            assert waiting.poll() is None and time.monotonic() < deadline, (tmp_path / "wait.log").read_text()
+            time.sleep(0.05)
+        assert directory(spawned, volume).is_dir() and not any(directory(spawned, volume).iterdir())
+    finally:
+        PodRunner.kill(waiting)
+    read_only = json.loads(json.dumps(spawned["pod"]))
+    read_only["spec"]["volumes"][0]["persistentVolumeClaim"]["readOnly"] = True
+    elsewhere = tmp_path / "elsewhere"
+    with pytest.raises(CreateContainerConfigError, match="failed to create subPath directory"):
+        PodRunner(read_only, {}, SERVICES, IMAGE, tmp_path / "ro", claims={"rexec-environments": elsewhere}).start(
+            "wait-for-environment", tmp_path / "ro.log")
+    assert list(elsewhere.iterdir()) == [], "nothing made on a read-only volume"
 
 
 def test_a_server_on_a_finished_build_installs_nothing_connects_answers_and_stops(spawned, broker, tmp_path):

@@ -474,7 +474,10 @@ pub fn pod(owner: &Owner, settings: &ServerSettings, reqs: &Requirements, genera
             "terminationGracePeriodSeconds": 10,
             "securityContext": pod_security(),
             "volumes": [
-                {"name": "environment", "persistentVolumeClaim": {"claimName": ENVIRONMENT_CLAIM, "readOnly": true}},
+                // Every mount of it is read-only; the volume itself is not, so that a kubelet
+                // makes the build's directory when the wait starts before the build does (it
+                // makes no missing subPath on a read-only volume, and retries 10 s later).
+                {"name": "environment", "persistentVolumeClaim": {"claimName": ENVIRONMENT_CLAIM}},
                 {"name": "tmp", "emptyDir": {"sizeLimit": settings.storage_limit}},
             ],
             "initContainers": [wait],
@@ -725,13 +728,18 @@ mod tests {
             .chain(spec["containers"].as_array().unwrap())
             .collect();
         assert_eq!(containers.len(), 2);
-        let mounts = &spec["containers"][0]["volumeMounts"];
-        assert_eq!(
-            mounts[0]["readOnly"], true,
-            "the environment is read-only for the server"
+        assert!(
+            spec["volumes"][0]["persistentVolumeClaim"].get("readOnly").is_none(),
+            "a kubelet makes a missing subPath of a writable volume only"
         );
-        assert_eq!(spec["volumes"][0]["persistentVolumeClaim"]["readOnly"], true);
         for c in containers {
+            let environment = &c["volumeMounts"][0];
+            assert_eq!(environment["name"], "environment");
+            assert_eq!(
+                environment["readOnly"], true,
+                "{}: the environment is read-only",
+                c["name"]
+            );
             assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false, "{}", c["name"]);
             assert_eq!(c["securityContext"]["capabilities"]["drop"][0], "ALL");
             assert!(c["resources"]["limits"]["memory"].is_string() && c["resources"]["requests"]["cpu"].is_string());
