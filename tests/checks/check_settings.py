@@ -10,9 +10,10 @@ from cfnlint.decode import cfn_yaml
 ROOT = Path(__file__).resolve().parents[2]
 # Settings of local runs only: on Lambda the cluster is found through EKS_CLUSTER_NAME, and the
 # client secret is read from Secrets Manager (AUTH_CLIENT_SECRET_ID), never put in the template.
-LOCAL_ONLY = {"KUBECONFIG", "AUTH_CLIENT_SECRET", "AWS_ENDPOINT_URL"}
-# Set by the Lambda runtime itself: the role's credentials and the region.
-LAMBDA_RUNTIME = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION"}
+LOCAL_ONLY = {"KUBECONFIG", "KUBE_CONTEXT", "AUTH_CLIENT_SECRET", "AWS_ENDPOINT_URL"}
+# Set by the Lambda runtime itself: the role's credentials, the region and the function's name.
+LAMBDA_RUNTIME = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+                  "AWS_LAMBDA_FUNCTION_NAME"}
 READ = re.compile(r'vars\s*\.\s*(?:get|required|parse_or|bool_or|seconds_or|url|list)\(\s*"([A-Z][A-Z0-9_]+)"')
 
 

@@ -2,10 +2,11 @@
 - each function that reaches the cluster has an IAM role of its own, mapped by its EKS access
   entry to the Kubernetes group that deploy/k8s/rbac.yaml binds for that function (the group
   whose grants tests/tests/rbac.rs checks against what the function uses); no other function
-  has one;
+  has one; and locally, on the control plane of scripts/cluster, each acts as the same group;
 - its rules refuse a deployment that would let every authenticated user run code without
   saying so (an empty GroupNames without EnableGroupBasedAccess=false)."""
 
+import ast
 import sys
 from pathlib import Path
 
@@ -56,6 +57,14 @@ def check_group_rule(template):
             sys.exit(f"the template {'accepts' if deployable else 'refuses'} {overrides or 'its defaults'}")
 
 
+def local_groups() -> dict[str, str]:
+    """The group each function acts as on the control plane of scripts/cluster (its FUNCTIONS)."""
+    tree = ast.parse((ROOT / "scripts" / "cluster").read_text())
+    table = next(node.value for node in tree.body if isinstance(node, ast.Assign)
+                 and any(getattr(t, "id", None) == "FUNCTIONS" for t in node.targets))
+    return {function: f"rexec-lambda-{group}" for function, group in ast.literal_eval(table).items()}
+
+
 def main():
     template = cfn_yaml.load(str(ROOT / "template.yaml"))
     check_group_rule(template)
@@ -90,6 +99,9 @@ def main():
             sys.exit(f"{binary}: deploy/k8s/rbac.yaml binds no role to {GROUPS[binary]}")
     if set(roles_seen.values()) != set(GROUPS):
         sys.exit(f"functions without their cluster role: {sorted(set(GROUPS) - set(roles_seen.values()))}")
+    local = local_groups()
+    if local != GROUPS:
+        sys.exit(f"scripts/cluster gives the functions the groups {local}, not those of the template {GROUPS}")
     print(f"template: {len(roles_seen)} functions with their own IAM role and Kubernetes group; "
           "admitting every user is an explicit choice")
 

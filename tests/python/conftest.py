@@ -1,9 +1,11 @@
 """Fixtures that run the system locally for the published Python clients.
 
-The stack is started the one way the README starts it, `scripts/dev` (with `--ignore-changes`),
-on free 127.0.0.1 ports (`PORT=0`), once per session; `identity` and `cluster` are its identity service
-and Kubernetes stand-in, read from its ready line. `running_stack` runs any such command and,
-when it ends, checks that nothing it started is left.
+The real control plane (`scripts/cluster --install`) is started once per session: `control_plane`
+(also `cluster`). The stack is started the one way the README starts it, `scripts/dev` (with
+`--ignore-changes`), on free 127.0.0.1 ports (`PORT=0`), once per session, on that control plane
+(its functions' kubeconfig, a context per function); `identity` is its identity service, read
+from its ready line. `running_stack` runs any such command and, when it ends, checks that nothing
+it started is left.
 """
 
 import contextlib
@@ -17,6 +19,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import kubernetes
 import pytest
 import requests
 
@@ -75,7 +78,7 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
     env = {k: v for k, v in os.environ.items() if k not in STACK_SETTINGS}
     env.update(extra_env, PORT="0", REXEC_DEV_TEST=run)
     marker = f"REXEC_DEV_TEST={run}".encode()
-    port = None
+    port = folder = None
     with log.open("w") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -91,6 +94,10 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
             time.sleep(0.5)
         port = urlsplit(ready["ready"]).port
         env["PORT"] = str(port)
+        # The folder of a control plane it started (certificates, etcd's data), which it removes
+        # when it stops.
+        started_one = "rexec-cluster-" in (ready.get("kubeconfig") or "") and "KUBECONFIG" not in extra_env
+        folder = Path(ready["kubeconfig"]).parent if started_one else None
         yield Stack(ready, proc, env, marker, log)
     finally:
         if proc.poll() is None:
@@ -105,6 +112,8 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
     assert processes_with(marker) == [], f"processes left behind; see {log}"
     for offset in (0, 1, 2) if port else ():
         assert not answers(port + offset), f"port {port + offset} still answers"
+    if port and folder:
+        assert not folder.exists(), f"{folder} left behind; see {log}"
 
 
 class Identity:
@@ -125,12 +134,19 @@ class Api:
         self.rexec = f"{base}/rexec"
 
 
+def dev_stack(control_plane, settings: dict[str, str], log: Path):
+    """`scripts/dev --ignore-changes` on the session's control plane, with `settings`."""
+    on_the_plane = {"KUBECONFIG": control_plane.functions_kubeconfig,
+                    # Pods here run nothing: no source is fetched, no SHA-256 checked.
+                    "REXEC_SERVER_SOURCE_SHA256": "0" * 64}
+    return running_stack([str(ROOT / "scripts" / "dev"), "--ignore-changes"], {**on_the_plane, **settings}, log)
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    """The local stack, as `scripts/dev` runs it, with the development identity service and the
-    Kubernetes stand-in."""
-    log = tmp_path_factory.mktemp("stack") / "scripts-dev.log"
-    with running_stack([str(ROOT / "scripts" / "dev"), "--ignore-changes"], {}, log) as s:
+def stack(tmp_path_factory, control_plane):
+    """The local stack, as `scripts/dev` runs it, with the development identity service, on the
+    session's control plane."""
+    with dev_stack(control_plane, {}, tmp_path_factory.mktemp("stack") / "scripts-dev.log") as s:
         yield s
 
 
@@ -140,9 +156,9 @@ def identity(stack):
 
 
 @pytest.fixture(scope="session")
-def cluster(stack):
-    """The Kubernetes stand-in: its url and kubeconfig (bearer token `local`)."""
-    return {"url": stack.ready["cluster"], "kubeconfig": stack.ready["kubeconfig"]}
+def cluster(control_plane):
+    """The cluster the session's stack runs on."""
+    return control_plane
 
 
 @pytest.fixture(scope="session")
@@ -159,6 +175,17 @@ class ControlPlane:
         self.server = ready["ready"]
         self.tokens = ready["tokens"]
         self.ca = str(Path(ready["dir"]) / "ca.crt")
+        self.functions_kubeconfig = ready["functions_kubeconfig"]
+        self.admin = kubernetes.config.new_client_from_config(config_file=ready["kubeconfig"])
+
+    def get(self, path: str) -> dict:
+        """The object at the API path `path`, as the administrator reads it, with the official
+        client."""
+        request = self.admin.param_serialize("GET", path, auth_settings=["BearerToken"])
+        response = self.admin.call_api(*request, _request_timeout=10)
+        response.read()
+        assert response.status == 200, f"GET {path}: {response.status} {response.data[:500]!r}"
+        return json.loads(response.data)
 
     def kubectl(self, *args: str, identity: str | None = None, input: str | None = None) -> subprocess.CompletedProcess:
         """kubectl as the administrator, or as `identity` (a group of deploy/k8s/rbac.yaml)."""
@@ -173,18 +200,14 @@ class ControlPlane:
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory):
     """The real control plane, started once for the session (built first if this machine has not
-    yet: that can take twenty minutes), with the project's manifests applied as an operator
-    applies them. Without Go it is skipped, except in CI, where that is a failure."""
+    yet: that can take twenty minutes), with the project's manifests installed as an operator
+    installs them (`--install`, which fails when one does not apply). Without Go it is skipped,
+    except in CI, where that is a failure."""
     if shutil.which("go") is None and not os.environ.get("CI"):
         pytest.skip("the real control plane needs Go (1.26 or later) on PATH")
     log = tmp_path_factory.mktemp("cluster") / "scripts-cluster.log"
-    with running_stack([str(ROOT / "scripts" / "cluster")], {}, log, ready_within=3600) as running:
-        plane = ControlPlane(running.ready)
-        made = plane.kubectl("create", "namespace", "rexec")
-        assert made.returncode == 0, made.stderr
-        applied = plane.kubectl("apply", "--server-side", "-f", str(ROOT / "deploy" / "k8s"))
-        assert applied.returncode == 0, applied.stderr
-        yield plane
+    with running_stack([str(ROOT / "scripts" / "cluster"), "--install"], {}, log, ready_within=3600) as running:
+        yield ControlPlane(running.ready)
 
 
 def rendered(*args: str) -> dict:

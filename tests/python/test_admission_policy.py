@@ -1,7 +1,7 @@
 """The admission policies of deploy/k8s/admission-policy.yaml, evaluated with a CEL
 implementation nobody here wrote (cel-python) as the API server evaluates them: against the
-objects the functions really write (a spawn through the local stack, read back from the
-Kubernetes stand-in) they admit, against hostile variants they deny, and requests from other
+objects the functions really write (a spawn through the local stack, read back from the real
+control plane, whose own admission chain admitted them first) they admit, against hostile variants they deny, and requests from other
 groups are not theirs to judge."""
 
 import copy
@@ -71,9 +71,7 @@ def written(api, identity, cluster):
     assert resp.status_code in (200, 201), resp.text
     ns = resp.json()["server"]["namespace"]
     pod = resp.json()["server"]["name"]
-    get = lambda path: requests.get(  # noqa: E731
-        f"{cluster['url']}{path}", headers={"Authorization": "Bearer local"}, timeout=10
-    ).json()
+    get = cluster.get
     objects = {
         "namespace": get(f"/api/v1/namespaces/{ns}"),
         "pod": get(f"/api/v1/namespaces/{ns}/pods/{pod}"),
@@ -82,6 +80,8 @@ def written(api, identity, cluster):
         "claim": get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/rexec-environments"),
         "environments": get("/api/v1/namespaces/rexec-environments"),
     }
+    # What the spawn wrote, as admission saw it: the scheduler binds the pod afterwards.
+    del objects["pod"]["spec"]["nodeName"]
     build = objects["pod"]["metadata"]["labels"]
     objects["job"] = get(
         f"/apis/batch/v1/namespaces/rexec-environments/jobs/env-{build['rexec.ndp.io/environment']}-{build['rexec.ndp.io/build']}"

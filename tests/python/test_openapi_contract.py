@@ -31,7 +31,8 @@ CHECKS = ",".join([
 @pytest.fixture(scope="module")
 def own_stack(tmp_path_factory):
     log = tmp_path_factory.mktemp("contract") / "scripts-dev.log"
-    with running_stack([str(ROOT / "scripts" / "dev"), "--ignore-changes"], {}, log) as stack:
+    # The HTTP contract alone: on the stand-in, which answers at once.
+    with running_stack([str(ROOT / "scripts" / "dev"), "--ignore-changes", "--stand-in"], {}, log) as stack:
         yield Api(stack.base), Identity(stack.ready["identity"], stack.ready["token_url"])
 
 

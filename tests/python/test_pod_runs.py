@@ -16,7 +16,7 @@ import requests
 from rexec.client_api import remote_func
 
 from broker import Broker
-from conftest import ROOT, rendered, running_stack
+from conftest import ROOT, dev_stack, rendered
 from package_mirror import Mirror
 from pod_runner import CreateContainerConfigError, PodRunner
 
@@ -39,7 +39,7 @@ def broker():
 
 
 @pytest.fixture(scope="module")
-def spawned(tmp_path_factory, mirror, broker):
+def spawned(tmp_path_factory, mirror, broker, control_plane):
     """The server pod, its environment's build Job and the build's files, of a spawn through a
     stack whose builds take their packages and source from the mirror and whose servers connect
     to the broker stand-in."""
@@ -48,19 +48,19 @@ def spawned(tmp_path_factory, mirror, broker):
         "REXEC_SERVER_SOURCE": mirror.source,
         "REXEC_SERVER_SOURCE_SHA256": mirror.source_sha256,
         "REXEC_BROKER_PORT": str(broker.server_port),
+        # A caller of its own on the session's control plane.
+        "IDENTITY_STAND_IN_USERS": "1",
     }
     log = tmp_path_factory.mktemp("stack") / "scripts-dev.log"
-    with running_stack([str(ROOT / "scripts" / "dev"), "--ignore-changes"], settings, log) as stack:
+    with dev_stack(control_plane, settings, log) as stack:
         broker.identity_url = stack.ready["identity"]
-        token = requests.post(stack.ready["token_url"], json={"user": "alice"}, timeout=5).json()["token"]
+        token = requests.post(stack.ready["token_url"], json={"user": "user-001"}, timeout=5).json()["token"]
         resp = requests.post(
             f"{stack.base}/rexec/spawn", data={"requirments": ["python==3.11", "six"], "token": token}, timeout=60
         )
         assert resp.status_code == 201, resp.text
         server = resp.json()["server"]
-        get = lambda path: requests.get(  # noqa: E731
-            f"{stack.ready['cluster']}{path}", headers={"Authorization": "Bearer local"}, timeout=10
-        ).json()
+        get = control_plane.get
         pod = get(f"/api/v1/namespaces/{server['namespace']}/pods/{server['name']}")
         labels = pod["metadata"]["labels"]
         build = f"env-{labels['rexec.ndp.io/environment']}-{labels['rexec.ndp.io/build']}"
@@ -70,6 +70,7 @@ def spawned(tmp_path_factory, mirror, broker):
             "files": get(f"/api/v1/namespaces/rexec-environments/configmaps/{build}"),
             "token": token,
         }
+        requests.delete(f"{stack.base}/rexec/terminate", data={"token": token}, timeout=60)
 
 
 def builder(spawned, volume: Path, workdir: Path, installer=None, requirements=None) -> PodRunner:

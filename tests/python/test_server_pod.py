@@ -37,11 +37,7 @@ def pod(api, identity, cluster):
     )
     assert resp.status_code in (200, 201), resp.text
     server = resp.json()["server"]
-    yield requests.get(
-        f"{cluster['url']}/api/v1/namespaces/{server['namespace']}/pods/{server['name']}",
-        headers={"Authorization": "Bearer local"},
-        timeout=10,
-    ).json()
+    yield cluster.get(f"/api/v1/namespaces/{server['namespace']}/pods/{server['name']}")
     requests.delete(f"{api.rexec}/terminate", data={"token": token}, timeout=60)
 
 

@@ -1,14 +1,13 @@
 //! The real control plane (scripts/cluster) for a Rust test: started, the project's manifests
-//! applied as an operator applies them, a kubeconfig of each function's own identity, stopped
+//! installed as an operator installs them (`--install`), a kubeconfig of each function's own identity, stopped
 //! with its whole process group when dropped.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use base64::Engine;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 pub struct ControlPlane {
     child: Child,
@@ -29,6 +28,7 @@ impl ControlPlane {
             return None;
         }
         let mut child = Command::new(root.join("scripts/cluster"))
+            .arg("--install")
             .stdout(Stdio::piped())
             .process_group(0)
             .spawn()
@@ -43,15 +43,7 @@ impl ControlPlane {
                 break ready;
             }
         };
-        let plane = Self { child, ready };
-        plane.kubectl(&["create", "namespace", "rexec"]);
-        plane.kubectl(&[
-            "apply",
-            "--server-side",
-            "-f",
-            root.join("deploy/k8s").to_str().unwrap(),
-        ]);
-        Some(plane)
+        Some(Self { child, ready })
     }
 
     /// kubectl as the administrator; its output, or a panic naming what failed.
@@ -77,22 +69,6 @@ impl ControlPlane {
             args.insert(2, name);
         }
         serde_json::from_str(&self.kubectl(&args)).unwrap()
-    }
-
-    /// A kubeconfig (JSON, with the token of `group`) of the functions' group `group`.
-    pub fn kubeconfig(&self, group: &str) -> PathBuf {
-        let dir = PathBuf::from(self.ready["dir"].as_str().unwrap());
-        let ca = std::fs::read(dir.join("ca.crt")).expect("the CA");
-        let config = json!({
-            "apiVersion": "v1", "kind": "Config", "current-context": "rexec",
-            "clusters": [{"name": "rexec", "cluster": {"server": self.ready["ready"],
-                "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca)}}],
-            "users": [{"name": group, "user": {"token": self.ready["tokens"][group]}}],
-            "contexts": [{"name": "rexec", "context": {"cluster": "rexec", "user": group}}],
-        });
-        let path = dir.join(format!("{group}.kubeconfig.json"));
-        std::fs::write(&path, config.to_string()).unwrap();
-        path
     }
 }
 

@@ -14,15 +14,17 @@ use rexec_shared::server::status::Stage;
 use rexec_tests::control_plane::ControlPlane;
 use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, caller};
 
-fn vars(plane: &ControlPlane, group: &str) -> Vars {
-    vars_waiting(plane, group, "25")
+fn vars(plane: &ControlPlane, function: &str) -> Vars {
+    vars_waiting(plane, function, "25")
 }
 
-/// The settings of the function of `group`, whose spawns wait `wait` seconds for their server.
-fn vars_waiting(plane: &ControlPlane, group: &str, wait: &str) -> Vars {
-    let kubeconfig = plane.kubeconfig(group);
+/// The settings of `function`, as `make dev` gives them (the functions' kubeconfig, whose
+/// context named after the function holds its group's token), whose spawns wait `wait` seconds
+/// for their server.
+fn vars_waiting(plane: &ControlPlane, function: &str, wait: &str) -> Vars {
     Vars::from_pairs([
-        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("KUBECONFIG", plane.ready["functions_kubeconfig"].as_str().unwrap()),
+        ("AWS_LAMBDA_FUNCTION_NAME", function),
         ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
         ("REXEC_SPAWN_WAIT_SECONDS", wait),
     ])
@@ -44,7 +46,7 @@ fn builds_end(plane: &ControlPlane) {
 #[tokio::test]
 async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_plane() {
     let Some(plane) = ControlPlane::start() else { return };
-    let spawner = Spawner::from_vars(&vars(&plane, "rexec-lambda-spawn")).unwrap();
+    let spawner = Spawner::from_vars(&vars(&plane, "spawn-server")).unwrap();
     let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
     let who = caller("u-1");
     let python = policy.check(&["python==3.11"]).unwrap();
@@ -69,15 +71,15 @@ async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_pl
         (Spawned::Replaced, 2, Stage::Ready)
     );
 
-    let read = Servers::from_vars(&vars(&plane, "rexec-lambda-read")).unwrap();
+    let read = Servers::from_vars(&vars(&plane, "get-server")).unwrap();
     let seen = read.describe("u-1").await.unwrap().expect("a server");
     assert_eq!((seen.generation, seen.ready), (2, true));
-    let delete = Servers::from_vars(&vars(&plane, "rexec-lambda-delete")).unwrap();
+    let delete = Servers::from_vars(&vars(&plane, "delete-server")).unwrap();
     assert_eq!(delete.terminate("u-1").await.unwrap(), Terminated::Deleted);
 
     // kwok turns a server ready without waiting for its build: the builds end on their own time.
     builds_end(&plane);
-    let reaper = Reaper::from_vars(&vars(&plane, "rexec-lambda-reap")).unwrap();
+    let reaper = Reaper::from_vars(&vars(&plane, "reap-servers")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let report = reaper.run(SystemTime::now(), deadline).await.unwrap();
     assert_eq!(report.environments.builds, 2, "{report:?}");
@@ -92,7 +94,7 @@ async fn a_server_is_spawned_reused_replaced_and_terminated_on_a_real_control_pl
 #[tokio::test]
 async fn a_burst_of_forced_spawns_by_one_caller_leaves_one_unfinished_build_on_a_real_control_plane() {
     let Some(plane) = ControlPlane::start() else { return };
-    let settings = vars_waiting(&plane, "rexec-lambda-spawn", "0");
+    let settings = vars_waiting(&plane, "spawn-server", "0");
     let spawner = std::sync::Arc::new(Spawner::from_vars(&settings).unwrap());
     let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
     spawner

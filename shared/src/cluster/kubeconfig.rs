@@ -1,5 +1,10 @@
-//! The cluster of a kubeconfig, for local runs and tests: the current context's server and
-//! certificate authority, and its user's token or token file.
+//! The cluster of a kubeconfig, for local runs and tests: a context's server and certificate
+//! authority, and its user's token or token file.
+//!
+//! The context is `KUBE_CONTEXT` when it is set; else the one named after the function
+//! (`AWS_LAMBDA_FUNCTION_NAME`, which `cargo lambda watch` sets to the function's name) when the
+//! kubeconfig has one, so that one kubeconfig gives each function its own identity, as EKS does;
+//! else the current context.
 //!
 //! The file is JSON, which any kubeconfig becomes with
 //! `kubectl config view --minify --flatten --raw -o json`: the functions carry no YAML parser.
@@ -69,9 +74,34 @@ struct User {
     other: BTreeMap<String, Value>,
 }
 
-/// The [`Access`] the kubeconfig at `path` describes; relative paths in it are relative to its
-/// folder. Errors name what is wrong, never a credential.
-pub fn access(path: &Path) -> Result<Access, String> {
+/// Which context of a kubeconfig is used.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Choice {
+    /// `KUBE_CONTEXT`: this one, which must be there.
+    pub context: Option<String>,
+    /// The function's name: its context, when there is one.
+    pub function: Option<String>,
+}
+
+impl Choice {
+    fn pick(&self, kubeconfig: &Kubeconfig) -> Result<String, String> {
+        if let Some(context) = &self.context {
+            return Ok(context.clone());
+        }
+        let has = |name: &String| kubeconfig.contexts.iter().any(|c| &c.name == name);
+        match &self.function {
+            Some(function) if has(function) => Ok(function.clone()),
+            _ => kubeconfig
+                .current_context
+                .clone()
+                .ok_or_else(|| "no current-context".to_owned()),
+        }
+    }
+}
+
+/// The [`Access`] the kubeconfig at `path` describes, in the context `choice` picks; relative
+/// paths in it are relative to its folder. Errors name what is wrong, never a credential.
+pub fn access(path: &Path, choice: &Choice) -> Result<Access, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
     let kubeconfig: Kubeconfig = serde_json::from_slice(&bytes).map_err(|e| {
         format!(
@@ -82,8 +112,8 @@ pub fn access(path: &Path) -> Result<Access, String> {
     })?;
     let folder = path.parent().unwrap_or(Path::new("."));
     let named = |kind: &str, name: &str| format!("no {kind} named {name:?}");
-    let current = kubeconfig.current_context.ok_or("no current-context")?;
-    let context = find(kubeconfig.contexts, &current).ok_or_else(|| named("context", &current))?;
+    let chosen = choice.pick(&kubeconfig)?;
+    let context = find(kubeconfig.contexts, &chosen).ok_or_else(|| named("context", &chosen))?;
     let cluster = find(kubeconfig.clusters, &context.cluster).ok_or_else(|| named("cluster", &context.cluster))?;
     let user = match &context.user {
         Some(name) => Some(find(kubeconfig.users, name).ok_or_else(|| named("user", name))?),
@@ -160,9 +190,13 @@ mod tests {
     }
 
     fn read(contents: &[u8]) -> Result<Access, String> {
+        read_with(contents, &Choice::default())
+    }
+
+    fn read_with(contents: &[u8], choice: &Choice) -> Result<Access, String> {
         let path = std::env::temp_dir().join(format!("rexec-kubeconfig-{}", uuid::Uuid::new_v4()));
         std::fs::write(&path, contents).unwrap();
-        let access = access(&path);
+        let access = access(&path, choice);
         std::fs::remove_file(&path).unwrap();
         access
     }
@@ -266,7 +300,9 @@ mod tests {
 
     #[test]
     fn missing_files_and_contexts_are_named() {
-        let err = access(Path::new("/no/such/kubeconfig")).err().unwrap();
+        let err = access(Path::new("/no/such/kubeconfig"), &Choice::default())
+            .err()
+            .unwrap();
         assert!(err.contains("cannot be read"), "{err}");
         let mut config = kubeconfig(json!({"server": "https://c"}), json!({}));
         config["current-context"] = json!("elsewhere");
@@ -276,5 +312,65 @@ mod tests {
         config["contexts"][0]["context"]["user"] = json!("nobody");
         let err = read_json(config).err().unwrap();
         assert_eq!(err, "no user named \"nobody\"");
+    }
+
+    #[test]
+    fn each_function_takes_the_context_named_after_it_unless_kube_context_names_one() {
+        let mut config = kubeconfig(json!({"server": "https://c"}), json!({"token": "current"}));
+        for name in ["spawn-server", "kind-dev"] {
+            config["users"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": name, "user": {"token": name}}));
+            config["contexts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": name, "context": {"cluster": "k", "user": name}}));
+        }
+        let token = |choice: Choice| {
+            let access = read_with(config.to_string().as_bytes(), &choice).unwrap();
+            access.token.unwrap().expose_secret().to_owned()
+        };
+        let function = |name: &str| Some(name.to_owned());
+        assert_eq!(
+            token(Choice {
+                context: None,
+                function: function("spawn-server")
+            }),
+            "spawn-server"
+        );
+        assert_eq!(
+            token(Choice {
+                context: None,
+                function: function("get-server")
+            }),
+            "current",
+            "no context of its name"
+        );
+        assert_eq!(
+            token(Choice {
+                context: None,
+                function: None
+            }),
+            "current"
+        );
+        assert_eq!(
+            token(Choice {
+                context: Some("kind-dev".into()),
+                function: function("spawn-server")
+            }),
+            "kind-dev",
+            "KUBE_CONTEXT first"
+        );
+        let err = read_with(
+            config.to_string().as_bytes(),
+            &Choice {
+                context: Some("gone".into()),
+                function: None,
+            },
+        )
+        .err()
+        .unwrap();
+        assert_eq!(err, "no context named \"gone\"");
     }
 }

@@ -37,8 +37,8 @@ pub struct Cluster {
 /// How the cluster is found.
 pub enum Connector {
     Eks(Box<EksConnector>),
-    /// A kubeconfig file (local runs and tests).
-    Kubeconfig(PathBuf),
+    /// A kubeconfig file (local runs and tests), and which of its contexts.
+    Kubeconfig(PathBuf, kubeconfig::Choice),
     /// Neither: every call answers 503, and the log says what to set.
     Unset,
 }
@@ -64,7 +64,13 @@ impl Cluster {
         }
         let connector = match (vars.get("EKS_CLUSTER_NAME"), vars.get("KUBECONFIG")) {
             (Some(cluster), _) => Connector::Eks(Box::new(EksConnector::new(cluster.to_owned()))),
-            (None, Some(path)) => Connector::Kubeconfig(PathBuf::from(path)),
+            (None, Some(path)) => Connector::Kubeconfig(
+                PathBuf::from(path),
+                kubeconfig::Choice {
+                    context: vars.get("KUBE_CONTEXT").map(str::to_owned),
+                    function: vars.get("AWS_LAMBDA_FUNCTION_NAME").map(str::to_owned),
+                },
+            ),
             (None, None) => Connector::Unset,
         };
         Ok(Self::new(connector, timeout))
@@ -100,7 +106,7 @@ impl Cluster {
     async fn access(&self) -> Result<Access, ClusterError> {
         match &self.connector {
             Connector::Eks(eks) => eks.access().await,
-            Connector::Kubeconfig(path) => kubeconfig::access(path).map_err(|e| {
+            Connector::Kubeconfig(path, choice) => kubeconfig::access(path, choice).map_err(|e| {
                 tracing::error!(kubeconfig = %path.display(), error = %e, "the kubeconfig cannot be used");
                 ClusterError::Unavailable("the kubeconfig cannot be used".into())
             }),
@@ -148,7 +154,20 @@ mod tests {
         let eks = Cluster::from_vars(&Vars::from_pairs([("EKS_CLUSTER_NAME", "ndp"), ("KUBECONFIG", "/k")])).unwrap();
         assert!(matches!(eks.connector, Connector::Eks(ref c) if c.cluster() == "ndp"));
         let local = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k")])).unwrap();
-        assert!(matches!(local.connector, Connector::Kubeconfig(ref p) if p.to_str() == Some("/k")));
+        assert!(
+            matches!(local.connector, Connector::Kubeconfig(ref p, ref c) if p.to_str() == Some("/k") && *c == Default::default())
+        );
+        let named = Cluster::from_vars(&Vars::from_pairs([
+            ("KUBECONFIG", "/k"),
+            ("KUBE_CONTEXT", "kind-dev"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "spawn-server"),
+        ]))
+        .unwrap();
+        let chosen = kubeconfig::Choice {
+            context: Some("kind-dev".into()),
+            function: Some("spawn-server".into()),
+        };
+        assert!(matches!(named.connector, Connector::Kubeconfig(_, ref c) if *c == chosen));
         let unset = Cluster::from_vars(&Vars::from_pairs([])).unwrap();
         assert!(matches!(unset.connector, Connector::Unset));
         let err = Cluster::from_vars(&Vars::from_pairs([("KUBE_TIMEOUT_SECONDS", "0")]))

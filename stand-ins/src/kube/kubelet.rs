@@ -383,12 +383,12 @@ pub(super) fn log(store: &Store, target: &Target, query: &HashMap<String, String
 /// whole group while it is not installed.
 pub(super) fn metrics(store: &Store, target: &Target, query: &HashMap<String, String>) -> Response {
     let Some(usage) = store.cpu_usage.as_ref().filter(|_| target.resource == "pods") else {
-        return status(
-            404,
-            "NotFound",
-            "the server could not find the requested resource".into(),
-            json!({}),
-        );
+        // As the API server answers for an API group it does not serve: plain text, no Status.
+        return Response::builder()
+            .status(404)
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(axum::body::Body::from("404 page not found\n"))
+            .unwrap();
     };
     let selector = match super::store::Selector::from_query(query) {
         Ok(selector) => selector,

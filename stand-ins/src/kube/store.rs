@@ -445,6 +445,11 @@ impl Selector {
     }
 
     /// Whether the object at `key` is of the request's resource and namespace and matches.
+    /// Whether it filters at all.
+    pub(super) fn filters(&self) -> bool {
+        !(self.labels.is_empty() && self.fields.is_empty())
+    }
+
     pub(super) fn selects(&self, target: &Target, key: &Key, object: &Value) -> bool {
         let (resource, namespace, _) = key;
         *resource == target.resource
@@ -504,7 +509,10 @@ pub(super) fn list(
     {
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(last).unwrap());
         metadata["continue"] = json!(token);
-        metadata["remainingItemCount"] = json!(remaining);
+        // As the API server: counted for an unfiltered list only.
+        if !selector.filters() {
+            metadata["remainingItemCount"] = json!(remaining);
+        }
     }
     let items: Vec<Value> = page.into_iter().map(|(_, object)| object.clone()).collect();
     let body = json!({"apiVersion": api_version, "kind": format!("{kind}List"), "metadata": metadata, "items": items});

@@ -5,8 +5,10 @@
 //! - With one, only changes after it: ADDED for an object created after it, MODIFIED for an
 //!   update, DELETED (the object as it was last) for a removal.
 //! - `timeoutSeconds` ends the stream; so does the watch's default of 30 minutes.
-//! - A `resourceVersion` the store never reached is 410 Expired as an ERROR event, as for a
-//!   compacted one.
+//! - A `resourceVersion` the store has not reached yet is waited for, as etcd waits for a
+//!   future revision (the stand-in once answered 410 Expired there, which the real API server
+//!   does not); one that is not a number is 400. The stand-in keeps every tombstone, so it never
+//!   compacts: a real API server may answer 410 Expired for an old version.
 //!
 //! Several changes of one object between two looks are sent as its latest state, as a real watch
 //! may send them after a compaction; each change is seen within 20 ms.
@@ -50,10 +52,20 @@ pub(super) fn serve(shared: Arc<Shared>, target: Target, query: &HashMap<String,
         .get("timeoutSeconds")
         .and_then(|t| t.parse().ok())
         .map_or(DEFAULT_TIMEOUT, Duration::from_secs);
-    let since: Option<u64> = query
-        .get("resourceVersion")
-        .filter(|v| !v.is_empty() && *v != "0")
-        .map(|v| v.parse().unwrap_or(u64::MAX));
+    let since: Option<u64> = match query.get("resourceVersion").filter(|v| !v.is_empty() && *v != "0") {
+        None => None,
+        Some(version) => match version.parse() {
+            Ok(version) => Some(version),
+            Err(_) => {
+                return status(
+                    400,
+                    "BadRequest",
+                    format!("invalid resource version: {version:?}"),
+                    json!({}),
+                );
+            }
+        },
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(64);
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -81,14 +93,12 @@ pub(super) fn serve(shared: Arc<Shared>, target: Target, query: &HashMap<String,
             }
         };
         while tokio::time::Instant::now() < deadline {
-            let (events, expired) = {
+            let events = {
                 let mut store = shared.store.lock().unwrap();
                 let behaviour = *shared.behaviour.lock().unwrap();
                 store::settle(&mut store, &behaviour);
                 if cursor > store.version {
-                    let expired = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired", "code": 410,
-                        "message": format!("too old resource version: {cursor} ({})", store.version)});
-                    (vec![line("ERROR", &expired)], true)
+                    Vec::new()
                 } else {
                     let mut changes: Vec<(u64, Bytes)> = store
                         .objects
@@ -116,16 +126,13 @@ pub(super) fn serve(shared: Arc<Shared>, target: Target, query: &HashMap<String,
                         .collect();
                     changes.sort_by_key(|(version, _)| *version);
                     cursor = store.version;
-                    (changes.into_iter().map(|(_, event)| event).collect(), false)
+                    changes.into_iter().map(|(_, event)| event).collect()
                 }
             };
             for event in events {
                 if tx.send(Ok(event)).await.is_err() {
                     return;
                 }
-            }
-            if expired {
-                return;
             }
             tokio::time::sleep(LOOK_EVERY).await;
         }

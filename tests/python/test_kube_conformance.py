@@ -1,15 +1,38 @@
-"""The Kubernetes stand-in judged by a client nobody here wrote: the official Python client
-(`kubernetes`) drives every kind and verb the project uses, and the stand-in answers as the API
+"""One conformance suite, run against the real control plane (scripts/cluster) and against the
+Kubernetes stand-in, judged by a client nobody here wrote: the official Python client
+(`kubernetes`) drives every kind and verb the project uses, and both must answer as the API
 conventions say: objects the client can read at every stage, selectors, optimistic concurrency,
-delete preconditions, server-side apply, terminating namespaces, and no access without a token."""
+delete preconditions, server-side apply, terminating namespaces, quotas, logs, watches, and no
+access without credentials. Where the stand-in answered otherwise than the real API server, the
+stand-in was fixed."""
 
 import json
+import subprocess
 import time
 import uuid
 
 import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
+
+from conftest import ROOT
+
+
+@pytest.fixture(scope="module", params=["control plane", "stand-in"])
+def cluster(request, tmp_path_factory):
+    """The cluster under test: its url, kubeconfig (an administrator's) and CA."""
+    if request.param == "control plane":
+        plane = request.getfixturevalue("control_plane")
+        yield {"url": plane.server, "kubeconfig": plane.ready["kubeconfig"], "ca": plane.ca, "stand_in": False}
+        return
+    kubeconfig = tmp_path_factory.mktemp("stand-in") / "kubeconfig"
+    process = subprocess.Popen([str(ROOT / "target" / "debug" / "kube-stand-in"), "0", str(kubeconfig)],
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        yield {**json.loads(process.stdout.readline()), "ca": None, "stand_in": True}
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +53,21 @@ def namespace(api):
 
 
 def refused(call, *args, **kwargs) -> tuple[int, str]:
+    """The status and reason of a refusal (no reason when the body is not a Status: the API
+    server answers a path it does not serve in plain text)."""
     with pytest.raises(ApiException) as caught:
         call(*args, **kwargs)
-    return caught.value.status, json.loads(caught.value.body).get("reason", "")
+    try:
+        return caught.value.status, json.loads(caught.value.body).get("reason", "")
+    except json.JSONDecodeError:
+        return caught.value.status, ""
 
 
-def test_requests_without_a_token_are_refused(cluster):
+def test_requests_without_credentials_are_refused(cluster):
     anonymous = client.Configuration(host=cluster["url"])
-    assert refused(client.CoreV1Api(client.ApiClient(anonymous)).list_namespace)[0] == 401
+    anonymous.ssl_ca_cert = cluster["ca"]
+    # 401 unauthenticated, or 403 where anonymous requests are authenticated as system:anonymous.
+    assert refused(client.CoreV1Api(client.ApiClient(anonymous)).list_namespace)[0] in (401, 403)
 
 
 def test_namespaces_terminate_refuse_content_and_go(api):
@@ -60,8 +90,13 @@ def test_namespaces_terminate_refuse_content_and_go(api):
     core.delete_namespace(name, body=right)
     assert core.read_namespace(name).status.phase == "Terminating"
     assert refused(core.create_namespaced_config_map, name, {"metadata": {"name": "x"}})[0] == 403
-    assert refused(core.delete_namespace, name)[0] == 409
-    deadline = time.monotonic() + 15
+    # A second delete: 409 while the namespace controller empties it, accepted once it has
+    # (the real API server answers either, by timing; the stand-in, the first).
+    try:
+        core.delete_namespace(name)
+    except ApiException as going:
+        assert going.status in (404, 409)
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
             core.read_namespace(name)
@@ -94,7 +129,8 @@ def test_pods_read_at_every_stage_listed_by_selectors_and_deleted_with_precondit
          "spec": {"initContainers": [dict(container, name="install")], "containers": [container]}},
     )
     phases = set()
-    deadline = time.monotonic() + 20
+    # kwok moves a pod through each stage within 1 to 6 s.
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         read = core.read_namespaced_pod("rexec-server-1", namespace)
         phases.add(read.status.phase)
@@ -107,7 +143,6 @@ def test_pods_read_at_every_stage_listed_by_selectors_and_deleted_with_precondit
     else:
         pytest.fail(f"the pod never became Ready: {phases}")
     assert {"Pending", "Running"} <= phases
-    assert all(s.image_id for s in read.status.container_statuses)
     assert [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector="app=rexec").items] == ["rexec-server-1"]
     assert core.list_namespaced_pod(namespace, label_selector="app=other").items == []
     listed = lambda selector: [p.metadata.name for p in core.list_namespaced_pod(namespace, label_selector=selector).items]
@@ -127,7 +162,7 @@ def test_pods_read_at_every_stage_listed_by_selectors_and_deleted_with_precondit
     assert core.read_namespaced_pod("rexec-server-1", namespace).metadata.deletion_timestamp is not None
 
 
-def test_logs_are_served_as_the_kubelet_serves_them(api, namespace):
+def test_logs_are_served_as_the_kubelet_serves_them(api, cluster, namespace):
     core = client.CoreV1Api(api)
     container = {"name": "server", "image": "python:3.11-slim", "command": ["python", "-c", "pass"]}
     core.create_namespaced_pod(
@@ -135,14 +170,24 @@ def test_logs_are_served_as_the_kubelet_serves_them(api, namespace):
         {"metadata": {"name": "rexec-server-1"},
          "spec": {"initContainers": [dict(container, name="install")], "containers": [container]}},
     )
-    # The init container runs (the stand-in's take seconds); the server waits for it.
-    assert core.read_namespaced_pod_log("rexec-server-1", namespace, container="install", tail_lines=20) == ""
-    with pytest.raises(ApiException) as waiting:
-        core.read_namespaced_pod_log("rexec-server-1", namespace)
-    assert waiting.value.status == 400
-    assert json.loads(waiting.value.body)["message"] == (
-        'container "server" in pod "rexec-server-1" is waiting to start: PodInitializing'
-    )
+    # Once the init container runs, its log answers (kwok's says what it simulates; the
+    # stand-in's is empty).
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            log = core.read_namespaced_pod_log("rexec-server-1", namespace, container="install", tail_lines=20)
+            break
+        except ApiException as starting:
+            assert starting.status == 400 and time.monotonic() < deadline, starting.body
+            time.sleep(0.3)
+    assert isinstance(log, str)
+    if cluster["stand_in"]:
+        # The stand-in also refuses the log of a container waiting to start, as a kubelet does;
+        # kwok serves a container's log whatever its state.
+        with pytest.raises(ApiException) as waiting:
+            core.read_namespaced_pod_log("rexec-server-1", namespace)
+        assert (waiting.value.status, json.loads(waiting.value.body)["message"]) == (
+            400, 'container "server" in pod "rexec-server-1" is waiting to start: PodInitializing')
     assert refused(core.read_namespaced_pod_log, "rexec-server-1", namespace, container="nope") == (400, "BadRequest")
     assert refused(core.read_namespaced_pod_log, "rexec-server-2", namespace) == (404, "NotFound")
     core.create_namespaced_pod(
@@ -168,11 +213,14 @@ def test_lists_come_in_pages_and_the_metrics_api_is_absent_until_installed(api, 
         token = page.metadata._continue
         if not token:
             break
-        assert page.metadata.remaining_item_count == 5 - len(names)
+        # Counted for an unfiltered list only.
+        assert page.metadata.remaining_item_count is None
     assert (names, pages) == ([f"page-{i}" for i in range(5)], 3)
+    first = core.list_namespaced_config_map(namespace, limit=2)
+    assert first.metadata.remaining_item_count == len(core.list_namespaced_config_map(namespace).items) - 2
     assert refused(core.list_namespaced_config_map, namespace, limit=2, _continue="not-a-token") == (400, "BadRequest")
     metrics = client.CustomObjectsApi(api)
-    assert refused(metrics.list_cluster_custom_object, "metrics.k8s.io", "v1beta1", "pods")[0] == 404
+    assert refused(metrics.list_cluster_custom_object, "metrics.k8s.io", "v1beta1", "pods") == (404, "")
 
 
 def test_guard_rails_by_server_side_apply(api, namespace):
@@ -181,8 +229,12 @@ def test_guard_rails_by_server_side_apply(api, namespace):
     quota = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "rexec-quota", "namespace": namespace},
              "spec": {"hard": {"pods": "2"}}}
     apply = {"field_manager": "conformance", "_content_type": "application/apply-patch+yaml"}
-    created = core.patch_namespaced_resource_quota("rexec-quota", namespace, quota, **apply)
-    again = core.patch_namespaced_resource_quota("rexec-quota", namespace, quota, **apply)
+    core.patch_namespaced_resource_quota("rexec-quota", namespace, quota, **apply)
+    # A ConfigMap: no controller writes it meanwhile, as the quota controller writes a quota's status.
+    record = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied", "namespace": namespace},
+              "data": {"a": "1"}}
+    created = core.patch_namespaced_config_map("applied", namespace, record, **apply)
+    again = core.patch_namespaced_config_map("applied", namespace, record, **apply)
     assert again.metadata.resource_version == created.metadata.resource_version, "an unchanged apply writes nothing"
     quota["spec"]["hard"]["pods"] = "3"
     assert core.patch_namespaced_resource_quota("rexec-quota", namespace, quota, **apply).spec.hard["pods"] == "3"
@@ -262,7 +314,7 @@ def test_a_watch_sees_a_pod_added_changed_and_deleted(api, namespace):
         namespace,
         field_selector="metadata.name=watched",
         resource_version=listed.metadata.resource_version,
-        timeout_seconds=20,
+        timeout_seconds=60,
     ):
         pod = event["object"]
         ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
@@ -275,8 +327,6 @@ def test_a_watch_sees_a_pod_added_changed_and_deleted(api, namespace):
     assert seen[0][0] == "ADDED", seen
     assert ("MODIFIED", "Running", True) in seen, seen
     assert seen[-1][0] == "DELETED", seen
-    # From a version the store never reached: 410 Expired, as for a compacted one.
-    with pytest.raises(ApiException) as expired:
-        for _ in watch.Watch().stream(core.list_namespaced_pod, namespace, resource_version="999999999", timeout_seconds=5):
-            pass
-    assert expired.value.status == 410
+    # From a version not reached yet: nothing until it is (etcd waits for a future revision).
+    ahead = str(int(listed.metadata.resource_version) + 1_000_000)
+    assert list(watch.Watch().stream(core.list_namespaced_pod, namespace, resource_version=ahead, timeout_seconds=3)) == []
