@@ -22,12 +22,21 @@ fn vars(plane: &ControlPlane, function: &str) -> Vars {
 /// context named after the function holds its group's token), whose spawns wait `wait` seconds
 /// for their server.
 fn vars_waiting(plane: &ControlPlane, function: &str, wait: &str) -> Vars {
-    Vars::from_pairs([
-        ("KUBECONFIG", plane.ready["functions_kubeconfig"].as_str().unwrap()),
-        ("AWS_LAMBDA_FUNCTION_NAME", function),
-        ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
-        ("REXEC_SPAWN_WAIT_SECONDS", wait),
-    ])
+    vars_with(plane, function, &[("REXEC_SPAWN_WAIT_SECONDS", wait)])
+}
+
+/// The settings of `function`, and `more`.
+fn vars_with(plane: &ControlPlane, function: &str, more: &[(&str, &str)]) -> Vars {
+    let kubeconfig = plane.ready["functions_kubeconfig"].as_str().unwrap();
+    Vars::from_pairs(
+        [
+            ("KUBECONFIG", kubeconfig),
+            ("AWS_LAMBDA_FUNCTION_NAME", function),
+            ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
+        ]
+        .into_iter()
+        .chain(more.iter().copied()),
+    )
 }
 
 /// Waits until every build's Job has completed.
@@ -147,4 +156,53 @@ async fn a_burst_of_forced_spawns_by_one_caller_leaves_one_unfinished_build_on_a
     let quota = plane.get("resourcequota", "rexec-environments", "rexec-builds");
     assert_eq!(quota["spec"]["hard"]["pods"], "20");
     assert_eq!(quota["status"]["hard"]["pods"], "20", "{quota}");
+}
+
+/// Failures a kubelet reports, which Stages of ours make kwok report for the images that ask for
+/// them (controlplane/stages/): get-server tells each as a failure a person can act on, a failed
+/// build with the installer's last line.
+#[tokio::test]
+async fn failures_a_kubelet_reports_reach_get_server_on_a_real_control_plane() {
+    let Some(plane) = ControlPlane::start() else { return };
+    let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
+    let python = policy.check(&["python==3.11"]).unwrap();
+    let cases = [
+        ("image-pull", "cannot be pulled (ErrImagePull)"),
+        ("crash-loop", "keeps crashing (exit code 1) (CrashLoopBackOff)"),
+        ("oom", "ran out of memory (OOMKilled)"),
+        ("build-fails", "cannot be built (exit code 1)"),
+    ];
+    for (kind, _) in cases {
+        let image = format!("python:{{python}}-slim-kwok-{kind}");
+        let settings = vars_with(
+            &plane,
+            "spawn-server",
+            &[("REXEC_SPAWN_WAIT_SECONDS", "0"), ("REXEC_SERVER_IMAGE", &image)],
+        );
+        let spawner = Spawner::from_vars(&settings).unwrap();
+        spawner
+            .spawn(&caller(&format!("f-{kind}")), &python, false)
+            .await
+            .unwrap();
+    }
+    let read = Servers::from_vars(&vars(&plane, "get-server")).unwrap();
+    for (kind, expected) in cases {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let view = read.describe(&format!("f-{kind}")).await.unwrap().expect("a server");
+            if view.stage == Stage::Failed {
+                let reason = view.reason.clone().unwrap_or_default();
+                assert!(reason.contains(expected), "{kind}: {view:?}");
+                if kind == "build-fails" {
+                    assert!(
+                        reason.contains("No matching distribution found for nosuchpkg-rexec"),
+                        "{reason}"
+                    );
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "{kind} never failed: {view:?}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
 }
