@@ -9,8 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 use rexec_shared::config::Vars;
 use rexec_shared::server::reaper::Reaper;
 use rexec_shared::server::requirements::RequirementsPolicy;
+use rexec_shared::server::error::ServerError;
 use rexec_shared::server::spawner::{Servers, Spawned, Spawner, Terminated};
-use rexec_shared::server::status::Stage;
+use rexec_shared::server::status::{Phase, Stage};
 use rexec_tests::control_plane::ControlPlane;
 use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, caller};
 
@@ -205,4 +206,42 @@ async fn failures_a_kubelet_reports_reach_get_server_on_a_real_control_plane() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// The administrators' list, as the list function's identity: every caller's server, in pages
+/// whose `continue` token is the API server's own, filtered by phase; a token the API server
+/// refuses is the caller's mistake.
+#[tokio::test]
+async fn every_server_is_listed_in_pages_on_a_real_control_plane() {
+    let Some(plane) = ControlPlane::start() else { return };
+    let spawner = Spawner::from_vars(&vars_waiting(&plane, "spawn-server", "0")).unwrap();
+    let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
+    let python = policy.check(&["python==3.11"]).unwrap();
+    let owners: Vec<String> = (1..=5).map(|i| format!("l-{i}")).collect();
+    for owner in &owners {
+        spawner.spawn(&caller(owner), &python, false).await.unwrap();
+    }
+    let list = Servers::from_vars(&vars(&plane, "list-servers")).unwrap();
+    let (mut seen, mut token, mut pages) = (Vec::new(), None, 0);
+    loop {
+        let page = list.list(None, 2, token.as_deref()).await.unwrap();
+        assert!(page.servers.len() <= 2);
+        pages += 1;
+        seen.extend(page.servers.into_iter().filter_map(|s| s.username));
+        token = page.next;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!((seen, pages), (owners.clone(), 3));
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while list.list(Some(Phase::Ready), 10, None).await.unwrap().servers.len() < owners.len() {
+        assert!(Instant::now() < deadline, "the servers never turned ready");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(list.list(Some(Phase::Failed), 10, None).await.unwrap().servers.is_empty());
+    assert!(matches!(
+        list.list(None, 2, Some("bm90LWEtdG9rZW4")).await,
+        Err(ServerError::BadContinue)
+    ));
 }
