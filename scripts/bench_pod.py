@@ -1,14 +1,15 @@
-"""Measures a server's way to ready with its pod run for real: the pod a spawn writes (through
-`scripts/dev --release`) is run by the tests' pod runner, with its packages and source from the
-local package mirror and the broker stand-in on 127.0.0.1 (the API runs debug builds: it is
-not what is measured), and prints, over RUNS runs (medians,
-min and max, in seconds):
-- fetch: the rexec-server source fetched and its SHA-256 checked;
-- install (uv), install (pip): the server's own packages and `six` installed, one run each;
-- server ready: from the server's start to the readiness probe passing (connected to the broker);
+"""Measures a server's way to ready with its pod run for real: the pod and build Job a spawn
+writes (through `scripts/dev` on the real control plane, which admitted them) are run by the
+tests' pod runner with a kubelet's rules, with their packages and source from the local package
+mirror and the broker stand-in on 127.0.0.1 (the API runs debug builds: it is not what is
+measured), and prints, over RUNS runs (medians, min and max, in seconds):
+- build (uv), build (pip): the source fetched and checked, the server's own packages and `six`
+  installed, one run each;
+- new environment: from the build's start, with the server's wait started beside it as a
+  cluster starts both, to the server connected to the broker;
+- server ready, built before: the wait and the server on a finished build, to connected;
 - stop: from SIGTERM to the server's processes gone;
-- new environment: fetch + install (uv) + server ready, in sequence, as a new pod goes;
-and the answer of a spawn right after a terminate (through the API and the Kubernetes stand-in).
+and the answer of a spawn right after a terminate (through the API and the control plane).
 
 Run with the clients venv after `make test` has installed it (.venv/pod, .venv/mirror):
     PATH=.venv/tools/bin:$PATH .venv/clients/bin/python scripts/bench_pod.py [RUNS]
@@ -33,6 +34,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench import start_stack  # noqa: E402
 from broker import Broker  # noqa: E402
+from kube_admin import Admin  # noqa: E402
 from package_mirror import Mirror  # noqa: E402
 from pod_runner import PodRunner  # noqa: E402
 
@@ -74,17 +76,12 @@ def main():
         token = requests.post(ready["token_url"], json={"user": "alice"}, timeout=5).json()["token"]
         spawn = {"requirments": ["python==3.11", "six"], "token": token}
         server = requests.post(f"{ready['ready']}/rexec/spawn", data=spawn, timeout=60).json()["server"]
-        get = lambda path: requests.get(  # noqa: E731
-            f"{ready['cluster']}/api/v1/namespaces/{server['namespace']}/{path}",
-            headers={"Authorization": "Bearer local"}, timeout=10,
-        ).json()
-        pod = get(f"pods/{server['name']}")
+        get = Admin(ready["kubeconfig"]).get
+        pod = get(f"/api/v1/namespaces/{server['namespace']}/pods/{server['name']}")
         labels = pod["metadata"]["labels"]
         build = f"env-{labels['rexec.ndp.io/environment']}-{labels['rexec.ndp.io/build']}"
-        environments = f"{ready['cluster']}/api/v1/namespaces/rexec-environments"
-        files = requests.get(f"{environments}/configmaps/{build}", headers={"Authorization": "Bearer local"}, timeout=10).json()
-        job = requests.get(f"{environments.replace('/api/v1/', '/apis/batch/v1/')}/jobs/{build}",
-                           headers={"Authorization": "Bearer local"}, timeout=10).json()
+        files = get(f"/api/v1/namespaces/rexec-environments/configmaps/{build}")
+        job = get(f"/apis/batch/v1/namespaces/rexec-environments/jobs/{build}")
         image = ROOT / ".venv" / "pod" / "bin"
         services = ["rexec-broker.rexec.svc"]
         for run in range(RUNS):
@@ -92,20 +89,32 @@ def main():
                 volume = work / f"{run}-{installer}-volume"
                 builder = PodRunner(with_installer(job["spec"]["template"], installer), {build: files["data"]}, services,
                                     image, work / f"{run}-{installer}-build", claims={"rexec-environments": volume})
+                if installer == "pip":
+                    built = builder.run("build")
+                    assert built.exit_code == 0, built.output
+                    note(f"build ({installer})", built.seconds)
+                    continue
+                # As a cluster starts them: the build's pod, and the server's beside it, whose
+                # wait follows the build and ends with it.
+                runner = PodRunner(pod, {}, services, image, work / f"{run}-server", claims={"rexec-environments": volume})
+                started = time.monotonic()
+                waiting = runner.start("wait-for-environment", work / f"{run}-wait.log")
                 built = builder.run("build")
                 assert built.exit_code == 0, built.output
                 note(f"build ({installer})", built.seconds)
-                if installer == "pip":
-                    continue
-                runner = PodRunner(pod, {}, services, image, work / f"{run}-server", claims={"rexec-environments": volume})
+                assert waiting.wait(timeout=60) == 0, (work / f"{run}-wait.log").read_text()
+                process = runner.start("server", work / f"{run}-server.log")
+                try:
+                    until_ready(runner, process)
+                    note("new environment", time.monotonic() - started)
+                finally:
+                    PodRunner.kill(process)
                 started = time.monotonic()
                 assert runner.run("wait-for-environment").exit_code == 0
                 process = runner.start("server", work / f"{run}-server.log")
                 try:
                     until_ready(runner, process)
-                    connected = time.monotonic() - started
-                    note("server ready, built before", connected)
-                    note("new environment", built.seconds + connected)
+                    note("server ready, built before", time.monotonic() - started)
                     init = PodRunner.pid_1(process)
                     stopped = time.monotonic()
                     os.kill(init, signal.SIGTERM)

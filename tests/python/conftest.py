@@ -19,9 +19,10 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import kubernetes
 import pytest
 import requests
+
+from kube_admin import Admin
 
 ROOT = Path(__file__).resolve().parents[2]
 # Settings of the caller's environment that would point the stack elsewhere.
@@ -176,16 +177,8 @@ class ControlPlane:
         self.tokens = ready["tokens"]
         self.ca = str(Path(ready["dir"]) / "ca.crt")
         self.functions_kubeconfig = ready["functions_kubeconfig"]
-        self.admin = kubernetes.config.new_client_from_config(config_file=ready["kubeconfig"])
-
-    def get(self, path: str) -> dict:
-        """The object at the API path `path`, as the administrator reads it, with the official
-        client."""
-        request = self.admin.param_serialize("GET", path, auth_settings=["BearerToken"])
-        response = self.admin.call_api(*request, _request_timeout=10)
-        response.read()
-        assert response.status == 200, f"GET {path}: {response.status} {response.data[:500]!r}"
-        return json.loads(response.data)
+        # The object at an API path, as the administrator reads it.
+        self.get = Admin(ready["kubeconfig"]).get
 
     def kubectl(self, *args: str, identity: str | None = None, input: str | None = None) -> subprocess.CompletedProcess:
         """kubectl as the administrator, or as `identity` (a group of deploy/k8s/rbac.yaml)."""
