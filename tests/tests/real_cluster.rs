@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use rexec_shared::config::Vars;
+use rexec_shared::server::error::ServerError;
 use rexec_shared::server::reaper::Reaper;
 use rexec_shared::server::requirements::RequirementsPolicy;
-use rexec_shared::server::error::ServerError;
 use rexec_shared::server::spawner::{Servers, Spawned, Spawner, Terminated};
 use rexec_shared::server::status::{Phase, Stage};
 use rexec_tests::control_plane::ControlPlane;
@@ -239,7 +239,13 @@ async fn every_server_is_listed_in_pages_on_a_real_control_plane() {
         assert!(Instant::now() < deadline, "the servers never turned ready");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(list.list(Some(Phase::Failed), 10, None).await.unwrap().servers.is_empty());
+    assert!(
+        list.list(Some(Phase::Failed), 10, None)
+            .await
+            .unwrap()
+            .servers
+            .is_empty()
+    );
     assert!(matches!(
         list.list(None, 2, Some("bm90LWEtdG9rZW4")).await,
         Err(ServerError::BadContinue)

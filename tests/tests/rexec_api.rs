@@ -210,6 +210,48 @@ async fn bad_spawn_requests_are_clear_4xx() {
     );
 }
 
+/// A caller's spawns are counted against their own allowance, once they are known: neither
+/// anonymous requests nor another caller's spawns use it up.
+#[tokio::test]
+async fn a_caller_who_spawns_too_often_waits_and_no_one_else_does() {
+    let stack = Stack::start().await;
+    let vars = stack.vars(&[("REXEC_SPAWNS_PER_MINUTE", "3")]);
+    let deps = spawn_server::Deps::from_vars(&vars).unwrap();
+    let spawn = |token: String| {
+        let deps = &deps;
+        async move {
+            let mut req = event("spawn-server");
+            req.headers_mut()
+                .insert(header::CONTENT_TYPE, "application/json".parse().unwrap());
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+            *req.body_mut() = Body::Text(r#"{"requirements": ["python==3.11"]}"#.into());
+            respond(req, |req| spawn_server::handler(deps, req)).await
+        }
+    };
+    for _ in 0..10 {
+        assert_eq!(spawn("forged".into()).await.status(), 401);
+    }
+    let alice = stack.identity.issue("alice", None);
+    for _ in 0..3 {
+        assert!(spawn(alice.clone()).await.status().is_success());
+    }
+    let refused = spawn(alice.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let wait: u64 = refused.headers()[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (15..=20).contains(&wait),
+        "one more every 60 / 3 s, less what the spawns took: {wait}"
+    );
+    assert_eq!(json_body(&refused)["error"], "too_many_spawns");
+    let bob = stack.identity.issue("bob", None);
+    assert!(spawn(bob).await.status().is_success(), "bob's allowance is his own");
+}
+
 #[tokio::test]
 async fn an_anonymous_caller_learns_nothing_about_the_fields() {
     let stack = Stack::start().await;

@@ -7,6 +7,8 @@
 //! repeated per line, `force_reinstall` (`True`/`False`, any case, or 1/0) and `token`. Others
 //! may send JSON `{"requirements": [...], "force_reinstall": false}` with the Bearer header.
 //! The body is read once; its fields are judged only after the caller is authenticated.
+//! A caller spawns at most `REXEC_SPAWNS_PER_MINUTE` times a minute (429 `too_many_spawns` with
+//! `Retry-After` beyond; see [`CallerLimit`]).
 
 use std::time::Instant;
 
@@ -14,6 +16,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::config::{ConfigError, Vars, parse_bool};
 use rexec_shared::http::api::rexec::{SpawnAnswer, SpawnJson};
+use rexec_shared::http::caller_limit::CallerLimit;
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, MAX_FORM_BYTES, has_content_type, json};
 use rexec_shared::identity::Identity;
@@ -26,6 +29,7 @@ use rexec_shared::server::status::Stage;
 
 pub struct Deps {
     pub access: Access,
+    pub limit: CallerLimit,
     pub policy: RequirementsPolicy,
     pub spawner: Spawner,
 }
@@ -34,6 +38,7 @@ impl Deps {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
             access: Access::from_vars(vars)?,
+            limit: CallerLimit::spawns(vars)?,
             policy: RequirementsPolicy::from_vars(vars)?,
             spawner: Spawner::from_vars(vars)?,
         })
@@ -79,6 +84,17 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
 
 /// The spawn of a known caller: the requirements judged, the server made or found, the answer.
 async fn spawn(deps: &Deps, caller: &Identity, body: SpawnBody<'_>) -> Result<(StatusCode, SpawnAnswer), ApiError> {
+    deps.limit.take(&caller.sub, Instant::now()).map_err(|wait| {
+        ApiError::too_many_requests(
+            "too_many_spawns",
+            format!(
+                "You spawned {} times within a minute; try again in {} s.",
+                deps.limit.per_minute(),
+                wait.as_secs()
+            ),
+            wait,
+        )
+    })?;
     let (lines, force) = body.fields()?;
     let requirements = deps.policy.check(&lines)?;
     let (outcome, server) = deps.spawner.spawn(caller, &requirements, force).await?;

@@ -2,6 +2,7 @@
 //! Lambda entry point, logs, and the documentation of both APIs.
 
 pub mod api;
+pub mod caller_limit;
 pub mod deployment_api;
 pub mod docs;
 pub mod error;

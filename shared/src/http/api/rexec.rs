@@ -142,7 +142,7 @@ enum TerminateResponses {
         (status = 409, description = "A server with other requirements runs (send force_reinstall=True); the previous one is still being removed or the quota has no room yet (Retry-After); a namespace of that name is not yours.", body = ErrorBody),
         (status = 413, description = "Too many requirements, or a body too large.", body = ErrorBody),
         (status = 415, description = "Neither a form nor JSON.", body = ErrorBody),
-        (status = 429, description = "A new environment cannot be built now: a build you started has not ended (`build_in_progress`), or as many builds run as the service allows (`builds_busy`). Retry-After says when to try again.", body = ErrorBody,
+        (status = 429, description = "You spawned more often than the service allows (`too_many_spawns`), or a new environment cannot be built now: a build you started has not ended (`build_in_progress`), or as many builds run as the service allows (`builds_busy`). Retry-After says when to try again.", body = ErrorBody,
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
         (status = 422, description = "The server failed (its requirements cannot be installed, its image cannot be pulled, no node can run it, it crashed, or it was not ready within REXEC_START_TIMEOUT): the reason, with the installer's last lines. A spawn again tries anew.", body = ErrorBody),
         (status = 503, description = "The identity service or the cluster is unreachable.", body = ErrorBody),
