@@ -5,6 +5,7 @@ installer's own last lines, which the server's wait then reports; and a server o
 build starts without installing anything, connects to the broker, turns ready, answers a
 published client's call, and stops on SIGTERM."""
 
+import hashlib
 import json
 import os
 import signal
@@ -140,6 +141,21 @@ def test_a_build_over_its_size_bound_fails_and_is_emptied(spawned, tmp_path):
     waited = server(spawned, volume, tmp_path / "server").run("wait-for-environment", timeout=30)
     assert waited.exit_code != 0
     assert "REXEC_BUILD_MAX_SIZE" in waited.termination_message
+
+
+def test_a_hashed_requirement_is_verified_and_the_unhashed_ones_are_installed_as_before(spawned, tmp_path):
+    """A line the policy accepted with its hash (as Requirements::file writes it): uv checks the
+    file it fetched against it; the server's own requirements, unhashed, install as before."""
+    wheel = next((ROOT / ".venv" / "mirror").glob("six-*.whl"))
+    version = wheel.name.split("-")[1]
+    right = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    built = builder(spawned, tmp_path / "right", tmp_path / "build-right",
+                    requirements=[f"six=={version} --hash=sha256:{right}"]).run("build")
+    assert built.exit_code == 0, built.output
+    wrong = builder(spawned, tmp_path / "wrong", tmp_path / "build-wrong",
+                    requirements=[f"six=={version} --hash=sha256:{'0' * 64}"]).run("build")
+    assert wrong.exit_code != 0
+    assert "hash mismatch" in wrong.termination_message.lower(), wrong.termination_message
 
 
 def test_a_build_never_writes_a_directory_written_before(spawned, tmp_path):

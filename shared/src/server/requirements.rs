@@ -3,7 +3,11 @@
 //! Each line is a PEP 508 requirement, parsed by a real parser but treated as hostile. Before
 //! parsing, a line must be printable ASCII without `$`, `\`, `#` or a pip option (a word
 //! starting with `-`): so nothing is expanded from any environment (ours or pip's), no line
-//! continues onto another, and one accepted line is exactly one requirement to pip. The parser
+//! continues onto another, and one accepted line is exactly one requirement to pip. The one
+//! option accepted is a hash at the end of the line, `--hash=sha256:<hex>` (or sha384, sha512;
+//! at most [`MAX_HASHES`]), read by our own grammar, on an exact pin (`name==version`), with
+//! the uv installer, which verifies each hashed requirement and leaves unhashed ones as they
+//! are (pip would then demand a hash of every requirement and dependency). The parser
 //! reads URLs as plain URLs, never expanding variables. Exactly one line is `python==X.Y`,
 //! naming an interpreter from `REXEC_PYTHON_VERSIONS`. Refused besides: direct URLs (unless
 //! `REXEC_ALLOW_DIRECT_URLS=true` allows `https://` ones), a package named twice, more than
@@ -26,7 +30,11 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::marker;
+use super::settings::Installer;
 use crate::config::{ConfigError, Vars};
+
+/// The most `--hash` options one line may carry (one per file of the release it pins).
+pub const MAX_HASHES: usize = 64;
 
 /// Why requirements were refused, in words for the caller: never quoting a line or the parser.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -46,6 +54,8 @@ pub struct RequirementsPolicy {
     pub max_count: usize,
     pub max_line_length: usize,
     pub allow_direct_urls: bool,
+    /// Whether a line may pin its files with `--hash` (the installer is uv).
+    pub hashes: bool,
 }
 
 impl RequirementsPolicy {
@@ -65,6 +75,7 @@ impl RequirementsPolicy {
             max_count: vars.parse_or("REXEC_MAX_REQUIREMENTS", 200)?,
             max_line_length: vars.parse_or("REXEC_MAX_REQUIREMENT_LENGTH", 500)?,
             allow_direct_urls: vars.bool_or("REXEC_ALLOW_DIRECT_URLS", false)?,
+            hashes: Installer::from_vars(vars)? == Installer::Uv,
         })
     }
 
@@ -90,10 +101,11 @@ impl RequirementsPolicy {
                 line: number,
                 reason: reason.to_owned(),
             };
+            let (line, hashes) = split_hashes(line).map_err(refuse)?;
             if line.len() > self.max_line_length {
                 return Err(refuse(&format!("longer than {} characters", self.max_line_length)));
             }
-            if let Some(reason) = unsafe_text(raw) {
+            if let Some(reason) = unsafe_text(raw, line) {
                 return Err(refuse(reason));
             }
             let invalid = || refuse("not a valid PEP 508 requirement (name, extras, version, marker)");
@@ -133,11 +145,22 @@ impl RequirementsPolicy {
             if let Some(first) = seen.insert(name.clone(), number) {
                 return Err(refuse(&format!("{name} is already required on line {first}")));
             }
+            if !hashes.is_empty() {
+                if !self.hashes {
+                    return Err(refuse(
+                        "--hash needs the uv installer, which verifies each hashed requirement",
+                    ));
+                }
+                if !is_exact_pin(&requirement) {
+                    return Err(refuse("--hash needs an exact pin, name==version"));
+                }
+            }
+            let hashed: String = hashes.iter().map(|h| format!(" --hash={h}")).collect();
             normalised.push(match marker {
-                Some(marker) => format!("{requirement} ; {}", marker.text),
-                None => requirement.to_string(),
+                Some(marker) => format!("{requirement} ; {}{hashed}", marker.text),
+                None => format!("{requirement}{hashed}"),
             });
-            packages.push(line.to_owned());
+            packages.push(format!("{line}{hashed}"));
         }
         let python = python.ok_or_else(|| RequirementsError::MissingPython {
             offered: self.python_versions.join(", "),
@@ -206,6 +229,48 @@ impl Requirements {
     }
 }
 
+/// A line cut where its hashes start: the requirement, and its `--hash=<algorithm>:<hex>`
+/// words, lowercase, sorted, once each. Only the words at the end of a line, each well formed,
+/// are hashes; any other word starting with `-` stays in the requirement (and is refused there).
+fn split_hashes(line: &str) -> Result<(&str, Vec<String>), &'static str> {
+    let mut head = line;
+    let mut hashes = Vec::new();
+    while let Some((rest, word)) = head.rsplit_once(' ') {
+        let Some(hash) = word.strip_prefix("--hash=") else {
+            break;
+        };
+        let (algorithm, hex) = hash.split_once(':').ok_or("a --hash is written --hash=sha256:<hex>")?;
+        let digits = match algorithm {
+            "sha256" => 64,
+            "sha384" => 96,
+            "sha512" => 128,
+            _ => return Err("a --hash is sha256, sha384 or sha512"),
+        };
+        if hex.len() != digits || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("a --hash holds the digest's hexadecimal digits, all of them");
+        }
+        hashes.push(format!("{algorithm}:{}", hex.to_ascii_lowercase()));
+        if hashes.len() > MAX_HASHES {
+            return Err("too many --hash options on one line");
+        }
+        head = rest.trim_end();
+    }
+    hashes.sort();
+    hashes.dedup();
+    Ok((head, hashes))
+}
+
+/// Whether a requirement pins one version exactly (`==` without a wildcard, or `===`).
+fn is_exact_pin(requirement: &Requirement<Url>) -> bool {
+    match &requirement.version_or_url {
+        Some(VersionOrUrl::VersionSpecifier(specifiers)) => {
+            let specifiers: Vec<_> = specifiers.iter().collect();
+            matches!(specifiers[..], [pin] if matches!(pin.operator(), Operator::Equal | Operator::ExactEqual))
+        }
+        _ => false,
+    }
+}
+
 fn is_minor_version(v: &str) -> bool {
     let mut parts = v.split('.');
     let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
@@ -214,9 +279,10 @@ fn is_minor_version(v: &str) -> bool {
 
 /// Why a line cannot be handed to pip as one requirement, before any parsing: only printable
 /// ASCII; no `$` (pip and some parsers expand `${VAR}`), no `\` (a line continuation), no `#`
-/// (a comment that could hide the rest of a line), and no word starting with `-` (pip reads
-/// `--hash`, `--config-settings` and the like as options wherever they stand on a line).
-fn unsafe_text(raw: &str) -> Option<&'static str> {
+/// (a comment that could hide the rest of a line), and no word starting with `-` in the
+/// requirement `head` (pip reads `--config-settings` and the like as options wherever they stand
+/// on a line; the hashes after it are read apart, by [`split_hashes`]).
+fn unsafe_text(raw: &str, head: &str) -> Option<&'static str> {
     if raw.bytes().any(|b| !(b == b' ' || b.is_ascii_graphic())) {
         return Some("only printable ASCII characters are accepted");
     }
@@ -226,10 +292,10 @@ fn unsafe_text(raw: &str) -> Option<&'static str> {
     if raw.contains('#') {
         return Some("# is not accepted inside a requirement");
     }
-    if raw.trim().starts_with('-') {
+    if head.starts_with('-') {
         return Some("pip options such as -r or --index-url are not accepted");
     }
-    if raw.split(' ').any(|word| word.starts_with('-')) {
+    if head.split(' ').any(|word| word.starts_with('-')) {
         return Some("a word starting with - would be read by pip as an option");
     }
     None
@@ -390,6 +456,59 @@ mod tests {
                 "{}",
                 err.to_string()
             );
+        }
+    }
+
+    #[test]
+    fn a_pinned_line_may_carry_its_hashes_which_uv_verifies() {
+        let (a, b) = ("a".repeat(64), "B".repeat(64));
+        let line = format!("six==1.17.0 --hash=sha256:{b} --hash=sha256:{a}  --hash=sha256:{a}");
+        let hashed = policy().check(&["python==3.11", &line, "numpy"]).unwrap();
+        let b = b.to_lowercase();
+        assert_eq!(
+            hashed.file(),
+            format!("six==1.17.0 --hash=sha256:{a} --hash=sha256:{b}\nnumpy\n"),
+            "sorted, lowercase, once each; the unhashed line as it was"
+        );
+        let unhashed = policy().check(&["python==3.11", "six==1.17.0", "numpy"]).unwrap();
+        assert_ne!(hashed.digest, unhashed.digest, "another environment");
+        let marker = format!("six==1.17.0 ; python_version >= '3' --hash=sha512:{}", "c".repeat(128));
+        assert!(policy().check(&["python==3.11", &marker]).is_ok());
+        let pip = RequirementsPolicy {
+            hashes: false,
+            ..policy()
+        };
+        let refusal = |p: &RequirementsPolicy, line: &str| p.check(&["python==3.11", line]).unwrap_err().to_string();
+        assert!(refusal(&pip, &line).contains("needs the uv installer"));
+        for (line, reason) in [
+            (format!("six>=1 --hash=sha256:{a}"), "needs an exact pin"),
+            (format!("six==1.* --hash=sha256:{a}"), "needs an exact pin"),
+            (format!("six --hash=sha256:{a}"), "needs an exact pin"),
+            ("six==1.17.0 --hash=sha256:abc".to_owned(), "all of them"),
+            (format!("six==1.17.0 --hash=md5:{a}"), "sha256, sha384 or sha512"),
+            (format!("six==1.17.0 --hash={a}"), "written --hash=sha256:<hex>"),
+            (format!("six==1.17.0 --hash=sha256:{}", "g".repeat(64)), "all of them"),
+            (
+                format!("six==1.17.0 --hash sha256:{a}"),
+                "would be read by pip as an option",
+            ),
+            (
+                format!("six==1.17.0 --hash=sha256:{a} --no-deps"),
+                "would be read by pip as an option",
+            ),
+            (
+                format!("six==1.17.0 --no-deps --hash=sha256:{a}"),
+                "would be read by pip as an option",
+            ),
+            (format!("--hash=sha256:{a}"), "pip options"),
+            (
+                format!("six==1.17.0{}", format!(" --hash=sha256:{a}").repeat(MAX_HASHES + 1)),
+                "too many --hash",
+            ),
+        ] {
+            let said = refusal(&policy(), &line);
+            assert!(said.contains(reason), "{line}: {said}");
+            assert!(!said.contains(&a[..16]), "the line is never quoted: {said}");
         }
     }
 

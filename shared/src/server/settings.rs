@@ -45,6 +45,15 @@ pub enum Installer {
 }
 
 impl Installer {
+    /// `REXEC_INSTALLER`: `uv` (the default) or `pip`.
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        match vars.get("REXEC_INSTALLER").unwrap_or("uv") {
+            "uv" => Ok(Self::Uv),
+            "pip" => Ok(Self::Pip),
+            _ => Err(ConfigError::new("REXEC_INSTALLER", "must be uv or pip")),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Uv => "uv",
@@ -159,11 +168,7 @@ impl ServerSettings {
                 .map(String::from)
                 .to_vec();
         }
-        let installer = match vars.get("REXEC_INSTALLER").unwrap_or("uv") {
-            "uv" => Installer::Uv,
-            "pip" => Installer::Pip,
-            _ => return Err(ConfigError::new("REXEC_INSTALLER", "must be uv or pip")),
-        };
+        let installer = Installer::from_vars(vars)?;
         Ok(Self {
             image,
             installer,
