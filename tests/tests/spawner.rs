@@ -859,6 +859,33 @@ async fn cluster_faults_are_503_and_rbac_refusals_500() {
     assert_eq!(err.status.as_u16(), 500);
 }
 
+/// What the admission plug-ins answer in a namespace made a moment ago, before the controller
+/// manager has made its default service account: the spawn tries the pod again, by what the
+/// answer means; a namespace that stays so is 503 with Retry-After, never the RBAC refusal's 500.
+#[tokio::test]
+async fn a_pod_refused_until_the_namespace_has_its_service_account_is_made_once_it_has() {
+    let s = setup().await;
+    s.cluster
+        .inject(Some("POST"), Some("pods"), Fault::NoServiceAccountYet, Some(3));
+    let (outcome, _) = s
+        .spawner
+        .spawn(&caller("u-1"), &reqs(&["python==3.11"]), false)
+        .await
+        .unwrap();
+    assert_eq!(outcome, Spawned::Created);
+    s.cluster.clear_faults();
+    s.cluster
+        .inject(Some("POST"), Some("pods"), Fault::NoServiceAccountYet, None);
+    let err = answer(
+        s.spawner
+            .spawn(&caller("u-2"), &reqs(&["python==3.11"]), false)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.status.as_u16(), err.code), (503, "cluster_unavailable"));
+    assert_eq!(err.retry_after, Some(Duration::from_secs(1)));
+}
+
 #[tokio::test]
 async fn a_namespace_not_ours_is_never_touched() {
     let s = setup().await;

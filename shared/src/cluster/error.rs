@@ -20,6 +20,11 @@ pub enum ClusterError {
     /// RBAC refused a call: the function's role lacks a permission.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// The admission of a namespace just made is not ready yet: its default service account, or
+    /// the usage of a quota just made, is still being made by the controller manager (the
+    /// ServiceAccount and ResourceQuota admission plug-ins refuse pods until then).
+    #[error("not ready: {0}")]
+    NotReady(String),
     /// A list's `continue` token or a watch's version is too old: list again from the start.
     #[error("expired: {0}")]
     Expired(String),
@@ -54,6 +59,11 @@ impl From<kube::Error> for ClusterError {
             Self::Terminating
         } else if status.is_forbidden() && status.message.contains("exceeded quota") {
             Self::QuotaExceeded(status.message)
+        } else if status.is_forbidden()
+            && (status.message.contains("error looking up service account")
+                || status.message.contains("status unknown for quota"))
+        {
+            Self::NotReady(status.message)
         } else if status.is_forbidden() {
             Self::Forbidden(status.message)
         } else if status.code == 410 {
@@ -86,5 +96,17 @@ mod tests {
         let quota = serde_json::json!({"status": "Failure", "reason": "Forbidden", "code": 403,
             "message": "pods \"p\" is forbidden: exceeded quota: rexec-quota"});
         assert!(matches!(answer(quota), ClusterError::QuotaExceeded(_)));
+        // What the admission plug-ins answer in a namespace made a moment ago.
+        for message in [
+            "pods \"rexec-server-1\" is forbidden: error looking up service account rexec-u/default: serviceaccount \"default\" not found",
+            "pods \"rexec-server-1\" is forbidden: status unknown for quota: rexec-quota, resource: pods",
+        ] {
+            let status =
+                serde_json::json!({"status": "Failure", "reason": "Forbidden", "code": 403, "message": message});
+            assert!(matches!(answer(status), ClusterError::NotReady(_)), "{message}");
+        }
+        let rbac = serde_json::json!({"status": "Failure", "reason": "Forbidden", "code": 403,
+            "message": "pods is forbidden: User \"x\" cannot create resource \"pods\""});
+        assert!(matches!(answer(rbac), ClusterError::Forbidden(_)));
     }
 }

@@ -134,6 +134,40 @@ fn is_due(built: Instant, now: Instant) -> bool {
     now.duration_since(built) >= TOKEN_REFRESH
 }
 
+/// How often a call refused as [`ClusterError::NotReady`] is tried, and how far apart: the
+/// controller manager makes a new namespace's default service account, and a new quota's usage,
+/// within moments.
+const NOT_READY_TRIES: u32 = 10;
+const NOT_READY_PAUSE: Duration = Duration::from_millis(200);
+
+/// `call`, tried again while the API server answers that a new namespace's admission is not
+/// ready ([`ClusterError::NotReady`]), at most [`NOT_READY_TRIES`] times in all.
+pub async fn when_ready<T, F, Fut>(call: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    until_ready(NOT_READY_TRIES, NOT_READY_PAUSE, call).await
+}
+
+async fn until_ready<T, F, Fut>(most: u32, pause: Duration, mut call: F) -> Result<T, ClusterError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+{
+    let mut tries = 1;
+    loop {
+        match call().await {
+            Err(ClusterError::NotReady(reason)) if tries < most => {
+                tracing::info!(%reason, "the namespace's admission is not ready yet: trying again");
+                tries += 1;
+                tokio::time::sleep(pause).await;
+            }
+            answered => return answered,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +223,36 @@ mod tests {
         assert_eq!(
             certificates(b"-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n"),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_is_tried_again_while_the_namespace_is_not_ready_and_no_longer() {
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let call = |ready_after: u32| {
+            let tries = &tries;
+            move || async move {
+                let n = tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                if n < ready_after {
+                    Err(ClusterError::NotReady("no default service account".into()))
+                } else {
+                    Ok(n)
+                }
+            }
+        };
+        assert_eq!(when_ready(call(3)).await, Ok(3));
+        tries.store(0, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(
+            when_ready(call(u32::MAX)).await,
+            Err(ClusterError::NotReady("no default service account".into()))
+        );
+        assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), NOT_READY_TRIES);
+        tries.store(0, std::sync::atomic::Ordering::SeqCst);
+        let forbidden = || async { Err::<(), _>(ClusterError::Forbidden("rbac".into())) };
+        assert_eq!(
+            when_ready(forbidden).await,
+            Err(ClusterError::Forbidden("rbac".into())),
+            "tried once"
         );
     }
 

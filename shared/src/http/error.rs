@@ -229,6 +229,14 @@ impl From<ClusterError> for ApiError {
                     CLUSTER_RETRY_AFTER,
                 )
             }
+            ClusterError::NotReady(reason) => {
+                tracing::warn!(%reason, "the namespace's admission was not ready in time");
+                ApiError::unavailable(
+                    "cluster_unavailable",
+                    "The cluster is still preparing your server's namespace. Try again in a moment.",
+                    Duration::from_secs(1),
+                )
+            }
             ClusterError::Terminating => ApiError {
                 retry_after: Some(Duration::from_secs(10)),
                 ..ApiError::conflict(

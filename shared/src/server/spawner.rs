@@ -59,7 +59,7 @@ use super::naming::{MANAGED_BY, MANAGER, Naming, OWNER, Owner};
 use super::requirements::Requirements;
 use super::settings::ServerSettings;
 use super::status::{self, Phase, Stage, Versions};
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{self, Cluster, ClusterError};
 use crate::config::{ConfigError, Vars};
 use crate::identity::Identity;
 use crate::metrics::{self, Metric};
@@ -762,23 +762,24 @@ impl Spawner {
         generation: u64,
         build: u64,
     ) -> Result<Option<Pod>, ServerError> {
-        match pods
-            .create(
-                &PostParams::default(),
-                &manifests::pod(owner, &self.settings, reqs, generation, build),
-            )
-            .await
-        {
+        let pod = manifests::pod(owner, &self.settings, reqs, generation, build);
+        // In a namespace made a moment ago, the admission plug-ins wait for its default service
+        // account and its quota's usage.
+        let made = cluster::when_ready(|| async {
+            pods.create(&PostParams::default(), &pod)
+                .await
+                .map_err(ClusterError::from)
+        })
+        .await;
+        match made {
             Ok(pod) => Ok(Some(pod)),
-            Err(err) => match ClusterError::from(err) {
-                // A pod of that name that is going is an earlier server's, not a concurrent
-                // spawn's: the caller tries again once it is gone.
-                ClusterError::AlreadyExists => match pod_named(pods, &manifests::pod_name(generation)).await? {
-                    Some(pod) if pod.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
-                    found => Ok(found),
-                },
-                other => Err(other.into()),
+            // A pod of that name that is going is an earlier server's, not a concurrent
+            // spawn's: the caller tries again once it is gone.
+            Err(ClusterError::AlreadyExists) => match pod_named(pods, &manifests::pod_name(generation)).await? {
+                Some(pod) if pod.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
+                found => Ok(found),
             },
+            Err(other) => Err(other.into()),
         }
     }
 
@@ -857,11 +858,14 @@ impl Spawner {
         });
         tokio::try_join!(quota, written)?;
         let job = manifests::build_job(&env, &self.settings, owner, reqs, number);
-        match jobs
-            .create(&PostParams::default(), &job)
-            .await
-            .map_err(ClusterError::from)
-        {
+        // The builds' quota may have been made a moment ago: its usage is made first.
+        let made = cluster::when_ready(|| async {
+            jobs.create(&PostParams::default(), &job)
+                .await
+                .map_err(ClusterError::from)
+        })
+        .await;
+        match made {
             // Another spawn started this build first: it is the one used.
             Ok(_) | Err(ClusterError::AlreadyExists) => {}
             Err(ClusterError::QuotaExceeded(_)) => {

@@ -178,6 +178,15 @@ async fn answer(
         }
         Some(Fault::Drop) => return dropped_connection(),
         Some(Fault::Forbidden) => return auth::forbidden(&target, verb),
+        Some(Fault::NoServiceAccountYet) => {
+            let namespace = &target.namespace;
+            let message = format!(
+                "{} {:?} is forbidden: error looking up service account {namespace}/default: serviceaccount \"default\" not found",
+                target.resource,
+                target.name.clone().unwrap_or_default()
+            );
+            return status(403, "Forbidden", message, json!({"kind": target.resource}));
+        }
         None => {}
     }
 

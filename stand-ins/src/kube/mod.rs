@@ -64,6 +64,9 @@ pub enum Fault {
     Drop,
     /// Answer 403 as RBAC does: the caller may not do this.
     Forbidden,
+    /// Answer 403 as the ServiceAccount admission plug-in does in a namespace whose default
+    /// service account the controller manager has not made yet.
+    NoServiceAccountYet,
 }
 
 #[derive(Debug, Clone)]
