@@ -1,7 +1,6 @@
 """Fixtures that run the system locally for the published Python clients.
 
-The real control plane (`scripts/cluster --install`) is started once per session: `control_plane`
-(also `cluster`). The stack is started the one way the README starts it, `scripts/dev` (with
+The real control plane (`scripts/cluster --install`) is started once per session: `control_plane`. The stack is started the one way the README starts it, `scripts/dev` (with
 `--ignore-changes`), on free 127.0.0.1 ports (`PORT=0`), once per session, on that control plane
 (its functions' kubeconfig, a context per function); `identity` is its identity service, read
 from its ready line. `running_stack` runs any such command and, when it ends, checks that nothing
@@ -154,12 +153,6 @@ def stack(tmp_path_factory, control_plane):
 @pytest.fixture(scope="session")
 def identity(stack):
     return Identity(stack.ready["identity"], stack.ready["token_url"])
-
-
-@pytest.fixture(scope="session")
-def cluster(control_plane):
-    """The cluster the session's stack runs on."""
-    return control_plane
 
 
 @pytest.fixture(scope="session")

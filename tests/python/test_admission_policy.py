@@ -60,7 +60,7 @@ def admitted(policy: str, operation: str, obj=None, old=None, namespace=None, us
 
 
 @pytest.fixture(scope="module")
-def written(api, identity, cluster):
+def written(api, identity, control_plane):
     """The namespace, pod and guard rails the functions wrote for a spawn of bob's."""
     token = identity.token("bob")
     resp = requests.post(
@@ -71,7 +71,7 @@ def written(api, identity, cluster):
     assert resp.status_code in (200, 201), resp.text
     ns = resp.json()["server"]["namespace"]
     pod = resp.json()["server"]["name"]
-    get = cluster.get
+    get = control_plane.get
     objects = {
         "namespace": get(f"/api/v1/namespaces/{ns}"),
         "pod": get(f"/api/v1/namespaces/{ns}/pods/{pod}"),

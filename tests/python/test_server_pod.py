@@ -29,7 +29,7 @@ while True:
 
 
 @pytest.fixture(scope="module")
-def pod(api, identity, cluster):
+def pod(api, identity, control_plane):
     """The pod a spawn wrote."""
     token = identity.token("bob")
     resp = requests.post(
@@ -37,7 +37,7 @@ def pod(api, identity, cluster):
     )
     assert resp.status_code in (200, 201), resp.text
     server = resp.json()["server"]
-    yield cluster.get(f"/api/v1/namespaces/{server['namespace']}/pods/{server['name']}")
+    yield control_plane.get(f"/api/v1/namespaces/{server['namespace']}/pods/{server['name']}")
     requests.delete(f"{api.rexec}/terminate", data={"token": token}, timeout=60)
 
 

@@ -240,19 +240,27 @@ mod tests {
                 }
             }
         };
-        assert_eq!(when_ready(call(3)).await, Ok(3));
+        let pause = Duration::from_millis(1);
+        assert_eq!(until_ready(NOT_READY_TRIES, pause, call(3)).await, Ok(3));
         tries.store(0, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(
-            when_ready(call(u32::MAX)).await,
+            until_ready(NOT_READY_TRIES, pause, call(u32::MAX)).await,
             Err(ClusterError::NotReady("no default service account".into()))
         );
         assert_eq!(tries.load(std::sync::atomic::Ordering::SeqCst), NOT_READY_TRIES);
         tries.store(0, std::sync::atomic::Ordering::SeqCst);
-        let forbidden = || async { Err::<(), _>(ClusterError::Forbidden("rbac".into())) };
+        let forbidden = || {
+            tries.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { Err::<(), _>(ClusterError::Forbidden("rbac".into())) }
+        };
         assert_eq!(
-            when_ready(forbidden).await,
-            Err(ClusterError::Forbidden("rbac".into())),
-            "tried once"
+            until_ready(NOT_READY_TRIES, pause, forbidden).await,
+            Err(ClusterError::Forbidden("rbac".into()))
+        );
+        assert_eq!(
+            tries.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "anything else is answered at once"
         );
     }
 
