@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rexec_shared::config::Vars;
 use rexec_shared::server::error::ServerError;
-use rexec_shared::server::reaper::Reaper;
+use rexec_shared::server::reaper::{Action, Reaper};
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Servers, Spawned, Spawner, Terminated};
 use rexec_shared::server::status::{Phase, Stage};
@@ -250,4 +250,57 @@ async fn every_server_is_listed_in_pages_on_a_real_control_plane() {
         list.list(None, 2, Some("bm90LWEtdG9rZW4")).await,
         Err(ServerError::BadContinue)
     ));
+}
+
+/// The reaper, as its own identity, on a server that keeps crashing (kwok reports the crash loop
+/// as a kubelet would, controlplane/stages/) beside a ready one: the failure is recorded and the
+/// crashing pod removed; the ready server is left alone.
+#[tokio::test]
+async fn the_reaper_records_a_crashing_server_and_leaves_a_ready_one_on_a_real_control_plane() {
+    let Some(plane) = ControlPlane::start() else { return };
+    let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
+    let python = policy.check(&["python==3.11"]).unwrap();
+    let crashing = vars_with(
+        &plane,
+        "spawn-server",
+        &[
+            ("REXEC_SPAWN_WAIT_SECONDS", "0"),
+            ("REXEC_SERVER_IMAGE", "python:{python}-slim-kwok-crash-loop"),
+        ],
+    );
+    Spawner::from_vars(&crashing)
+        .unwrap()
+        .spawn(&caller("r-crash"), &python, false)
+        .await
+        .unwrap();
+    let (_, ready) = Spawner::from_vars(&vars(&plane, "spawn-server"))
+        .unwrap()
+        .spawn(&caller("r-ready"), &python, false)
+        .await
+        .unwrap();
+    assert_eq!(ready.stage, Stage::Ready, "{ready:?}");
+    let read = Servers::from_vars(&vars(&plane, "get-server")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while read.describe("r-crash").await.unwrap().expect("a server").stage != Stage::Failed {
+        assert!(Instant::now() < deadline, "the crash loop was never seen");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let reaper = Reaper::from_vars(&vars(&plane, "reap-servers")).unwrap();
+    let report = reaper
+        .run(SystemTime::now(), Instant::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(report.done.get(&Action::RecordFailure), Some(&1), "{report:?}");
+    assert_eq!(report.done.len(), 1, "nothing else done: {report:?}");
+    let pods = plane.get("pods", "rexec-r-crash", "");
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["metadata"]["deletionTimestamp"].is_string()),
+        "the crashing pod is removed: {pods}"
+    );
+    let kept = read.describe("r-ready").await.unwrap().expect("a server");
+    assert_eq!((kept.stage, kept.generation), (Stage::Ready, 1));
 }
