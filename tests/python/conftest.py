@@ -138,7 +138,9 @@ def dev_stack(control_plane, settings: dict[str, str], log: Path):
     """`scripts/dev --ignore-changes` on the session's control plane, with `settings`."""
     on_the_plane = {"KUBECONFIG": control_plane.functions_kubeconfig,
                     # Pods here run nothing: no source is fetched, no SHA-256 checked.
-                    "REXEC_SERVER_SOURCE_SHA256": "0" * 64}
+                    "REXEC_SERVER_SOURCE_SHA256": "0" * 64,
+                    # The tests spawn as few callers, many times a minute.
+                    "REXEC_SPAWNS_PER_MINUTE": "120"}
     return running_stack([str(ROOT / "scripts" / "dev"), "--ignore-changes"], {**on_the_plane, **settings}, log)
 
 

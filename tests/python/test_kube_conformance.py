@@ -270,6 +270,12 @@ def test_quota_admits_pods_by_their_compute_resources(api, namespace):
     core = client.CoreV1Api(api)
     core.create_namespaced_resource_quota(namespace, {"metadata": {"name": "compute"}, "spec": {"hard": {
         "pods": "5", "requests.cpu": "1", "limits.memory": "1Gi"}}})
+    # The quota counts once its controller has read it (its status says so): a quota made a
+    # moment ago may not be in the admission plug-in's view yet.
+    deadline = time.monotonic() + 30
+    while not (core.read_namespaced_resource_quota("compute", namespace).status or client.V1ResourceQuotaStatus()).hard:
+        assert time.monotonic() < deadline, "the quota's status was never made"
+        time.sleep(0.2)
 
     def pod(name, cpu, memory=None):
         resources = {"requests": {"cpu": cpu}}

@@ -84,6 +84,9 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
 
 /// The spawn of a known caller: the requirements judged, the server made or found, the answer.
 async fn spawn(deps: &Deps, caller: &Identity, body: SpawnBody<'_>) -> Result<(StatusCode, SpawnAnswer), ApiError> {
+    let (lines, force) = body.fields()?;
+    let requirements = deps.policy.check(&lines)?;
+    // Counted once the request would reach the cluster: a caller correcting a typo loses nothing.
     deps.limit.take(&caller.sub, Instant::now()).map_err(|wait| {
         ApiError::too_many_requests(
             "too_many_spawns",
@@ -95,8 +98,6 @@ async fn spawn(deps: &Deps, caller: &Identity, body: SpawnBody<'_>) -> Result<(S
             wait,
         )
     })?;
-    let (lines, force) = body.fields()?;
-    let requirements = deps.policy.check(&lines)?;
     let (outcome, server) = deps.spawner.spawn(caller, &requirements, force).await?;
     let (status, message) = match (server.stage, outcome) {
         (Stage::Failed, _) => {
