@@ -140,14 +140,18 @@ fn is_due(built: Instant, now: Instant) -> bool {
 const NOT_READY_TRIES: u32 = 10;
 const NOT_READY_PAUSE: Duration = Duration::from_millis(200);
 
-/// `call`, tried again while the API server answers that a new namespace's admission is not
-/// ready ([`ClusterError::NotReady`]), at most [`NOT_READY_TRIES`] times in all.
-pub async fn when_ready<T, F, Fut>(call: F) -> Result<T, ClusterError>
+/// Creates `object`, tried again while the API server answers that a new namespace's admission
+/// is not ready ([`ClusterError::NotReady`]), at most [`NOT_READY_TRIES`] times in all.
+pub async fn create<K>(api: &kube::Api<K>, object: &K) -> Result<K, ClusterError>
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, ClusterError>>,
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
 {
-    until_ready(NOT_READY_TRIES, NOT_READY_PAUSE, call).await
+    until_ready(NOT_READY_TRIES, NOT_READY_PAUSE, || async {
+        api.create(&kube::api::PostParams::default(), object)
+            .await
+            .map_err(ClusterError::from)
+    })
+    .await
 }
 
 async fn until_ready<T, F, Fut>(most: u32, pause: Duration, mut call: F) -> Result<T, ClusterError>

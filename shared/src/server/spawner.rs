@@ -765,13 +765,7 @@ impl Spawner {
         let pod = manifests::pod(owner, &self.settings, reqs, generation, build);
         // In a namespace made a moment ago, the admission plug-ins wait for its default service
         // account and its quota's usage.
-        let made = cluster::when_ready(|| async {
-            pods.create(&PostParams::default(), &pod)
-                .await
-                .map_err(ClusterError::from)
-        })
-        .await;
-        match made {
+        match cluster::create(pods, &pod).await {
             Ok(pod) => Ok(Some(pod)),
             // A pod of that name that is going is an earlier server's, not a concurrent
             // spawn's: the caller tries again once it is gone.
@@ -859,13 +853,7 @@ impl Spawner {
         tokio::try_join!(quota, written)?;
         let job = manifests::build_job(&env, &self.settings, owner, reqs, number);
         // The builds' quota may have been made a moment ago: its usage is made first.
-        let made = cluster::when_ready(|| async {
-            jobs.create(&PostParams::default(), &job)
-                .await
-                .map_err(ClusterError::from)
-        })
-        .await;
-        match made {
+        match cluster::create(&jobs, &job).await {
             // Another spawn started this build first: it is the one used.
             Ok(_) | Err(ClusterError::AlreadyExists) => {}
             Err(ClusterError::QuotaExceeded(_)) => {
