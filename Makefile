@@ -7,12 +7,18 @@ CLIENTS := .venv/clients
 API := .venv/api
 POD := .venv/pod
 OIDC := tests/oidc
+CHROMIUM := /usr/bin/chromium
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: dev token test deps lint build fuzz
 
-deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(API)/.installed $(POD)/.installed $(OIDC)/node_modules/.installed
+deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(API)/.installed $(POD)/.installed $(OIDC)/node_modules/.installed $(CHROMIUM)
+
+# Debian's Chromium, for the documentation pages' test (as root, or through sudo).
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive sh -c \
+		'apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null'
 
 $(TOOLS)/.installed: requirements/tools.txt
 	python3 -m venv $(TOOLS)
@@ -72,6 +78,7 @@ lint: $(TOOLS)/.installed
 	$(TOOLS)/bin/python tests/checks/check_metrics.py
 	$(TOOLS)/bin/python tests/checks/check_features.py
 	$(TOOLS)/bin/python tests/checks/check_security.py
+	$(TOOLS)/bin/python tests/checks/check_docs_assets.py
 
 ## Fuzz requirement lines, form decoding and token extraction: make fuzz FUZZ_SECONDS=600; an
 ## input that takes more than 1 second fails the run (-timeout=1), as a crash does
