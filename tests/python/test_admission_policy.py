@@ -185,6 +185,17 @@ HOSTILE_BUILDS = {
     "privileged": lambda j: j["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(privileged=True),
     "image outside the allow-list": lambda j: j["spec"]["template"]["spec"]["containers"][0].update(image="evil.example/x"),
     "host path": lambda j: j["spec"]["template"]["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
+    **{f"the build script {how}": (lambda change: lambda j: change(j["spec"]["template"]["spec"]["containers"][0]))(change)
+       for how, change in {
+           "replaced by a shell": lambda c: c.update(command=["sh", "-c", "pip install evil"]),
+           "with a line added": lambda c: c["command"].__setitem__(2, c["command"][2] + "import evil\n"),
+           "given arguments": lambda c: c.update(args=["--evil"]),
+           "run from the requirements' folder": lambda c: c.update(workingDir="/opt/rexec/requirements"),
+           "with PYTHONPATH set": lambda c: c["env"].append({"name": "PYTHONPATH", "value": "/opt/rexec/requirements"}),
+           "with variables from a ConfigMap": lambda c: c.update(envFrom=[{"configMapRef": {"name": "evil"}}]),
+           "with the requirements mounted as sitecustomize": lambda c: c["volumeMounts"][1].update(
+               mountPath="/usr/local/lib/python3.11/site-packages/sitecustomize.py", subPath="requirements.txt"),
+       }.items()},
 }
 
 

@@ -202,6 +202,14 @@ HOSTILE = {
     "build: retries": ("build_job", lambda o: o["spec"].update(backoffLimit=3), "rexec-lambda-builds"),
     "build: an image outside the allow-list": ("build_job", spec(lambda p: p["containers"][0].update(image="evil.example/x")),
                                                "rexec-lambda-builds"),
+    "build: a shell instead of the build script": ("build_job", spec(lambda p: p["containers"][0].update(
+        command=["sh", "-c", "pip install evil"])), "rexec-lambda-builds"),
+    "build: a line added to the build script": ("build_job", spec(lambda p: p["containers"][0]["command"].__setitem__(
+        2, p["containers"][0]["command"][2] + "import evil\n")), "rexec-lambda-builds"),
+    "build: PYTHONPATH set": ("build_job", spec(lambda p: p["containers"][0]["env"].append(
+        {"name": "PYTHONPATH", "value": "/opt/rexec/requirements"})), "rexec-lambda-builds"),
+    "build: run from the requirements' folder": ("build_job", spec(lambda p: p["containers"][0].update(
+        workingDir="/opt/rexec/requirements")), "rexec-lambda-builds"),
     "claim: writable": ("environment_claim", lambda o: o["spec"].update(accessModes=["ReadWriteMany"]),
                         "rexec-lambda-claims"),
     "namespace: not ours": ("namespace", lambda o: o["metadata"].update(labels={}, name="someone-else"),

@@ -1013,6 +1013,26 @@ mod tests {
     }
 
     #[test]
+    fn the_admission_policy_names_the_build_script_exactly() {
+        // The policy admits a build whose command is this script, character for character, in
+        // a CEL raw string of its YAML block (each line indented by eight spaces).
+        let policy = include_str!("../../../deploy/k8s/admission-policy.yaml");
+        let lines: String = BUILD_SCRIPT
+            .lines()
+            .map(|line| format!("        {line}\n"))
+            .collect();
+        let expected = format!(
+            "expression: |-\n        ['python', '-c', r'''{}        ''']\n",
+            lines.trim_start()
+        );
+        assert!(
+            policy.contains(&expected),
+            "the buildCommand of deploy/k8s/admission-policy.yaml is not BUILD_SCRIPT: copy it there"
+        );
+        assert!(!BUILD_SCRIPT.contains("'''") && !BUILD_SCRIPT.lines().any(str::is_empty));
+    }
+
+    #[test]
     fn a_build_is_bounded_in_time_size_and_number() {
         let s = test_settings(&[
             ("REXEC_BUILD_TIMEOUT", "300"),
