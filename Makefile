@@ -37,7 +37,7 @@ $(API)/.installed: requirements/api.txt
 
 # What stands for a server's image when the tests run its pod (Python with uv), and the wheels
 # of the local package mirror the pod installs from (.venv/mirror).
-$(POD)/.installed: requirements/pod.txt tests/python/package_mirror.py $(CLIENTS)/.installed
+$(POD)/.installed: requirements/pod.txt tests/python/package_mirror.py shared/src/server/server-requirements.txt $(CLIENTS)/.installed
 	python3 -m venv $(POD)
 	$(POD)/bin/pip install --quiet --disable-pip-version-check -r $<
 	$(CLIENTS)/bin/python tests/python/package_mirror.py

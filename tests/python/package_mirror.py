@@ -20,8 +20,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELS = ROOT / ".venv" / "mirror"
-# The server's own requirements (REXEC_SERVER_REQUIREMENTS' default) and what the tests ask for.
-PACKAGES = ["pyzmq", "dill", "dxspaces", "scidx-rexec==0.1.0", "six"]
+# The server's own requirements (REXEC_SERVER_REQUIREMENTS' default, the versions it pins) and
+# what the tests ask for.
+SERVER_REQUIREMENTS = ROOT / "shared" / "src" / "server" / "server-requirements.txt"
+PACKAGES = [
+    line.split()[0] for line in SERVER_REQUIREMENTS.read_text().splitlines() if line and not line.startswith("#")
+] + ["six"]
 SERVER_SOURCE = Path(__file__).resolve().parent / "rexec_server"
 
 

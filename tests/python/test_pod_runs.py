@@ -74,18 +74,24 @@ def spawned(tmp_path_factory, mirror, broker, control_plane):
         requests.delete(f"{stack.base}/rexec/terminate", data={"token": token}, timeout=60)
 
 
-def builder(spawned, volume: Path, workdir: Path, installer=None, requirements=None) -> PodRunner:
+def builder(spawned, volume: Path, workdir: Path, installer=None, requirements=None, server_requirements=None) -> PodRunner:
     """The build Job's pod, on `volume` standing for the shared volume."""
     job = json.loads(json.dumps(spawned["job"]))
     template = job["spec"]["template"]
     files = dict(spawned["files"]["data"])
     for entry in template["spec"]["containers"][0]["env"]:
         if installer and entry["name"] == "REXEC_INSTALLER":
-            # What REXEC_INSTALLER changes in the build, with its key (tested in Rust).
+            # What REXEC_INSTALLER changes in the build, with its key (tested in Rust): pip is
+            # given the server's own lines without their hashes.
             entry["value"] = installer
+            if installer == "pip":
+                files["server-requirements.txt"] = "".join(
+                    line.split()[0] + "\n" for line in files["server-requirements.txt"].splitlines())
     if requirements is not None:
         # What the build's files hold for these requirement lines.
         files["requirements.txt"] = "".join(f"{line}\n" for line in requirements)
+    if server_requirements is not None:
+        files["server-requirements.txt"] = "".join(f"{line}\n" for line in server_requirements)
     name = spawned["files"]["metadata"]["name"]
     return PodRunner(template, {name: files}, SERVICES, IMAGE, workdir, claims={"rexec-environments": volume})
 
@@ -145,7 +151,7 @@ def test_a_build_over_its_size_bound_fails_and_is_emptied(spawned, tmp_path):
 
 def test_a_hashed_requirement_is_verified_and_the_unhashed_ones_are_installed_as_before(spawned, tmp_path):
     """A line the policy accepted with its hash (as Requirements::file writes it): uv checks the
-    file it fetched against it; the server's own requirements, unhashed, install as before."""
+    file it fetched against it; the server's own requirements, hashed too, install as before."""
     wheel = next((ROOT / ".venv" / "mirror").glob("six-*.whl"))
     version = wheel.name.split("-")[1]
     right = hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -156,6 +162,18 @@ def test_a_hashed_requirement_is_verified_and_the_unhashed_ones_are_installed_as
                     requirements=[f"six=={version} --hash=sha256:{'0' * 64}"]).run("build")
     assert wrong.exit_code != 0
     assert "hash mismatch" in wrong.termination_message.lower(), wrong.termination_message
+
+
+def test_the_servers_own_packages_are_installed_only_as_their_hashes_say(spawned, tmp_path):
+    """The build's server-requirements.txt pins every package of the server with its hashes, and
+    uv refuses a file that matches none of them: here dill's, its hashes replaced."""
+    lines = spawned["files"]["data"]["server-requirements.txt"].splitlines()
+    assert lines and all(" --hash=sha256:" in line for line in lines), "each line hashed"
+    tampered = [line.split()[0] + f" --hash=sha256:{'0' * 64}" if line.startswith("dill==") else line for line in lines]
+    refused = builder(spawned, tmp_path / "volume", tmp_path / "build", server_requirements=tampered).run("build")
+    assert refused.exit_code != 0
+    assert "hash mismatch" in refused.termination_message.lower() and "dill" in refused.termination_message
+    print(refused.termination_message)
 
 
 def test_a_build_never_writes_a_directory_written_before(spawned, tmp_path):

@@ -8,6 +8,19 @@ use super::broker::BrokerService;
 use super::environment::EnvironmentSettings;
 use crate::config::{ConfigError, Vars};
 
+/// The rexec-server's own requirements, each an exact version with the SHA-256 of every file
+/// PyPI holds for it (written by scripts/pin_server_requirements.py): the default of
+/// `REXEC_SERVER_REQUIREMENTS`.
+pub const SERVER_REQUIREMENTS: &str = include_str!("server-requirements.txt");
+
+/// A requirement line without its `--hash=` options.
+fn without_hashes(line: &str) -> String {
+    line.split_whitespace()
+        .filter(|word| !word.starts_with("--hash="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The default image: Python with uv, from uv's publisher.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/astral-sh/uv:python{python}-bookworm-slim";
 
@@ -162,13 +175,21 @@ impl ServerSettings {
             ));
         }
         let source_sha256 = source_sha256.to_ascii_lowercase();
+        let installer = Installer::from_vars(vars)?;
         let mut server_requirements = vars.list("REXEC_SERVER_REQUIREMENTS");
         if server_requirements.is_empty() {
-            server_requirements = ["pyzmq", "dill", "dxspaces", "scidx-rexec==0.1.0"]
+            server_requirements = SERVER_REQUIREMENTS
+                .lines()
+                .filter(|line| !line.is_empty() && !line.starts_with('#'))
                 .map(String::from)
-                .to_vec();
+                .collect();
         }
-        let installer = Installer::from_vars(vars)?;
+        if installer == Installer::Pip {
+            // Once one line has a hash, pip requires one on every line, the caller's too.
+            for line in &mut server_requirements {
+                *line = without_hashes(line);
+            }
+        }
         Ok(Self {
             image,
             installer,
@@ -231,5 +252,29 @@ mod tests {
             "ab".repeat(32),
             "compared with hashlib's lowercase digest"
         );
+    }
+
+    #[test]
+    fn the_servers_own_requirements_are_pinned_with_their_hashes_which_pip_is_not_given() {
+        let uv = test_settings(&[]).unwrap().server_requirements;
+        // scidx-rexec and every package it pins, each at one version with its files' digests.
+        let names: Vec<&str> = uv.iter().map(|l| l.split("==").next().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["scidx-rexec", "dill", "pyzmq", "dxspaces", "packaging", "cryptography"]
+        );
+        for line in &uv {
+            let mut words = line.split(' ');
+            let pin = words.next().unwrap();
+            assert!(pin.contains("==") && !pin.contains('*'), "{pin} is an exact version");
+            let digests: Vec<&str> = words.map(|w| w.strip_prefix("--hash=sha256:").unwrap()).collect();
+            assert!(!digests.is_empty(), "{pin} has its hashes");
+            assert!(digests.iter().all(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit())));
+        }
+        let pip = test_settings(&[("REXEC_INSTALLER", "pip")]).unwrap().server_requirements;
+        let pins: Vec<&str> = uv.iter().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(pip, pins, "the same versions, without the hashes pip would demand of every line");
+        let chosen = test_settings(&[("REXEC_SERVER_REQUIREMENTS", "pyzmq,dill==0.4.0")]).unwrap();
+        assert_eq!(chosen.server_requirements, ["pyzmq", "dill==0.4.0"]);
     }
 }
