@@ -186,6 +186,7 @@ class Stack:
             "ADMIN_GROUP_NAMES": "/ndp_ep/admins",
             "KUBECONFIG": str(kubeconfig),
             "REXEC_SERVER_SOURCE_SHA256": "0" * 64,
+            "REXEC_SERVER_IMAGE_DIGESTS": ",".join(f"3.1{n}=sha256:{'0' * 64}" for n in range(4)),
             "REXEC_DEPLOYMENT_API_URL": "http://127.0.0.1:9/rexec",
             "RUST_LOG": "info",
         }

@@ -152,6 +152,7 @@ HOSTILE_PODS = {
     "ephemeral container": lambda s: s.update(ephemeralContainers=[{"name": "debug", "image": "python:3.11-slim"}]),
     "host port": lambda s: s["containers"][0].update(ports=[{"containerPort": 22, "hostPort": 22}]),
     "image outside the allow-list": lambda s: s["containers"][0].update(image="evil.example/miner:latest"),
+    "image by its tag alone": lambda s: s["containers"][0].update(image=s["containers"][0]["image"].split("@")[0]),
     "init image outside the allow-list": lambda s: s["initContainers"][0].update(image="ghcr.io/x/python:3.11"),
     "a renamed claim mounted whole and writable": lambda s: (
         s["volumes"].append({"name": "data", "persistentVolumeClaim": {"claimName": "rexec-environments"}}),
@@ -184,6 +185,8 @@ HOSTILE_BUILDS = {
     "service-account token": lambda j: j["spec"]["template"]["spec"].update(automountServiceAccountToken=True),
     "privileged": lambda j: j["spec"]["template"]["spec"]["containers"][0]["securityContext"].update(privileged=True),
     "image outside the allow-list": lambda j: j["spec"]["template"]["spec"]["containers"][0].update(image="evil.example/x"),
+    "image by its tag alone": lambda j: j["spec"]["template"]["spec"]["containers"][0].update(
+        image=j["spec"]["template"]["spec"]["containers"][0]["image"].split("@")[0]),
     "host path": lambda j: j["spec"]["template"]["spec"]["volumes"].append({"name": "h", "hostPath": {"path": "/"}}),
     **{f"the build script {how}": (lambda change: lambda j: change(j["spec"]["template"]["spec"]["containers"][0]))(change)
        for how, change in {
@@ -203,7 +206,7 @@ KEY = "a" * 64
 
 
 def cleanup():
-    return rendered("cleanup", "aaaa", KEY, "2", "python:3.11-slim")
+    return rendered("cleanup", "aaaa", KEY, "2", "python:3.11-slim@sha256:" + "0" * 64)
 
 
 def cleaner(job):
@@ -212,6 +215,7 @@ def cleaner(job):
 
 HOSTILE_CLEANUPS = {
     "another command": lambda j: cleaner(j).update(command=["sh", "-c", "rm -rf /opt/rexec/environment"]),
+    "an image by its tag alone": lambda j: cleaner(j).update(image="python:3.11-slim"),
     "its whole environment": lambda j: cleaner(j).update(args=["/opt/rexec/environment"]),
     "a path out of it": lambda j: cleaner(j)["args"].append("/opt/rexec/environment/../" + "b" * 64),
     "another environment": lambda j: cleaner(j)["volumeMounts"][0].update(subPath="b" * 64),

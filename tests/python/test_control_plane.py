@@ -210,6 +210,10 @@ HOSTILE = {
         {"name": "PYTHONPATH", "value": "/opt/rexec/requirements"})), "rexec-lambda-builds"),
     "build: run from the requirements' folder": ("build_job", spec(lambda p: p["containers"][0].update(
         workingDir="/opt/rexec/requirements")), "rexec-lambda-builds"),
+    "pod: an image by its tag alone": ("pod", spec(lambda p: p["containers"][0].update(
+        image=p["containers"][0]["image"].split("@")[0])), "rexec-lambda-pods"),
+    "build: an image by its tag alone": ("build_job", spec(lambda p: p["containers"][0].update(
+        image=p["containers"][0]["image"].split("@")[0])), "rexec-lambda-builds"),
     "claim: writable": ("environment_claim", lambda o: o["spec"].update(accessModes=["ReadWriteMany"]),
                         "rexec-lambda-claims"),
     "namespace: not ours": ("namespace", lambda o: o["metadata"].update(labels={}, name="someone-else"),
@@ -229,7 +233,7 @@ def test_admission_refuses_each_hostile_variant_by_its_policy_and_admits_its_ori
 
 
 def test_a_cleanup_is_admitted_in_its_shape_only(control_plane):
-    cleanup = rendered("cleanup", "aaaa", "a" * 64, "2", "python:3.11-slim")
+    cleanup = rendered("cleanup", "aaaa", "a" * 64, "2", "python:3.11-slim@sha256:" + "0" * 64)
     assert refused_by(control_plane, cleanup, identity="rexec-lambda-reap") is None
     another = with_(cleanup, spec(lambda p: p["containers"][0].update(command=["sh", "-c", "rm -rf /opt"])))
     assert refused_by(control_plane, another, identity="rexec-lambda-reap") == "rexec-lambda-builds"

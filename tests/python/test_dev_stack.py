@@ -94,13 +94,16 @@ def test_make_dev_uses_the_identity_service_and_cluster_of_the_environment(tmp_p
         "AUTH_API_URL": identity.url, "AUTH_API_METHOD": "POST", "KUBECONFIG": control_plane.functions_kubeconfig,
         "ENABLE_GROUP_BASED_ACCESS": "false",
     }
-    # A cluster of the environment runs pods: the server's source must be pinned by its digest.
-    unpinned = subprocess.run(
-        [str(ROOT / "scripts" / "dev"), "--ignore-changes"], env={**os.environ, **external, "PORT": "0"},
-        capture_output=True, text=True, timeout=60,
-    )
-    assert unpinned.returncode == 2 and "set REXEC_SERVER_SOURCE_SHA256" in unpinned.stderr, unpinned.stderr
-    external["REXEC_SERVER_SOURCE_SHA256"] = "ab" * 32
+    # A cluster of the environment runs pods: the server's source and images must be pinned by
+    # their digests.
+    for variable, value in (("REXEC_SERVER_SOURCE_SHA256", "ab" * 32),
+                            ("REXEC_SERVER_IMAGE_DIGESTS", ",".join(f"3.1{n}=sha256:{'cd' * 32}" for n in range(4)))):
+        unpinned = subprocess.run(
+            [str(ROOT / "scripts" / "dev"), "--ignore-changes"], env={**os.environ, **external, "PORT": "0"},
+            capture_output=True, text=True, timeout=60,
+        )
+        assert unpinned.returncode == 2 and f"set {variable}" in unpinned.stderr, unpinned.stderr
+        external[variable] = value
     with running_stack(["make", "--no-print-directory", "dev"], external, tmp_path / "make-dev.log") as stack:
         assert stack.ready["identity"] is None and stack.ready["cluster"] is None, stack.ready
         assert not answers(stack.port + 1) and not answers(stack.port + 2), "no helpers of its own"

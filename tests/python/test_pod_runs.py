@@ -194,7 +194,7 @@ def test_a_cleanup_removes_the_builds_it_names_and_nothing_else(tmp_path):
         (volume / key / n / "packages").mkdir(parents=True)
         (volume / key / n / ".complete").write_text("{}")
     (volume / other / "1").mkdir(parents=True)
-    job = rendered("cleanup", "aaaa", key, "2", "python:3.11-slim")
+    job = rendered("cleanup", "aaaa", key, "2", "python:3.11-slim@sha256:" + "0" * 64)
     done = PodRunner(job["spec"]["template"], {}, SERVICES, IMAGE, tmp_path / "clean",
                      claims={"rexec-environments": volume}).run("clean")
     assert done.exit_code == 0, done.output

@@ -13,6 +13,13 @@ use rexec_stand_ins::kube::KubeStandIn;
 /// `REXEC_SERVER_SOURCE_SHA256` for the stand-in, whose pods run nothing: no source is fetched.
 pub const UNFETCHED_SOURCE_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// `REXEC_SERVER_IMAGE_DIGESTS` for clusters that pull no image (the stand-in, kwok's nodes):
+/// a digest of zeros for each default interpreter.
+pub const UNPULLED_IMAGE_DIGESTS: &str = "3.10=sha256:0000000000000000000000000000000000000000000000000000000000000000,\
+3.11=sha256:0000000000000000000000000000000000000000000000000000000000000000,\
+3.12=sha256:0000000000000000000000000000000000000000000000000000000000000000,\
+3.13=sha256:0000000000000000000000000000000000000000000000000000000000000000";
+
 pub struct Stack {
     pub identity: IdentityService,
     pub cluster: KubeStandIn,
@@ -41,6 +48,7 @@ impl Stack {
             ("KUBECONFIG", self.kubeconfig.to_str().unwrap()),
             ("KUBE_TIMEOUT_SECONDS", "2"),
             ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
+            ("REXEC_SERVER_IMAGE_DIGESTS", UNPULLED_IMAGE_DIGESTS),
         ];
         pairs.extend_from_slice(extra);
         Vars::from_pairs(pairs)

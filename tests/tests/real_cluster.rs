@@ -13,7 +13,7 @@ use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Servers, Spawned, Spawner, Terminated};
 use rexec_shared::server::status::{Phase, Stage};
 use rexec_tests::control_plane::ControlPlane;
-use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, caller};
+use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, UNPULLED_IMAGE_DIGESTS, caller};
 
 fn vars(plane: &ControlPlane, function: &str) -> Vars {
     vars_waiting(plane, function, "25")
@@ -34,6 +34,7 @@ fn vars_with(plane: &ControlPlane, function: &str, more: &[(&str, &str)]) -> Var
             ("KUBECONFIG", kubeconfig),
             ("AWS_LAMBDA_FUNCTION_NAME", function),
             ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
+            ("REXEC_SERVER_IMAGE_DIGESTS", UNPULLED_IMAGE_DIGESTS),
         ]
         .into_iter()
         .chain(more.iter().copied()),

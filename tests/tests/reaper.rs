@@ -11,7 +11,7 @@ use rexec_shared::server::spawner::{Spawned, Spawner, Terminated};
 use rexec_shared::server::status::Stage;
 use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn};
 use rexec_tests::logs::CapturedLogs;
-use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, caller};
+use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, UNPULLED_IMAGE_DIGESTS, caller};
 use serde_json::{Value, json};
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -43,6 +43,7 @@ impl Setup {
             ("KUBECONFIG", self.kubeconfig.as_str()),
             ("KUBE_TIMEOUT_SECONDS", "5"),
             ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
+            ("REXEC_SERVER_IMAGE_DIGESTS", UNPULLED_IMAGE_DIGESTS),
         ];
         pairs.extend_from_slice(extra);
         Vars::from_pairs(pairs)

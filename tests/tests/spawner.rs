@@ -11,7 +11,7 @@ use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
 use rexec_shared::server::spawner::{ServerView, Spawned, Spawner, Terminated};
 use rexec_shared::server::status::{Phase, STEP_FETCHING, STEP_INSTALLING, STEP_WAITING, Stage};
 use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, PodOutcome};
-use rexec_tests::stack::UNFETCHED_SOURCE_SHA256;
+use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, UNPULLED_IMAGE_DIGESTS};
 use serde_json::json;
 
 /// The answer the API gives for `err`: how a caller sees it.
@@ -36,6 +36,7 @@ async fn setup_with(settings: &[(&str, &str)]) -> Setup {
         ("KUBECONFIG", kubeconfig.to_str().unwrap()),
         ("KUBE_TIMEOUT_SECONDS", "2"),
         ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
+        ("REXEC_SERVER_IMAGE_DIGESTS", UNPULLED_IMAGE_DIGESTS),
     ];
     pairs.extend_from_slice(settings);
     let spawner = Spawner::from_vars(&Vars::from_pairs(pairs)).unwrap();

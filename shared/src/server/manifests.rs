@@ -667,7 +667,11 @@ mod tests {
         let pod = serde_json::to_value(pod(&owner(), &settings(), &reqs(&["python==3.12", "numpy"]), 3, 1)).unwrap();
         assert_eq!(pod["metadata"]["name"], "rexec-server-3");
         let server = &pod["spec"]["containers"][0];
-        assert_eq!(server["image"], "ghcr.io/astral-sh/uv:python3.12-bookworm-slim");
+        assert_eq!(
+            server["image"],
+            format!("ghcr.io/astral-sh/uv:python3.12-bookworm-slim@sha256:{}", "d1".repeat(32)),
+            "by its digest"
+        );
         let env: BTreeMap<String, String> = server["env"]
             .as_array()
             .unwrap()

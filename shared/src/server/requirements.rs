@@ -58,20 +58,25 @@ pub struct RequirementsPolicy {
     pub hashes: bool,
 }
 
+/// The interpreters a caller may pin (`REXEC_PYTHON_VERSIONS`, 3.10 to 3.13 by default).
+pub fn python_versions(vars: &Vars) -> Result<Vec<String>, ConfigError> {
+    let mut versions = vars.list("REXEC_PYTHON_VERSIONS");
+    if versions.is_empty() {
+        versions = ["3.10", "3.11", "3.12", "3.13"].map(String::from).to_vec();
+    }
+    if let Some(bad) = versions.iter().find(|v| !is_minor_version(v)) {
+        return Err(ConfigError::new(
+            "REXEC_PYTHON_VERSIONS",
+            format!("{bad:?} is not a version like 3.11"),
+        ));
+    }
+    Ok(versions)
+}
+
 impl RequirementsPolicy {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let mut python_versions = vars.list("REXEC_PYTHON_VERSIONS");
-        if python_versions.is_empty() {
-            python_versions = ["3.10", "3.11", "3.12", "3.13"].map(String::from).to_vec();
-        }
-        if let Some(bad) = python_versions.iter().find(|v| !is_minor_version(v)) {
-            return Err(ConfigError::new(
-                "REXEC_PYTHON_VERSIONS",
-                format!("{bad:?} is not a version like 3.11"),
-            ));
-        }
         Ok(Self {
-            python_versions,
+            python_versions: python_versions(vars)?,
             max_count: vars.parse_or("REXEC_MAX_REQUIREMENTS", 200)?,
             max_line_length: vars.parse_or("REXEC_MAX_REQUIREMENT_LENGTH", 500)?,
             allow_direct_urls: vars.bool_or("REXEC_ALLOW_DIRECT_URLS", false)?,

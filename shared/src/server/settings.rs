@@ -2,10 +2,12 @@
 //! and the broker's in-cluster Service. Read by the spawner only: get-server and delete-server
 //! never parse these settings.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use super::broker::BrokerService;
 use super::environment::EnvironmentSettings;
+use super::requirements::python_versions;
 use crate::config::{ConfigError, Vars};
 
 /// The rexec-server's own requirements, each an exact version with the SHA-256 of every file
@@ -29,6 +31,9 @@ pub const DEFAULT_IMAGE: &str = "ghcr.io/astral-sh/uv:python{python}-bookworm-sl
 pub struct ServerSettings {
     /// Image with `{python}` standing for the interpreter version (`REXEC_SERVER_IMAGE`).
     pub image: String,
+    /// The digest of each interpreter's image (`REXEC_SERVER_IMAGE_DIGESTS`), by version: a
+    /// server or build runs the image of that digest, never whatever its tag names today.
+    pub image_digests: BTreeMap<String, String>,
     /// Pinned rexec-server source archive (`REXEC_SERVER_SOURCE`).
     pub source: String,
     /// Its SHA-256 (`REXEC_SERVER_SOURCE_SHA256`), always checked before it is installed.
@@ -139,9 +144,13 @@ fn is_cidr(s: &str) -> bool {
 }
 
 impl ServerSettings {
-    /// The image of a server or build for a python version.
+    /// The image of a server or build for a python version, by its digest.
     pub fn image_for(&self, python: &str) -> String {
-        self.image.replace("{python}", python)
+        let image = self.image.replace("{python}", python);
+        match self.image_digests.get(python) {
+            Some(digest) => format!("{image}@{digest}"),
+            None => image,
+        }
     }
 
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
@@ -175,6 +184,7 @@ impl ServerSettings {
             ));
         }
         let source_sha256 = source_sha256.to_ascii_lowercase();
+        let image_digests = image_digests(vars, &image)?;
         let installer = Installer::from_vars(vars)?;
         let mut server_requirements = vars.list("REXEC_SERVER_REQUIREMENTS");
         if server_requirements.is_empty() {
@@ -192,6 +202,7 @@ impl ServerSettings {
         }
         Ok(Self {
             image,
+            image_digests,
             installer,
             source,
             source_sha256,
@@ -215,11 +226,44 @@ impl ServerSettings {
     }
 }
 
+/// `REXEC_SERVER_IMAGE_DIGESTS`: `3.11=sha256:<64 hex digits>`, comma-separated, one for every
+/// interpreter of `REXEC_PYTHON_VERSIONS`. Required: no server runs an image its tag alone names.
+fn image_digests(vars: &Vars, image: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    const VARIABLE: &str = "REXEC_SERVER_IMAGE_DIGESTS";
+    let mut digests = BTreeMap::new();
+    for entry in vars.list(VARIABLE) {
+        let Some((version, digest)) = entry.split_once('=') else {
+            return Err(ConfigError::new(VARIABLE, "entries are 3.11=sha256:<64 hexadecimal digits>"));
+        };
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(ConfigError::new(VARIABLE, format!("the digest of {version} is not sha256:<64 hexadecimal digits>")));
+        }
+        digests.insert(version.trim().to_owned(), format!("sha256:{}", hex.to_ascii_lowercase()));
+    }
+    let versions = python_versions(vars)?;
+    if let Some(missing) = versions.iter().find(|v| !digests.contains_key(*v)) {
+        let example = image.replace("{python}", missing);
+        return Err(ConfigError::new(
+            VARIABLE,
+            format!(
+                "is required, with the digest of the image of every interpreter of REXEC_PYTHON_VERSIONS ({}): {missing} has none (docker buildx imagetools inspect {example})",
+                versions.join(", ")
+            ),
+        ));
+    }
+    Ok(digests)
+}
+
 /// Settings for unit tests: `pairs` over the required source SHA-256 (no test fetches the
 /// source through these).
 #[cfg(test)]
 pub(crate) fn test_settings(pairs: &[(&str, &str)]) -> Result<ServerSettings, ConfigError> {
-    let mut all = vec![("REXEC_SERVER_SOURCE_SHA256", "5e1f".repeat(16))];
+    let digests = ["3.10", "3.11", "3.12", "3.13"].map(|v| format!("{v}=sha256:{}", "d1".repeat(32)));
+    let mut all = vec![
+        ("REXEC_SERVER_SOURCE_SHA256", "5e1f".repeat(16)),
+        ("REXEC_SERVER_IMAGE_DIGESTS", digests.join(",")),
+    ];
     all.extend(pairs.iter().map(|&(k, v)| (k, v.to_owned())));
     ServerSettings::from_vars(&Vars::from_pairs(all.iter().map(|(k, v)| (*k, v.as_str()))))
 }
@@ -252,6 +296,30 @@ mod tests {
             "ab".repeat(32),
             "compared with hashlib's lowercase digest"
         );
+    }
+
+    #[test]
+    fn every_interpreters_image_is_run_by_its_digest() {
+        let settings = test_settings(&[]).unwrap();
+        assert_eq!(
+            settings.image_for("3.11"),
+            format!("ghcr.io/astral-sh/uv:python3.11-bookworm-slim@sha256:{}", "d1".repeat(32))
+        );
+        let digest = format!("sha256:{}", "AB".repeat(32));
+        let only = |versions: &str, digests: &str| {
+            test_settings(&[("REXEC_PYTHON_VERSIONS", versions), ("REXEC_SERVER_IMAGE_DIGESTS", digests)])
+        };
+        let err = only("3.11,3.12", &format!("3.11={digest}")).unwrap_err();
+        assert_eq!(err.variable, "REXEC_SERVER_IMAGE_DIGESTS");
+        assert!(err.to_string().contains("3.12 has none"), "{err}");
+        assert!(err.to_string().contains("imagetools inspect ghcr.io/astral-sh/uv:python3.12-bookworm-slim"), "{err}");
+        for bad in ["3.11", "3.11=latest", "3.11=sha256:abc", &format!("3.11=sha512:{}", "ab".repeat(32))] {
+            assert_eq!(only("3.11", bad).unwrap_err().variable, "REXEC_SERVER_IMAGE_DIGESTS", "{bad}");
+        }
+        let lower = only("3.11", &format!("3.11={digest}")).unwrap();
+        assert!(lower.image_for("3.11").ends_with(&format!("@sha256:{}", "ab".repeat(32))));
+        let missing = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_SOURCE_SHA256", "ab".repeat(32).as_str())]));
+        assert!(missing.unwrap_err().to_string().contains("is required"));
     }
 
     #[test]

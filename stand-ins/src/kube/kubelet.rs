@@ -187,7 +187,9 @@ fn with_images(status: &mut Value, images: &HashMap<String, String>) {
             let pulled = entry["state"].get("running").is_some()
                 || entry["state"].get("terminated").is_some()
                 || entry.get("lastState").is_some();
-            entry["imageID"] = json!(if pulled {
+            entry["imageID"] = json!(if pulled && image.contains("@sha256:") {
+                format!("docker.io/library/{image}")
+            } else if pulled {
                 let digest: String = Sha256::digest(image.as_bytes())
                     .iter()
                     .map(|b| format!("{b:02x}"))

@@ -15,7 +15,7 @@ use rexec_shared::server::naming::{Naming, Owner};
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::settings::ServerSettings;
 use rexec_shared::server::{claim, manifests};
-use rexec_tests::stack::UNFETCHED_SOURCE_SHA256;
+use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, UNPULLED_IMAGE_DIGESTS};
 use serde_json::{Value, json};
 
 fn main() {
@@ -43,7 +43,10 @@ fn cleanup(label: &str, key: &str, through: &str, image: &str) -> Value {
 }
 
 fn spawn(sub: &str) -> Value {
-    let vars = Vars::from_pairs([("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256)]);
+    let vars = Vars::from_pairs([
+        ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
+        ("REXEC_SERVER_IMAGE_DIGESTS", UNPULLED_IMAGE_DIGESTS),
+    ]);
     let settings = ServerSettings::from_vars(&vars).expect("default settings");
     let owner = Owner::new(&Naming::from_vars(&vars).expect("default naming"), sub);
     let reqs = RequirementsPolicy::from_vars(&vars)
