@@ -231,7 +231,7 @@ impl ServerSettings {
 fn image_digests(vars: &Vars, image: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     const VARIABLE: &str = "REXEC_SERVER_IMAGE_DIGESTS";
     let mut digests = BTreeMap::new();
-    for entry in vars.list(VARIABLE) {
+    for entry in vars.list("REXEC_SERVER_IMAGE_DIGESTS") {
         let Some((version, digest)) = entry.split_once('=') else {
             return Err(ConfigError::new(VARIABLE, "entries are 3.11=sha256:<64 hexadecimal digits>"));
         };
