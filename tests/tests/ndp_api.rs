@@ -198,26 +198,43 @@ async fn docs_pages_and_the_openapi_document() {
         let html = std::str::from_utf8(resp.body().as_ref()).unwrap();
         assert!(html.contains(marker), "{page}");
         // Every script and style comes from the API itself, and no script is inline.
-        for link in html.split(['"', '\'']).filter(|s| s.ends_with(".js") || s.ends_with(".css")) {
+        for link in html
+            .split(['"', '\''])
+            .filter(|s| s.ends_with(".js") || s.ends_with(".css"))
+        {
             assert!(link.starts_with("docs/assets/"), "{page} loads {link}");
         }
         assert!(!html.contains("<script>"), "{page} has no inline script");
     }
     for (asset, content_type, start) in [
         ("swagger-ui-bundle.js", "text/javascript", "/*! For license information"),
-        ("swagger-init.js", "text/javascript", "// Starts Swagger UI on the API's OpenAPI"),
+        (
+            "swagger-init.js",
+            "text/javascript",
+            "// Starts Swagger UI on the API's OpenAPI",
+        ),
         ("redoc.standalone.js", "text/javascript", "/*! For license information"),
         ("swagger-ui.css", "text/css", ".swagger-ui"),
     ] {
         let path = format!("/api/docs/assets/{asset}");
         let resp = respond(at_path(event("serve-ndp-docs"), &path), serve_ndp_docs::handler).await;
         assert_eq!(resp.status(), 200, "{asset}");
-        assert!(resp.headers()[header::CONTENT_TYPE].to_str().unwrap().starts_with(content_type));
+        assert!(
+            resp.headers()[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type)
+        );
         assert_eq!(resp.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
         let body = std::str::from_utf8(resp.body().as_ref()).unwrap();
         assert!(body.starts_with(start), "{asset} starts with {:?}", &body[..40]);
     }
-    for elsewhere in ["/api/docs/assets/sources.json", "/api/docs/assets/swagger-ui-bundle.js.map", "/api/docs/assets/x/swagger-init.js", "/api/docs/assets/"] {
+    for elsewhere in [
+        "/api/docs/assets/sources.json",
+        "/api/docs/assets/swagger-ui-bundle.js.map",
+        "/api/docs/assets/x/swagger-init.js",
+        "/api/docs/assets/",
+    ] {
         let resp = respond(at_path(event("serve-ndp-docs"), elsewhere), serve_ndp_docs::handler).await;
         assert_eq!(resp.status(), 404, "{elsewhere}");
     }

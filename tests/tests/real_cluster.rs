@@ -305,3 +305,79 @@ async fn the_reaper_records_a_crashing_server_and_leaves_a_ready_one_on_a_real_c
     let kept = read.describe("r-ready").await.unwrap().expect("a server");
     assert_eq!((kept.stage, kept.generation), (Stage::Ready, 1));
 }
+
+/// The reaper's idle rule on metrics as a cluster serves them: kwok reports what each pod uses
+/// through its node as a kubelet does (controlplane/metrics/usage.yaml: 1m of CPU unless the pod
+/// says otherwise), metrics-server serves it as metrics.k8s.io, and the reaper, as its own
+/// identity, marks the idle server, leaves the busy one, and removes the idle one once it has
+/// been idle longer than `REXEC_SERVER_IDLE_TIMEOUT`.
+#[tokio::test]
+async fn the_reaper_finds_an_idle_server_by_its_metrics_on_a_real_control_plane() {
+    let Some(plane) = ControlPlane::start() else { return };
+    let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
+    let python = policy.check(&["python==3.11"]).unwrap();
+    let spawner = Spawner::from_vars(&vars(&plane, "spawn-server")).unwrap();
+    for sub in ["m-idle", "m-busy"] {
+        let (_, view) = spawner.spawn(&caller(sub), &python, false).await.unwrap();
+        assert_eq!(view.stage, Stage::Ready, "{view:?}");
+    }
+    // The busy server's code runs: half a CPU, as kwok reports it.
+    plane.kubectl(&[
+        "annotate",
+        "pod",
+        "rexec-server-1",
+        "-n",
+        "rexec-m-busy",
+        "kwok.x-k8s.io/usage-cpu=500m",
+    ]);
+    let millicores = |namespace: &str| -> Option<f64> {
+        let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods");
+        let list: serde_json::Value = serde_json::from_str(&plane.kubectl(&["get", "--raw", &path])).unwrap();
+        let cpu = list["items"][0]["containers"][0]["usage"]["cpu"].as_str()?.to_owned();
+        Some(cpu.strip_suffix('n')?.parse::<f64>().ok()? / 1e6)
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !(millicores("rexec-m-busy").is_some_and(|m| m > 400.0) && millicores("rexec-m-idle").is_some()) {
+        assert!(
+            Instant::now() < deadline,
+            "metrics-server never served both pods' metrics"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let reaper = Reaper::from_vars(&vars_with(
+        &plane,
+        "reap-servers",
+        &[("REXEC_SERVER_IDLE_TIMEOUT", "3600"), ("REXEC_SERVER_IDLE_CPU", "50m")],
+    ))
+    .unwrap();
+    let now = SystemTime::now();
+    let report = reaper.run(now, Instant::now() + Duration::from_secs(60)).await.unwrap();
+    assert!(report.metrics_api, "{report:?}");
+    assert_eq!(report.done.get(&Action::MarkIdle), Some(&1), "{report:?}");
+    assert_eq!(report.done.len(), 1, "nothing else done: {report:?}");
+    let idle_since = |namespace: &str| {
+        plane.get("configmap", namespace, "rexec-server")["metadata"]["annotations"]
+            .get(rexec_shared::server::claim::IDLE_SINCE)
+            .is_some()
+    };
+    assert!(idle_since("rexec-m-idle") && !idle_since("rexec-m-busy"));
+
+    let later = now + Duration::from_secs(2 * 3600);
+    let report = reaper
+        .run(later, Instant::now() + Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(report.done.get(&Action::RemoveIdle), Some(&1), "{report:?}");
+    let pods = plane.get("pods", "rexec-m-idle", "");
+    assert!(
+        pods["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["metadata"]["deletionTimestamp"].is_string()),
+        "the idle server is removed: {pods}"
+    );
+    let read = Servers::from_vars(&vars(&plane, "get-server")).unwrap();
+    let kept = read.describe("m-busy").await.unwrap().expect("a server");
+    assert_eq!((kept.stage, kept.generation), (Stage::Ready, 1));
+}
