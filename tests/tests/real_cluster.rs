@@ -381,3 +381,57 @@ async fn the_reaper_finds_an_idle_server_by_its_metrics_on_a_real_control_plane(
     let kept = read.describe("m-busy").await.unwrap().expect("a server");
     assert_eq!((kept.stage, kept.generation), (Stage::Ready, 1));
 }
+
+/// A caller's namespace whose quota of pods is taken (a pod of someone else's making beside the
+/// server, as the API server's ResourceQuota admission counts it): a replacement is refused by
+/// the quota, and the caller told so with 409 `quota_exceeded`, not a missing permission. The
+/// old server is gone and no new one is being made, which get-server says; once there is room,
+/// the next spawn starts one.
+#[tokio::test]
+async fn a_full_quota_is_a_409_on_a_real_control_plane() {
+    let Some(plane) = ControlPlane::start() else { return };
+    let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
+    let spawner = Spawner::from_vars(&vars(&plane, "spawn-server")).unwrap();
+    let who = caller("q-1");
+    let (_, first) = spawner
+        .spawn(&who, &policy.check(&["python==3.11"]).unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!(first.stage, Stage::Ready, "{first:?}");
+    // A pod Pod Security `restricted` admits, its resources from the namespace's LimitRange.
+    let stray = serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "stray", "namespace": "rexec-q-1"},
+        "spec": {"containers": [{"name": "c", "image": "python:3.11-slim", "securityContext": {
+            "runAsNonRoot": true, "runAsUser": 1000, "allowPrivilegeEscalation": false,
+            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}]},
+    });
+    let path = std::env::temp_dir().join(format!("rexec-stray-{}.json", std::process::id()));
+    std::fs::write(&path, stray.to_string()).unwrap();
+    plane.kubectl(&["create", "-f", path.to_str().unwrap()]);
+    std::fs::remove_file(&path).unwrap();
+
+    let err = spawner
+        .spawn(&who, &policy.check(&["python==3.11", "six"]).unwrap(), true)
+        .await
+        .unwrap_err();
+    let answer: rexec_shared::http::error::ApiError = err.into();
+    assert_eq!(
+        (answer.status.as_u16(), answer.code),
+        (409, "quota_exceeded"),
+        "{answer:?}"
+    );
+    assert!(answer.retry_after.is_some());
+    let read = Servers::from_vars(&vars(&plane, "get-server")).unwrap();
+    assert!(
+        read.describe("q-1").await.unwrap().is_none(),
+        "no server, none being made"
+    );
+
+    plane.kubectl(&["delete", "pod", "stray", "-n", "rexec-q-1", "--wait"]);
+    let (spawned, view) = spawner
+        .spawn(&who, &policy.check(&["python==3.11", "six"]).unwrap(), false)
+        .await
+        .unwrap();
+    assert_eq!((spawned, view.stage), (Spawned::Created, Stage::Ready), "{view:?}");
+}

@@ -241,7 +241,15 @@ async fn different_requirements_are_a_conflict_until_forced() {
             .unwrap_err(),
     );
     assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
+    // The second server went as the third was refused: the caller has none until they spawn.
+    assert!(s.spawner.servers().describe(&who.sub).await.unwrap().is_none());
     tokio::time::sleep(s.cluster.behaviour().pod_termination * 2).await;
+    let (outcome, view) = s
+        .spawner
+        .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
+        .await
+        .unwrap();
+    assert_eq!((outcome, view.generation), (Spawned::Created, 4));
     let (outcome, view) = s
         .spawner
         .spawn(&who, &reqs(&["python==3.11", "pandas"]), true)
@@ -249,7 +257,7 @@ async fn different_requirements_are_a_conflict_until_forced() {
         .unwrap();
     assert_eq!(
         (outcome, view.generation),
-        (Spawned::Replaced, 4),
+        (Spawned::Replaced, 5),
         "force replaces even the same requirements"
     );
 }
@@ -1009,6 +1017,8 @@ async fn a_full_quota_is_a_409_not_a_missing_permission() {
     );
     assert_eq!((err.status.as_u16(), err.code), (409, "quota_exceeded"));
     assert!(err.retry_after.is_some());
+    // The server replaced is gone and none is being made: get-server says there is none.
+    assert!(s.spawner.servers().describe(&who.sub).await.unwrap().is_none());
 }
 
 #[tokio::test]

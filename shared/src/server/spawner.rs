@@ -515,7 +515,7 @@ impl Spawner {
                         None => {
                             let plan = self.plan_environment(&client, &owner, reqs, force).await??;
                             let build = self.build(&client, &owner, reqs, plan).await?;
-                            let pod = self.create_pod(&pods, &owner, reqs, current.generation, build).await?;
+                            let pod = self.create_pod(&client, &owner, reqs, &current, build).await?;
                             self.wait_for_made(&client, &owner, &current, pod).await?
                         }
                     };
@@ -542,12 +542,13 @@ impl Spawner {
                 .await
                 .map_err(cluster_error)?;
             let build = self.build(&client, &owner, reqs, plan).await?;
+            let replaced = Claim::read(&cm)?;
             // The old pod stops while the new one starts: the quota has room for both.
             let (_, pod) = tokio::try_join!(
                 remove_pod(&pods, current.generation),
-                self.create_pod(&pods, &owner, reqs, generation, build),
+                self.create_pod(&client, &owner, reqs, &replaced, build),
             )?;
-            let view = self.wait_for_made(&client, &owner, &Claim::read(&cm)?, pod).await?;
+            let view = self.wait_for_made(&client, &owner, &replaced, pod).await?;
             Ok((outcome, view))
         };
         let ((), done) = tokio::try_join!(remove_older, decide)?;
@@ -596,8 +597,7 @@ impl Spawner {
                 return Err(err);
             }
         };
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
-        let pod = self.create_pod(&pods, owner, reqs, claim.generation, build).await?;
+        let pod = self.create_pod(client, owner, reqs, claim, build).await?;
         let view = self.wait_for_made(client, owner, claim, pod).await?;
         Ok((Spawned::Created, view))
     }
@@ -752,27 +752,34 @@ impl Spawner {
         Ok(())
     }
 
-    /// Creates the pod of `generation`, on the environment's `build`; a concurrent spawn's,
-    /// when it created it first; 409 while an earlier server's pod of that name is going.
+    /// Creates the pod of `claim`'s generation, on the environment's `build`; a concurrent
+    /// spawn's, when it created it first; 409 while an earlier server's pod of that name is
+    /// going. A pod the namespace's quota has no room for ends the claim: the caller has no
+    /// server (none is being made), and their next spawn starts afresh.
     async fn create_pod(
         &self,
-        pods: &Api<Pod>,
+        client: &Client,
         owner: &Owner,
         reqs: &Requirements,
-        generation: u64,
+        claim: &Claim,
         build: u64,
     ) -> Result<Option<Pod>, ServerError> {
-        let pod = manifests::pod(owner, &self.settings, reqs, generation, build);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        let pod = manifests::pod(owner, &self.settings, reqs, claim.generation, build);
         // In a namespace made a moment ago, the admission plug-ins wait for its default service
         // account and its quota's usage.
-        match cluster::create(pods, &pod).await {
+        match cluster::create(&pods, &pod).await {
             Ok(pod) => Ok(Some(pod)),
             // A pod of that name that is going is an earlier server's, not a concurrent
             // spawn's: the caller tries again once it is gone.
-            Err(ClusterError::AlreadyExists) => match pod_named(pods, &manifests::pod_name(generation)).await? {
+            Err(ClusterError::AlreadyExists) => match pod_named(&pods, &manifests::pod_name(claim.generation)).await? {
                 Some(pod) if pod.metadata.deletion_timestamp.is_some() => Err(ClusterError::Terminating.into()),
                 found => Ok(found),
             },
+            Err(full @ ClusterError::QuotaExceeded(_)) => {
+                end(client, &owner.namespace, claim, SystemTime::now()).await?;
+                Err(full.into())
+            }
             Err(other) => Err(other.into()),
         }
     }
