@@ -149,7 +149,10 @@ def dev_stack(control_plane, settings: dict[str, str], log: Path):
 def stack(tmp_path_factory, control_plane):
     """The local stack, as `scripts/dev` runs it, with the development identity service, on the
     session's control plane."""
-    with dev_stack(control_plane, {}, tmp_path_factory.mktemp("stack") / "scripts-dev.log") as s:
+    # Two workshop users besides alice, bob and eve: user-002 is test_admin_routes' caller
+    # (user-001 spawns on the same control plane from test_pod_runs' stack).
+    settings = {"IDENTITY_STAND_IN_USERS": "2"}
+    with dev_stack(control_plane, settings, tmp_path_factory.mktemp("stack") / "scripts-dev.log") as s:
         yield s
 
 

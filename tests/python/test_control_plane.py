@@ -226,7 +226,9 @@ def test_admission_refuses_each_hostile_variant_by_its_policy_and_admits_its_ori
     kind, change, refuser = HOSTILE[case]
     # Written where nothing of its kind is yet: a namespace of another name, a claim elsewhere.
     elsewhere = {"namespace": lambda o: o["metadata"].update(name="rexec-cp-3"),
-                 "environment_claim": lambda o: o["metadata"].update(namespace=FRESH)}
+                 "environment_claim": lambda o: o["metadata"].update(namespace=FRESH),
+                 # A name no spawn of the session made (the policy reads its labels, not its name).
+                 "build_job": lambda o: o["metadata"].update(name=o["metadata"]["name"] + "-dry-run")}
     original = with_(written[kind], elsewhere.get(kind, lambda o: None))
     assert refused_by(control_plane, original) is None, f"{kind} as written is admitted"
     assert refused_by(control_plane, with_(original, change)) == refuser

@@ -200,7 +200,7 @@ def test_logs_are_served_as_the_kubelet_serves_them(api, cluster, namespace):
     )
 
 
-def test_lists_come_in_pages_and_the_metrics_api_is_absent_until_installed(api, namespace):
+def test_lists_come_in_pages(api, namespace):
     core = client.CoreV1Api(api)
     for i in range(5):
         core.create_namespaced_config_map(namespace, {"metadata": {"name": f"page-{i}", "labels": {"page": "yes"}}})
@@ -219,8 +219,19 @@ def test_lists_come_in_pages_and_the_metrics_api_is_absent_until_installed(api, 
     first = core.list_namespaced_config_map(namespace, limit=2)
     assert first.metadata.remaining_item_count == len(core.list_namespaced_config_map(namespace).items) - 2
     assert refused(core.list_namespaced_config_map, namespace, limit=2, _continue="not-a-token") == (400, "BadRequest")
+
+
+def test_the_metrics_api_lists_pod_metrics_and_knows_no_pod_without_them(api, namespace):
+    """metrics-server on the control plane, installed in the stand-in as `kube-stand-in` runs it
+    (a test of the stand-in's own installs it, or leaves it absent: a plain-text 404)."""
     metrics = client.CustomObjectsApi(api)
-    assert refused(metrics.list_cluster_custom_object, "metrics.k8s.io", "v1beta1", "pods") == (404, "")
+    listed = metrics.list_namespaced_custom_object("metrics.k8s.io", "v1beta1", namespace, "pods")
+    assert (listed["kind"], listed["apiVersion"]) == ("PodMetricsList", "metrics.k8s.io/v1beta1")
+    for item in listed["items"]:
+        assert item["metadata"]["namespace"] == namespace and item["window"]
+        assert all("cpu" in c["usage"] and "memory" in c["usage"] for c in item["containers"])
+    assert refused(metrics.get_namespaced_custom_object, "metrics.k8s.io", "v1beta1", namespace, "pods",
+                   "nowhere") == (404, "NotFound")
 
 
 def test_guard_rails_by_server_side_apply(api, namespace):

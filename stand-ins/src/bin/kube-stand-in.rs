@@ -4,7 +4,8 @@
 //! carry (default: a new file in the temp directory), seeds a
 //! broker Service of type LoadBalancer at 127.0.0.1, prints one JSON line
 //! `{"url": ..., "kubeconfig": ...}` once it listens, and serves until stopped. Pods take a
-//! couple of seconds to install and become Ready. `KUBE_STAND_IN_LATENCY_MS` delays every answer
+//! couple of seconds to install and become Ready. The metrics API is served (empty: no pod
+//! reports its usage). `KUBE_STAND_IN_LATENCY_MS` delays every answer
 //! by that much (the benches count round trips with it).
 
 use std::time::Duration;
@@ -28,6 +29,8 @@ async fn main() {
         None => cluster.write_kubeconfig("local"),
     };
     cluster.require_token(TokenCheck::Exact("local".into()));
+    // The metrics API, as metrics-server serves it on a cluster (no pod reports usage here).
+    cluster.install_metrics();
     if let Ok(ms) = std::env::var("KUBE_STAND_IN_LATENCY_MS") {
         let ms = ms.parse().expect("KUBE_STAND_IN_LATENCY_MS must be a number");
         cluster.inject(None, None, Fault::Latency(Duration::from_millis(ms)), None);
