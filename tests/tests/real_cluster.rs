@@ -41,6 +41,16 @@ fn vars_with(plane: &ControlPlane, function: &str, more: &[(&str, &str)]) -> Var
     )
 }
 
+/// Whether every pod of `namespace` is being deleted (or gone).
+fn every_pod_goes(plane: &ControlPlane, namespace: &str) -> bool {
+    let pods = plane.get("pods", namespace, "");
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["metadata"]["deletionTimestamp"].is_string())
+}
+
 /// Waits until every build's Job has completed.
 fn builds_end(plane: &ControlPlane) {
     plane.kubectl(&[
@@ -293,15 +303,7 @@ async fn the_reaper_records_a_crashing_server_and_leaves_a_ready_one_on_a_real_c
         .unwrap();
     assert_eq!(report.done.get(&Action::RecordFailure), Some(&1), "{report:?}");
     assert_eq!(report.done.len(), 1, "nothing else done: {report:?}");
-    let pods = plane.get("pods", "rexec-r-crash", "");
-    assert!(
-        pods["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["metadata"]["deletionTimestamp"].is_string()),
-        "the crashing pod is removed: {pods}"
-    );
+    assert!(every_pod_goes(&plane, "rexec-r-crash"), "the crashing pod is removed");
     let kept = read.describe("r-ready").await.unwrap().expect("a server");
     assert_eq!((kept.stage, kept.generation), (Stage::Ready, 1));
 }
@@ -368,15 +370,7 @@ async fn the_reaper_finds_an_idle_server_by_its_metrics_on_a_real_control_plane(
         .await
         .unwrap();
     assert_eq!(report.done.get(&Action::RemoveIdle), Some(&1), "{report:?}");
-    let pods = plane.get("pods", "rexec-m-idle", "");
-    assert!(
-        pods["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|p| p["metadata"]["deletionTimestamp"].is_string()),
-        "the idle server is removed: {pods}"
-    );
+    assert!(every_pod_goes(&plane, "rexec-m-idle"), "the idle server is removed");
     let read = Servers::from_vars(&vars(&plane, "get-server")).unwrap();
     let kept = read.describe("m-busy").await.unwrap().expect("a server");
     assert_eq!((kept.stage, kept.generation), (Stage::Ready, 1));
