@@ -1,7 +1,7 @@
-"""Measures every route of the local stack and prints the figures of the README's performance
-section: latency per route (release builds under `cargo lambda watch`, identity service and
-Kubernetes stand-in on 127.0.0.1, all started by `scripts/dev --release`) and the peak resident
-memory of each function's process.
+"""Measures every route of the local stack and prints the figures of docs/performance.md:
+latency per route (release builds under `cargo lambda watch`, identity service and Kubernetes
+stand-in on 127.0.0.1, all started by `scripts/dev --release`) and the peak resident memory of
+each function's process.
 
 Run with the clients venv after `make dev` has installed it:
     PATH=.venv/tools/bin:$PATH .venv/clients/bin/python scripts/bench.py [REQUESTS_PER_ROUTE]

@@ -1,6 +1,6 @@
 """The API Gateway routes of template.yaml and the `cargo lambda watch` router of Cargo.toml
 must be the same set of (method, path, function); every function crate must be deployed; the
-README's table of the functions must name the same routes for each crate.
+table of the functions in docs/architecture.md must name the same routes for each crate.
 
 Run with the tools venv's Python (it has cfn-lint's CloudFormation YAML loader).
 """
@@ -45,9 +45,9 @@ def router_routes():
 
 
 def readme_routes():
-    """(method, path, crate) from the README's table of the functions; a path without a method
+    """(method, path, crate) from the table of the functions (docs/architecture.md); a path without a method
     takes the method before it (`GET /api/docs`, `/api/redoc`)."""
-    section = (ROOT / "README.md").read_text().split("### The functions", 1)[1].split("\n### ", 1)[0]
+    section = (ROOT / "docs" / "architecture.md").read_text().split("## The functions", 1)[1].split("\n## ", 1)[0]
     routes = set()
     for row in section.splitlines():
         cells = [c.strip() for c in row.strip().strip("|").split("|")]
@@ -76,9 +76,9 @@ def main():
         problems.append(f"template.yaml builds a binary that is no function crate: {binary}")
     documented = readme_routes()
     for route in sorted(local - documented):
-        problems.append(f"served but missing from the README's table of the functions: {route}")
+        problems.append(f"served but missing from the table of the functions in docs/architecture.md: {route}")
     for route in sorted(documented - local):
-        problems.append(f"in the README's table of the functions but not served: {route}")
+        problems.append(f"in the table of the functions in docs/architecture.md but not served: {route}")
     if problems:
         sys.exit("\n".join(problems))
     print(f"routes: template.yaml and the watch router agree on {len(local)} routes of {len(crates)} functions")

@@ -1,5 +1,6 @@
-"""Every environment variable the code reads is in the README's configuration table, and every
-one that is a deployment setting is passed to the functions by template.yaml."""
+"""Every environment variable the code reads is in the configuration table
+(docs/configuration.md), and every one that is a deployment setting is passed to the functions by
+template.yaml."""
 
 import re
 import sys
@@ -23,11 +24,11 @@ def main():
         text = source.read_text()
         text = text.split("#[cfg(test)]")[0]
         read.update(READ.findall(text))
-    table = (ROOT / "README.md").read_text().split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    table = (ROOT / "docs" / "configuration.md").read_text()
     documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
     missing = sorted(read - documented)
     if missing:
-        sys.exit("settings read by the code but missing from the README's configuration table: " + ", ".join(missing))
+        sys.exit("settings read by the code but missing from the configuration table (docs/configuration.md): " + ", ".join(missing))
     template = cfn_yaml.load(str(ROOT / "template.yaml"))
     passed = set(template["Globals"]["Function"]["Environment"]["Variables"])
     for resource in template["Resources"].values():
@@ -35,7 +36,7 @@ def main():
     undeployable = sorted(read - passed - LOCAL_ONLY - LAMBDA_RUNTIME)
     if undeployable:
         sys.exit("settings read by the code that template.yaml does not pass: " + ", ".join(undeployable))
-    print(f"settings: the README documents all {len(read)} variables the code reads, and template.yaml passes them")
+    print(f"settings: docs/configuration.md documents all {len(read)} variables the code reads, and template.yaml passes them")
 
 
 if __name__ == "__main__":
