@@ -79,6 +79,7 @@ lint: $(TOOLS)/.installed
 	$(TOOLS)/bin/python tests/checks/check_features.py
 	$(TOOLS)/bin/python tests/checks/check_security.py
 	$(TOOLS)/bin/python tests/checks/check_docs_assets.py
+	$(TOOLS)/bin/ruff check shared/src/server/pod
 
 ## Fuzz requirement lines, form decoding and token extraction: make fuzz FUZZ_SECONDS=600; an
 ## input that takes more than 1 second fails the run (-timeout=1), as a crash does

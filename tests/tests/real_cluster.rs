@@ -392,6 +392,8 @@ async fn a_full_quota_is_a_409_on_a_real_control_plane() {
         .await
         .unwrap();
     assert_eq!(first.stage, Stage::Ready, "{first:?}");
+    // The caller's first build ends (one build at a time is started for a caller).
+    builds_end(&plane);
     // A pod Pod Security `restricted` admits, its resources from the namespace's LimitRange.
     let stray = serde_json::json!({
         "apiVersion": "v1", "kind": "Pod",

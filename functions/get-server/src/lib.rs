@@ -4,25 +4,11 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use rexec_shared::config::{ConfigError, Vars};
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, json};
-use rexec_shared::identity::access::Access;
-use rexec_shared::server::spawner::Servers;
 
-pub struct Deps {
-    pub access: Access,
-    pub servers: Servers,
-}
-
-impl Deps {
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self {
-            access: Access::from_vars(vars)?,
-            servers: Servers::from_vars(vars)?,
-        })
-    }
-}
+/// The function's settings, read once: the caller's access and the callers' servers.
+pub use rexec_shared::http::servers_deps::ServersDeps as Deps;
 
 /// The caller's rexec-server, or on the administrators' route the server of `{owner}`.
 pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiError> {

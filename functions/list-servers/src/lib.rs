@@ -3,12 +3,9 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
-use rexec_shared::config::{ConfigError, Vars};
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, json};
-use rexec_shared::identity::access::Access;
 use rexec_shared::server::audit;
-use rexec_shared::server::spawner::Servers;
 use rexec_shared::server::status::Phase;
 
 /// Claims read for a page unless `limit` says otherwise, and the most `limit` may say.
@@ -17,19 +14,8 @@ pub const MAX_LIMIT: u32 = 100;
 /// The longest `continue` token taken, in bytes.
 pub const MAX_CONTINUE_BYTES: usize = 4096;
 
-pub struct Deps {
-    pub access: Access,
-    pub servers: Servers,
-}
-
-impl Deps {
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        Ok(Self {
-            access: Access::from_vars(vars)?,
-            servers: Servers::from_vars(vars)?,
-        })
-    }
-}
+/// The function's settings, read once: the caller's access and the callers' servers.
+pub use rexec_shared::http::servers_deps::ServersDeps as Deps;
 
 /// What a page asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

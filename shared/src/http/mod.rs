@@ -9,3 +9,4 @@ pub mod error;
 pub mod logging;
 pub mod request;
 pub mod serve;
+pub mod servers_deps;

@@ -55,153 +55,23 @@ pub const PRIVATE_IPV6: [&str; 4] = ["fc00::/7", "fe80::/10", "64:ff9b::/96", "6
 /// and the installer's output, and keeps them in `.log` (lines cut at 500 characters). It ends with a marker: `.complete` holding the JSON of the versions a client
 /// must match (python, dill, scidx-rexec), or `.failed` holding what went wrong (the installer's
 /// last lines); the same text is the container's termination message.
-pub const BUILD_SCRIPT: &str = r#"import collections, hashlib, io, json, os, platform, shutil, subprocess, sys, tarfile, urllib.request
-root = "/opt/rexec/env"
-# A directory that holds anything was built into before, and may be in use: never again.
-if os.listdir(root):
-    with open("/dev/termination-log", "w") as out:
-        out.write("the build's directory is not empty\n")
-    sys.exit(1)
-# The build's output, kept with it: the servers' wait for the build follows it.
-log = open(os.path.join(root, ".log"), "a")
-def say(line):
-    sys.stdout.write(line)
-    log.write(line[:500].rstrip("\n") + "\n")
-    log.flush()
-def finish(marker, text, code):
-    with open(os.path.join(root, marker), "w") as out:
-        out.write(text)
-    with open("/dev/termination-log", "w") as out:
-        out.write(text[-3000:])
-    sys.exit(code)
-def fail(text):
-    say(text)
-    finish(".failed", text, 1)
-url = os.environ["REXEC_SERVER_SOURCE"]
-expected = os.environ["REXEC_SERVER_SOURCE_SHA256"]
-say("rexec: fetching the rexec-server source\n")
-try:
-    data = urllib.request.urlopen(url, timeout=120).read()
-except OSError as error:
-    fail("the rexec-server source cannot be fetched: " + str(error) + "\n")
-digest = hashlib.sha256(data).hexdigest()
-if digest != expected:
-    fail("rexec-server source: sha256 " + digest + " is not REXEC_SERVER_SOURCE_SHA256\n")
-with tarfile.open(fileobj=io.BytesIO(data)) as archive:
-    members = [m for m in archive.getmembers() if "/" in m.name]
-    for m in members:
-        m.name = m.name.split("/", 1)[1]
-    archive.extractall(os.path.join(root, "server"), members=members, filter="data")
-target = os.path.join(root, "packages")
-cache = os.path.join(root, ".cache")
-installer = os.environ["REXEC_INSTALLER"]
-if installer == "uv":
-    # A cache in the build's own directory, so that the packages are hard-linked, not copied.
-    command = ["uv", "pip", "install", "--cache-dir", cache, "--link-mode", "hardlink", "--python", sys.executable]
-else:
-    command = [sys.executable, "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check", "--no-input", "--progress-bar", "off"]
-command += ["--target", target, "-r", "/opt/rexec/requirements/server-requirements.txt", "-r", "/opt/rexec/requirements/requirements.txt"]
-say("rexec: installing the requirements with " + installer + "\n")
-process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-tail = collections.deque(maxlen=25)
-for line in process.stdout:
-    say(line)
-    tail.append(line)
-process.wait()
-shutil.rmtree(cache, ignore_errors=True)
-if process.returncode != 0:
-    finish(".failed", "".join(tail), process.returncode)
-# What the build wrote, each file once (hard links share their blocks), against its bound.
-limit = int(os.environ["REXEC_BUILD_MAX_BYTES"])
-used, seen = 0, set()
-for folder, _, files in os.walk(root):
-    for name in files:
-        found = os.lstat(os.path.join(folder, name))
-        if (found.st_dev, found.st_ino) not in seen:
-            seen.add((found.st_dev, found.st_ino))
-            used += found.st_blocks * 512
-if used > limit:
-    for name in os.listdir(root):
-        path = os.path.join(root, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.remove(path)
-    fail("the environment takes " + str(used) + " bytes, more than REXEC_BUILD_MAX_SIZE allows (" + str(limit) + ")\n")
-from importlib import metadata
-versions = {"python": platform.python_version()}
-for name in ("dill", "scidx-rexec"):
-    found = list(metadata.distributions(name=name, path=[target]))
-    versions[name] = found[0].version if found else None
-finish(".complete", json.dumps(versions), 0)
-"#;
+pub const BUILD_SCRIPT: &str = include_str!("pod/build.py");
 
 /// Waits for the build of the environment mounted at /opt/rexec/env to end, printing the build's
 /// output as it comes (its log, `.log`): the tail of this container's log says where the build
 /// is. Its termination message is the build's marker: the versions, or what went wrong (then it
 /// fails).
-const WAIT_SCRIPT: &str = r#"import os, sys, time
-root = "/opt/rexec/env"
-print("rexec: waiting for the environment's build", flush=True)
-shown = 0
-while True:
-    # The markers are looked for first: the build writes its last lines before its marker.
-    ended = [(m, c) for m, c in ((".complete", 0), (".failed", 1)) if os.path.exists(os.path.join(root, m))]
-    try:
-        with open(os.path.join(root, ".log"), "rb") as log:
-            log.seek(shown)
-            output = log.read()
-    except FileNotFoundError:
-        output = b""
-    if output:
-        shown += len(output)
-        sys.stdout.buffer.write(output)
-        sys.stdout.flush()
-    for marker, code in ended:
-        with open(os.path.join(root, marker)) as found:
-            text = found.read()
-        with open("/dev/termination-log", "w") as out:
-            out.write(text[-3000:])
-        sys.exit(code)
-    time.sleep(0.5)
-"#;
+const WAIT_SCRIPT: &str = include_str!("pod/wait.py");
 
 /// Runs the rexec-server as a child in its own process group, so that SIGTERM stops it at once:
 /// the server installs no handler and, as PID 1, would ignore the signal until the grace period
 /// ends. As PID 1 it also reaps the orphans the server's calls leave.
-const SERVE_SCRIPT: &str = r#"import os, signal, subprocess, sys
-server = subprocess.Popen([sys.executable, "run_server.py", *sys.argv[1:]], start_new_session=True)
-def stop(signum, frame):
-    try:
-        os.killpg(server.pid, signum)
-    except ProcessLookupError:
-        pass
-signal.signal(signal.SIGTERM, stop)
-signal.signal(signal.SIGINT, stop)
-while True:
-    pid, status = os.wait()
-    if pid == server.pid:
-        code = os.waitstatus_to_exitcode(status)
-        sys.exit(code if code >= 0 else 128 - code)
-"#;
+const SERVE_SCRIPT: &str = include_str!("pod/serve.py");
 
 /// The readiness probe: ready when the pod holds an established TCP connection to the broker's
 /// port (`REXEC_BROKER_PORT`), read from the pod's own socket tables. The pod runs nothing but
 /// the server.
-const PROBE_SCRIPT: &str = r#"import os, sys
-port = int(os.environ["REXEC_BROKER_PORT"])
-for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-    try:
-        with open(table) as sockets:
-            rows = sockets.read().splitlines()[1:]
-    except OSError:
-        continue
-    for row in rows:
-        fields = row.split()
-        if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
-            sys.exit(0)
-sys.exit("no established connection to the broker")
-"#;
+const PROBE_SCRIPT: &str = include_str!("pod/probe.py");
 
 /// The containers: the server pod's, in the order they run, and an environment build's.
 pub const WAIT_CONTAINER: &str = "wait-for-environment";
@@ -669,7 +539,10 @@ mod tests {
         let server = &pod["spec"]["containers"][0];
         assert_eq!(
             server["image"],
-            format!("ghcr.io/astral-sh/uv:python3.12-bookworm-slim@sha256:{}", "d1".repeat(32)),
+            format!(
+                "ghcr.io/astral-sh/uv:python3.12-bookworm-slim@sha256:{}",
+                "d1".repeat(32)
+            ),
             "by its digest"
         );
         let env: BTreeMap<String, String> = server["env"]
@@ -1021,10 +894,7 @@ mod tests {
         // The policy admits a build whose command is this script, character for character, in
         // a CEL raw string of its YAML block (each line indented by eight spaces).
         let policy = include_str!("../../../deploy/k8s/admission-policy.yaml");
-        let lines: String = BUILD_SCRIPT
-            .lines()
-            .map(|line| format!("        {line}\n"))
-            .collect();
+        let lines: String = BUILD_SCRIPT.lines().map(|line| format!("        {line}\n")).collect();
         let expected = format!(
             "expression: |-\n        ['python', '-c', r'''{}        ''']\n",
             lines.trim_start()

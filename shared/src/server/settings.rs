@@ -233,13 +233,22 @@ fn image_digests(vars: &Vars, image: &str) -> Result<BTreeMap<String, String>, C
     let mut digests = BTreeMap::new();
     for entry in vars.list("REXEC_SERVER_IMAGE_DIGESTS") {
         let Some((version, digest)) = entry.split_once('=') else {
-            return Err(ConfigError::new(VARIABLE, "entries are 3.11=sha256:<64 hexadecimal digits>"));
+            return Err(ConfigError::new(
+                VARIABLE,
+                "entries are 3.11=sha256:<64 hexadecimal digits>",
+            ));
         };
         let hex = digest.strip_prefix("sha256:").unwrap_or_default();
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ConfigError::new(VARIABLE, format!("the digest of {version} is not sha256:<64 hexadecimal digits>")));
+            return Err(ConfigError::new(
+                VARIABLE,
+                format!("the digest of {version} is not sha256:<64 hexadecimal digits>"),
+            ));
         }
-        digests.insert(version.trim().to_owned(), format!("sha256:{}", hex.to_ascii_lowercase()));
+        digests.insert(
+            version.trim().to_owned(),
+            format!("sha256:{}", hex.to_ascii_lowercase()),
+        );
     }
     let versions = python_versions(vars)?;
     if let Some(missing) = versions.iter().find(|v| !digests.contains_key(*v)) {
@@ -303,22 +312,48 @@ mod tests {
         let settings = test_settings(&[]).unwrap();
         assert_eq!(
             settings.image_for("3.11"),
-            format!("ghcr.io/astral-sh/uv:python3.11-bookworm-slim@sha256:{}", "d1".repeat(32))
+            format!(
+                "ghcr.io/astral-sh/uv:python3.11-bookworm-slim@sha256:{}",
+                "d1".repeat(32)
+            )
         );
         let digest = format!("sha256:{}", "AB".repeat(32));
         let only = |versions: &str, digests: &str| {
-            test_settings(&[("REXEC_PYTHON_VERSIONS", versions), ("REXEC_SERVER_IMAGE_DIGESTS", digests)])
+            test_settings(&[
+                ("REXEC_PYTHON_VERSIONS", versions),
+                ("REXEC_SERVER_IMAGE_DIGESTS", digests),
+            ])
         };
         let err = only("3.11,3.12", &format!("3.11={digest}")).unwrap_err();
         assert_eq!(err.variable, "REXEC_SERVER_IMAGE_DIGESTS");
         assert!(err.to_string().contains("3.12 has none"), "{err}");
-        assert!(err.to_string().contains("imagetools inspect ghcr.io/astral-sh/uv:python3.12-bookworm-slim"), "{err}");
-        for bad in ["3.11", "3.11=latest", "3.11=sha256:abc", &format!("3.11=sha512:{}", "ab".repeat(32))] {
-            assert_eq!(only("3.11", bad).unwrap_err().variable, "REXEC_SERVER_IMAGE_DIGESTS", "{bad}");
+        assert!(
+            err.to_string()
+                .contains("imagetools inspect ghcr.io/astral-sh/uv:python3.12-bookworm-slim"),
+            "{err}"
+        );
+        for bad in [
+            "3.11",
+            "3.11=latest",
+            "3.11=sha256:abc",
+            &format!("3.11=sha512:{}", "ab".repeat(32)),
+        ] {
+            assert_eq!(
+                only("3.11", bad).unwrap_err().variable,
+                "REXEC_SERVER_IMAGE_DIGESTS",
+                "{bad}"
+            );
         }
         let lower = only("3.11", &format!("3.11={digest}")).unwrap();
-        assert!(lower.image_for("3.11").ends_with(&format!("@sha256:{}", "ab".repeat(32))));
-        let missing = ServerSettings::from_vars(&Vars::from_pairs([("REXEC_SERVER_SOURCE_SHA256", "ab".repeat(32).as_str())]));
+        assert!(
+            lower
+                .image_for("3.11")
+                .ends_with(&format!("@sha256:{}", "ab".repeat(32)))
+        );
+        let missing = ServerSettings::from_vars(&Vars::from_pairs([(
+            "REXEC_SERVER_SOURCE_SHA256",
+            "ab".repeat(32).as_str(),
+        )]));
         assert!(missing.unwrap_err().to_string().contains("is required"));
     }
 
@@ -337,11 +372,20 @@ mod tests {
             assert!(pin.contains("==") && !pin.contains('*'), "{pin} is an exact version");
             let digests: Vec<&str> = words.map(|w| w.strip_prefix("--hash=sha256:").unwrap()).collect();
             assert!(!digests.is_empty(), "{pin} has its hashes");
-            assert!(digests.iter().all(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit())));
+            assert!(
+                digests
+                    .iter()
+                    .all(|d| d.len() == 64 && d.bytes().all(|b| b.is_ascii_hexdigit()))
+            );
         }
-        let pip = test_settings(&[("REXEC_INSTALLER", "pip")]).unwrap().server_requirements;
+        let pip = test_settings(&[("REXEC_INSTALLER", "pip")])
+            .unwrap()
+            .server_requirements;
         let pins: Vec<&str> = uv.iter().map(|l| l.split(' ').next().unwrap()).collect();
-        assert_eq!(pip, pins, "the same versions, without the hashes pip would demand of every line");
+        assert_eq!(
+            pip, pins,
+            "the same versions, without the hashes pip would demand of every line"
+        );
         let chosen = test_settings(&[("REXEC_SERVER_REQUIREMENTS", "pyzmq,dill==0.4.0")]).unwrap();
         assert_eq!(chosen.server_requirements, ["pyzmq", "dill==0.4.0"]);
     }
