@@ -308,6 +308,34 @@ async fn the_reaper_records_a_crashing_server_and_leaves_a_ready_one_on_a_real_c
     assert_eq!((kept.stage, kept.generation), (Stage::Ready, 1));
 }
 
+/// The reaper lists every server in pages of the API server's own `continue` tokens: five
+/// servers, two a page, all seen.
+#[tokio::test]
+async fn the_reaper_sees_every_server_page_by_page_on_a_real_control_plane() {
+    let Some(plane) = ControlPlane::start() else { return };
+    let spawner = Spawner::from_vars(&vars_waiting(&plane, "spawn-server", "0")).unwrap();
+    let policy = RequirementsPolicy::from_vars(&Vars::default()).unwrap();
+    let python = policy.check(&["python==3.11"]).unwrap();
+    for i in 1..=5 {
+        spawner.spawn(&caller(&format!("p-{i}")), &python, false).await.unwrap();
+    }
+    let paged = |page: &str| {
+        Reaper::from_vars(&vars_with(
+            &plane,
+            "reap-servers",
+            &[("REXEC_REAPER_PAGE_SIZE", page), ("REXEC_REAPER_DRY_RUN", "true")],
+        ))
+        .unwrap()
+    };
+    for page in ["2", "500"] {
+        let report = paged(page)
+            .run(SystemTime::now(), Instant::now() + Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(report.servers, 5, "pages of {page}: {report:?}");
+    }
+}
+
 /// The reaper's idle rule on metrics as a cluster serves them: kwok reports what each pod uses
 /// through its node as a kubelet does (controlplane/metrics/usage.yaml: 1m of CPU unless the pod
 /// says otherwise), metrics-server serves it as metrics.k8s.io, and the reaper, as its own

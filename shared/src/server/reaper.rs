@@ -49,7 +49,7 @@ use crate::cluster::ClusterError;
 use crate::config::{ConfigError, Vars};
 use crate::metrics::{self, Metric};
 
-/// Objects per page of a list.
+/// Objects per page of a list, unless the list says otherwise (`REXEC_REAPER_PAGE_SIZE`).
 const PAGE: u32 = 500;
 /// Actions under way at once.
 const CONCURRENCY: usize = 8;
@@ -67,6 +67,9 @@ pub struct ReapPolicy {
     /// The share of ready servers that may lose their readiness at once before the reaper holds
     /// (`REXEC_REAPER_HOLD_SHARE`): past it, the cause is common (the broker), not theirs.
     pub hold_share: f64,
+    /// Objects per page of the run's lists of claims, pods and namespaces
+    /// (`REXEC_REAPER_PAGE_SIZE`, 500 by default).
+    pub page: u32,
 }
 
 impl ReapPolicy {
@@ -90,6 +93,11 @@ impl ReapPolicy {
                 .ok_or_else(|| {
                     ConfigError::new("REXEC_REAPER_HOLD_SHARE", "expected a share from 0 to 1, such as 0.2")
                 })?,
+            page: vars
+                .parse_or("REXEC_REAPER_PAGE_SIZE", PAGE)
+                .ok()
+                .filter(|page| (1..=5000).contains(page))
+                .ok_or_else(|| ConfigError::new("REXEC_REAPER_PAGE_SIZE", "expected a number from 1 to 5000"))?,
         })
     }
 }
@@ -297,7 +305,8 @@ where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
     let mut all = Vec::new();
-    let mut params = params.limit(PAGE);
+    let page = params.limit.unwrap_or(PAGE);
+    let mut params = params.limit(page);
     loop {
         let page: ObjectList<K> = api.list(&params).await.map_err(ClusterError::from)?;
         all.extend(page.items);
@@ -380,14 +389,19 @@ impl Reaper {
                 ListParams::default()
                     .labels(&format!("{MANAGED_BY}={MANAGER}"))
                     .fields(&format!("metadata.name={}", claim::NAME))
+                    .limit(self.policy.page)
             ),
             list_all(
                 Api::<Pod>::all(client.clone()),
-                ListParams::default().labels(&format!("{APP}={APP_NAME}"))
+                ListParams::default()
+                    .labels(&format!("{APP}={APP_NAME}"))
+                    .limit(self.policy.page)
             ),
             list_all(
                 Api::<Namespace>::all(client.clone()),
-                ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER},{OWNER}"))
+                ListParams::default()
+                    .labels(&format!("{MANAGED_BY}={MANAGER},{OWNER}"))
+                    .limit(self.policy.page)
             ),
             async {
                 match self.policy.idle_timeout {
@@ -725,7 +739,7 @@ mod tests {
             ),
             (Some(4 * HOUR), None, 24 * HOUR, Some(7 * 24 * HOUR), false)
         );
-        assert_eq!(p.idle_cpu_millis, 10.0);
+        assert_eq!((p.idle_cpu_millis, p.page), (10.0, 500));
         let off = ReapPolicy::from_vars(&Vars::from_pairs([
             ("REXEC_SERVER_IDLE_TIMEOUT", "0"),
             ("REXEC_NAMESPACE_RETENTION", "0"),
@@ -736,6 +750,8 @@ mod tests {
             ("REXEC_SERVER_IDLE_CPU", "lots"),
             ("REXEC_REAPER_DRY_RUN", "maybe"),
             ("REXEC_SERVER_MAX_AGE", "-1"),
+            ("REXEC_REAPER_PAGE_SIZE", "0"),
+            ("REXEC_REAPER_PAGE_SIZE", "5001"),
         ] {
             assert_eq!(
                 ReapPolicy::from_vars(&Vars::from_pairs([(name, bad)]))
