@@ -57,8 +57,11 @@ impl MotoServer {
 
     /// Runs tests/aws/moto.py (boto3, not our code) against this server; what it printed.
     async fn boto3(&self, args: &[&str]) -> String {
-        // A clean environment: boto3 would follow AWS_PROFILE or ~/.aws.
-        let home = std::env::temp_dir().join(format!("rexec-boto3-{}", std::process::id()));
+        // A clean environment: boto3 would follow AWS_PROFILE or ~/.aws. A home of this call's
+        // own, removed when it ends.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let home = std::env::temp_dir().join(format!("rexec-boto3-{}-{call}", std::process::id()));
         std::fs::create_dir_all(&home).unwrap();
         let output = Command::new(venv("python"))
             .env_clear()
@@ -71,6 +74,7 @@ impl MotoServer {
             .output()
             .await
             .expect("run moto.py");
+        let _ = std::fs::remove_dir_all(&home);
         assert!(
             output.status.success(),
             "moto.py {args:?}: {}",
