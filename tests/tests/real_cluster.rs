@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rexec_shared::config::Vars;
 use rexec_shared::server::error::ServerError;
-use rexec_shared::server::reaper::{Action, Reaper};
+use rexec_shared::server::reaper::{Action, Reaper, cpu_millis};
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Servers, Spawned, Spawner, Terminated};
 use rexec_shared::server::status::{Phase, Stage};
@@ -363,8 +363,7 @@ async fn the_reaper_finds_an_idle_server_by_its_metrics_on_a_real_control_plane(
     let millicores = |namespace: &str| -> Option<f64> {
         let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods");
         let list: serde_json::Value = serde_json::from_str(&plane.kubectl(&["get", "--raw", &path])).unwrap();
-        let cpu = list["items"][0]["containers"][0]["usage"]["cpu"].as_str()?.to_owned();
-        Some(cpu.strip_suffix('n')?.parse::<f64>().ok()? / 1e6)
+        cpu_millis(list["items"][0]["containers"][0]["usage"]["cpu"].as_str()?)
     };
     let deadline = Instant::now() + Duration::from_secs(90);
     while !(millicores("rexec-m-busy").is_some_and(|m| m > 400.0) && millicores("rexec-m-idle").is_some()) {
