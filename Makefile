@@ -49,7 +49,7 @@ $(OIDC)/node_modules/.installed: $(OIDC)/package.json $(OIDC)/package-lock.json
 
 ## Run the whole system locally on http://127.0.0.1:$${PORT:-9000} (see scripts/dev).
 dev: $(TOOLS)/.installed $(CLIENTS)/.installed
-	cargo build --quiet -p rexec-stand-ins --bins
+	cargo build --quiet -p rexec-stand-ins -p rexec-tests --bins
 	scripts/dev
 
 ## A token of the development identity service: make token USER=alice (alice, bob or eve).
@@ -60,6 +60,8 @@ token:
 ## Every test: Rust unit and integration tests, the published clients, the template.
 test: deps
 	cargo test --workspace
+	# rexec-shared as the Lambda functions build it (no kubeconfig feature).
+	cargo test --quiet -p rexec-shared --lib cluster
 	cargo build -p rexec-stand-ins -p rexec-tests --bins
 	$(CLIENTS)/bin/pytest tests/python
 	$(MAKE) --no-print-directory lint

@@ -11,7 +11,10 @@
   40 ms, so requests made together are seen together), and the identity service's calls.
 
 The identity service and the Kubernetes stand-in are the release builds of stand-ins/, on
-127.0.0.1; the functions get the settings `scripts/dev` gives them.
+127.0.0.1; the functions get the settings `scripts/dev` gives them, and reach the stand-in as
+they reach EKS on Lambda (they read no kubeconfig): `DescribeCluster` answered by a stub on
+127.0.0.1 (`AWS_ENDPOINT_URL_EKS`), and an EKS token signed with the environment's credentials,
+which the stand-in checks.
 
     python3 scripts/bench_functions.py [RUNS] [WARM]     (defaults: 9 and 1000)
 """
@@ -160,6 +163,37 @@ def stop(proc):
             proc.wait()
 
 
+# What the Lambda runtime gives a function, and the EKS cluster the stand-in stands for.
+AWS = {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "AKIDBENCH", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
+EKS_CLUSTER = "rexec-bench"
+
+
+def describe_cluster_stub(endpoint: str) -> ThreadingHTTPServer:
+    """eks:DescribeCluster of EKS_CLUSTER on 127.0.0.1: `endpoint`, and a certificate authority
+    (the system bundle's first: the endpoint is plain HTTP on the loopback interface)."""
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt").read_text()
+    first = bundle[bundle.index("-----BEGIN CERTIFICATE-----"):bundle.index("-----END CERTIFICATE-----") + 25]
+    answer = json.dumps({"cluster": {"name": EKS_CLUSTER, "endpoint": endpoint, "status": "ACTIVE",
+                                     "certificateAuthority": {"data": base64.b64encode(first.encode()).decode()}}})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            found = self.path == f"/clusters/{EKS_CLUSTER}"
+            body = answer.encode() if found else b'{"message": "No cluster found"}'
+            self.send_response(200 if found else 404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def get_json(url, method="GET", body=None):
     data = json.dumps(body).encode() if body is not None else None
     req = Request(url, data=data, method=method, headers={"content-type": "application/json"})
@@ -177,14 +211,18 @@ class Stack:
         self.identity_base = ready["token_url"].rsplit("/", 1)[0]
         kubeconfig = run_dir / f"kubeconfig-{uuid.uuid4()}"
         latency = {"KUBE_STAND_IN_LATENCY_MS": str(latency_ms)} if latency_ms else {}
-        self.cluster, cluster = start("kube-stand-in", ["0", str(kubeconfig)], latency)
+        self.cluster, cluster = start("kube-stand-in", ["0", str(kubeconfig)],
+                                      {**latency, **AWS, "KUBE_STAND_IN_EKS_CLUSTER": EKS_CLUSTER})
         self.cluster_url = cluster["url"]
+        self.eks = describe_cluster_stub(self.cluster_url)
         self.tokens = {user: get_json(ready["token_url"], "POST", {"user": user})["token"] for user in ("alice", "bob")}
         self.env = {
             "AUTH_API_URL": ready["url"],
             "GROUP_NAMES": "/ndp_ep/ep-dev",
             "ADMIN_GROUP_NAMES": "/ndp_ep/admins",
-            "KUBECONFIG": str(kubeconfig),
+            **AWS,
+            "EKS_CLUSTER_NAME": EKS_CLUSTER,
+            "AWS_ENDPOINT_URL_EKS": f"http://127.0.0.1:{self.eks.server_address[1]}",
             "REXEC_SERVER_SOURCE_SHA256": "0" * 64,
             "REXEC_SERVER_IMAGE_DIGESTS": ",".join(f"3.1{n}=sha256:{'0' * 64}" for n in range(4)),
             "REXEC_DEPLOYMENT_API_URL": "http://127.0.0.1:9/rexec",
@@ -197,6 +235,7 @@ class Stack:
     def close(self):
         stop(self.identity)
         stop(self.cluster)
+        self.eks.shutdown()
 
 
 def event(name, token, **changes) -> bytes:

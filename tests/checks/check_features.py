@@ -3,7 +3,9 @@
 `sam build` build them). Cargo unifies features over the packages a command selects, so a
 dependency that one selection builds with features another lacks is compiled twice, along with
 everything above it; workspace-hack/Cargo.toml turns those features on for every build. This
-check names any dependency the hack misses."""
+check names any dependency the hack misses, and any function that would be built with
+rexec-shared's `kubeconfig` feature: the Lambda builds reach EKS only, and leave kube's
+kubeconfig loader out."""
 
 import subprocess
 import sys
@@ -30,6 +32,14 @@ def main():
             if "(" + str(ROOT) in line:
                 continue  # a workspace member: built per selection anyway
             problems.append(f"{selection[1]} builds {line}; the tests build it with other features")
+    for function in sorted((ROOT / "functions").iterdir()):
+        tree = subprocess.run(
+            ["cargo", "tree", "-p", function.name, "--edges", "normal,features", "--invert", "rexec-shared",
+             "--prefix", "none", "--locked"],
+            cwd=ROOT, check=True, capture_output=True, text=True,
+        ).stdout
+        if 'rexec-shared feature "kubeconfig"' in tree:
+            problems.append(f"{function.name} turns on rexec-shared's kubeconfig feature, which Lambda builds leave out")
     for problem in problems:
         print(problem)
     if problems:

@@ -11,7 +11,8 @@ from cfnlint.decode import cfn_yaml
 ROOT = Path(__file__).resolve().parents[2]
 # Settings of local runs only: on Lambda the cluster is found through EKS_CLUSTER_NAME, and the
 # client secret is read from Secrets Manager (AUTH_CLIENT_SECRET_ID), never put in the template.
-LOCAL_ONLY = {"KUBECONFIG", "KUBE_CONTEXT", "AUTH_CLIENT_SECRET", "AWS_ENDPOINT_URL"}
+LOCAL_ONLY = {"KUBECONFIG", "KUBE_CONTEXT", "KUBE_AS_FUNCTION", "KUBE_ALLOW_INSECURE_TLS", "KUBERNETES_SERVICE_HOST",
+              "AUTH_CLIENT_SECRET", "AWS_ENDPOINT_URL"}
 # Set by the Lambda runtime itself: the role's credentials, the region and the function's name.
 LAMBDA_RUNTIME = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
                   "AWS_LAMBDA_FUNCTION_NAME"}

@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # start with its default.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-STACK_SETTINGS = ("AUTH_API_URL", "AUTH_API_METHOD", "KUBECONFIG", "GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")
+STACK_SETTINGS = ("AUTH_API_URL", "AUTH_API_METHOD", "KUBECONFIG", "KUBE_CONTEXT", "KUBE_AS_FUNCTION", "EKS_CLUSTER_NAME",
+                  "GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")
 
 
 def processes_with(marker: bytes) -> list[str]:

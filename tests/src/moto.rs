@@ -1,4 +1,6 @@
-//! The AWS API through moto's server (PyPI `moto[server]`, in the tools venv), on 127.0.0.1.
+//! The AWS API through moto's server (PyPI `moto[server]`, in the tools venv), on 127.0.0.1,
+//! started by `tests/aws/moto_server.py` (which checks a bodiless request's signature as AWS
+//! does).
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ fn venv(program: &str) -> PathBuf {
 
 pub struct MotoServer {
     pub url: String,
-    /// What moto.py signs with: any, or the user made on a server checking signatures.
+    /// What fixtures.py signs with: any, or the user made on a server checking signatures.
     credentials: Credentials,
     _child: Child,
 }
@@ -31,12 +33,12 @@ impl MotoServer {
     /// A server that checks every request's signature against its IAM users (and their
     /// policies), and the credentials of a user allowed everything, made for the purpose.
     pub async fn start_checking_signatures() -> (Self, Credentials) {
-        // The three calls of `moto.py user` are let through unsigned.
+        // The three calls of `fixtures.py user` are let through unsigned.
         let mut moto = Self::start_with(Some(3)).await;
         let made = moto.boto3(&["user"]).await;
         let mut lines = made.lines();
         let (Some(key), Some(secret)) = (lines.next(), lines.next()) else {
-            panic!("moto.py user printed no key: {made}");
+            panic!("fixtures.py user printed no key: {made}");
         };
         moto.credentials = Credentials::new(key, secret, None, None, "moto");
         let credentials = moto.credentials.clone();
@@ -55,7 +57,7 @@ impl MotoServer {
         (field("endpoint"), field("ca"))
     }
 
-    /// Runs tests/aws/moto.py (boto3, not our code) against this server; what it printed.
+    /// Runs tests/aws/fixtures.py (boto3, not our code) against this server; what it printed.
     async fn boto3(&self, args: &[&str]) -> String {
         // A clean environment: boto3 would follow AWS_PROFILE or ~/.aws. A home of this call's
         // own, removed when it ends.
@@ -68,33 +70,33 @@ impl MotoServer {
             .env("HOME", &home)
             .env("AWS_ACCESS_KEY_ID", self.credentials.access_key_id())
             .env("AWS_SECRET_ACCESS_KEY", self.credentials.secret_access_key())
-            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("aws/moto.py"))
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("aws/fixtures.py"))
             .arg(&self.url)
             .args(args)
             .output()
             .await
-            .expect("run moto.py");
+            .expect("run fixtures.py");
         let _ = std::fs::remove_dir_all(&home);
         assert!(
             output.status.success(),
-            "moto.py {args:?}: {}",
+            "fixtures.py {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8(output.stdout).unwrap()
     }
 
     async fn start_with(unsigned_calls: Option<u32>) -> Self {
-        let binary = venv("moto_server");
         assert!(
-            binary.exists(),
+            venv("moto_server").exists(),
             "moto is not installed: run `make deps` (make test does)"
         );
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut command = Command::new(binary);
+        let mut command = Command::new(venv("python"));
         if let Some(calls) = unsigned_calls {
             command.env("INITIAL_NO_AUTH_ACTION_COUNT", calls.to_string());
         }
         let child = command
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("aws/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -112,6 +114,15 @@ impl MotoServer {
             credentials: Credentials::new("AKIDEXAMPLE", "secret", None, None, "moto"),
             _child: child,
         }
+    }
+
+    /// The functions' AWS configuration loader, pointed at this server in us-east-1, with
+    /// nothing from this process's environment: the test gives the credentials.
+    pub fn loader(&self) -> aws_config::ConfigLoader {
+        rexec_shared::aws::loader()
+            .empty_test_environment()
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(&self.url)
     }
 
     /// Points the AWS calls of this process at moto through the standard environment

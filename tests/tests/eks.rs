@@ -11,7 +11,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
-use rexec_shared::aws::Aws;
 use rexec_shared::cluster::ClusterError;
 use rexec_shared::cluster::eks::{EksConnector, TOKEN_PREFIX, token};
 use rexec_stand_ins::kube::{KubeStandIn, TokenCheck};
@@ -84,7 +83,11 @@ async fn a_cluster_that_checks_eks_tokens_accepts_ours_for_its_name_only() {
         credentials: credentials(),
     });
     for (name, accepted) in [("ndp", true), ("another", false)] {
-        let token = EksConnector::with_aws(name.into(), Aws::new(credentials(), "us-east-1", None).unwrap())
+        let aws = aws_config::SdkConfig::builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials()))
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
+        let token = EksConnector::with_aws(name.into(), aws)
             .token()
             .await
             .unwrap();

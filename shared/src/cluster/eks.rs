@@ -5,15 +5,16 @@
 
 use std::time::{Duration, SystemTime};
 
+use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SignatureLocation, SigningSettings, sign};
+use aws_sigv4::sign::v4;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::{Access, ClusterError, certificates};
-use crate::aws::{Aws, EKS, dns_suffix, sign_v4};
+use crate::aws;
 
 pub const TOKEN_PREFIX: &str = "k8s-aws-v1.";
 /// How long a presigned URL says it is valid; EKS itself accepts a token for 15 minutes.
@@ -29,14 +30,14 @@ pub struct Endpoint {
 
 pub struct EksConnector {
     cluster: String,
-    /// `None`: the function's own ([`Aws::from_env`]).
-    aws: Option<Aws>,
+    /// `None`: the function's own ([`aws::own`]).
+    aws: Option<SdkConfig>,
     endpoint: OnceCell<Endpoint>,
 }
 
 impl EksConnector {
-    /// The credentials, the region and the endpoints come from the environment on first use
-    /// (the Lambda role's, `AWS_REGION`, `AWS_ENDPOINT_URL`: see [`crate::aws`]).
+    /// The credentials, the region and the endpoints come from the function's AWS
+    /// configuration on first use (see [`crate::aws`]).
     pub fn new(cluster: String) -> Self {
         Self {
             cluster,
@@ -45,8 +46,8 @@ impl EksConnector {
         }
     }
 
-    /// With explicit credentials, region and endpoints.
-    pub fn with_aws(cluster: String, aws: Aws) -> Self {
+    /// With an explicit AWS configuration.
+    pub fn with_aws(cluster: String, aws: SdkConfig) -> Self {
         Self {
             cluster,
             aws: Some(aws),
@@ -58,12 +59,12 @@ impl EksConnector {
         &self.cluster
     }
 
-    fn aws(&self) -> Result<&Aws, ClusterError> {
+    async fn aws(&self) -> Result<&SdkConfig, ClusterError> {
         match &self.aws {
             Some(aws) => Ok(aws),
-            None => Aws::from_env().map_err(|e| {
+            None => aws::own().await.map_err(|e| {
                 tracing::error!(error = %e, "the AWS API cannot be called");
-                ClusterError::Unavailable("no AWS credentials or region".into())
+                ClusterError::Unavailable("the AWS configuration is unusable".into())
             }),
         }
     }
@@ -72,23 +73,13 @@ impl EksConnector {
     pub async fn endpoint(&self) -> Result<Endpoint, ClusterError> {
         self.endpoint
             .get_or_try_init(|| async {
-                let described = self.aws()?.get(EKS, &["clusters", &self.cluster]).await.map_err(|e| {
+                let (url, ca) = aws::describe_cluster(self.aws().await?, &self.cluster).await.map_err(|e| {
                     tracing::error!(cluster = %self.cluster, error = %e, "eks:DescribeCluster failed");
                     ClusterError::Unavailable("the EKS cluster cannot be described".into())
                 })?;
-                let field = |pointer: &str, missing: &str| {
-                    described
-                        .pointer(pointer)
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .ok_or_else(|| ClusterError::Unavailable(missing.into()))
-                };
                 Ok(Endpoint {
-                    url: field("/cluster/endpoint", "the EKS cluster has no endpoint yet")?,
-                    ca: field(
-                        "/cluster/certificateAuthority/data",
-                        "the EKS cluster has no certificate authority",
-                    )?,
+                    url: url.ok_or_else(|| ClusterError::Unavailable("the EKS cluster has no endpoint yet".into()))?,
+                    ca: ca.ok_or_else(|| ClusterError::Unavailable("the EKS cluster has no certificate authority".into()))?,
                 })
             })
             .await
@@ -97,9 +88,14 @@ impl EksConnector {
 
     /// A new bearer token, from the current credentials.
     pub async fn token(&self) -> Result<String, ClusterError> {
-        let aws = self.aws()?;
-        token(aws.credentials(), aws.region(), &self.cluster, SystemTime::now())
-            .map_err(|e| ClusterError::Unavailable(format!("cannot sign the EKS token: {e}")))
+        let config = self.aws().await?;
+        let unavailable = |e: String| {
+            tracing::error!(error = %e, "cannot make the EKS token");
+            ClusterError::Unavailable("cannot make the EKS token".into())
+        };
+        let credentials = aws::credentials(config).await.map_err(|e| unavailable(e.to_string()))?;
+        let region = config.region().ok_or_else(|| unavailable("no AWS region".into()))?;
+        token(&credentials, region.as_ref(), &self.cluster, SystemTime::now()).map_err(unavailable)
     }
 
     /// The cluster's endpoint and CA, with a fresh token.
@@ -131,7 +127,7 @@ impl EksConnector {
 
 /// The EKS token for `cluster`, signed with `credentials` in `region` at `time`.
 pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: SystemTime) -> Result<String, String> {
-    let host = format!("sts.{region}.{}", dns_suffix(region));
+    let host = format!("sts.{region}.{}", aws::dns_suffix(region));
     let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
@@ -139,7 +135,17 @@ pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: Syste
     let headers = [("host", host.as_str()), ("x-k8s-aws-id", cluster)];
     let signable =
         SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[])).map_err(|e| e.to_string())?;
-    let instructions = sign_v4(credentials, region, "sts", time, settings, signable)?;
+    let identity = credentials.clone().into();
+    let params = v4::SigningParams::builder()
+        .identity(&identity)
+        .region(region)
+        .name("sts")
+        .time(time)
+        .settings(settings)
+        .build()
+        .map_err(|e| e.to_string())?
+        .into();
+    let (instructions, _signature) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
     let (_, query) = instructions.into_parts();
     let mut signed = url;
     for (name, value) in query {
@@ -187,12 +193,12 @@ mod tests {
 
     /// A connector to which `DescribeCluster` gave `url` and a CA.
     fn described(url: &str) -> EksConnector {
-        let aws = Aws::new(
-            Credentials::new("AKID", "secret", None, None, "test"),
-            "us-east-1",
-            None,
-        )
-        .unwrap();
+        let aws = SdkConfig::builder()
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(
+                Credentials::new("AKID", "secret", None, None, "test"),
+            ))
+            .region(aws_config::Region::new("us-east-1"))
+            .build();
         let connector = EksConnector::with_aws("ndp".into(), aws);
         let endpoint = Endpoint {
             url: url.into(),

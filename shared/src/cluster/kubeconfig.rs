@@ -1,86 +1,59 @@
-//! The cluster of a kubeconfig, for local runs and tests: a context's server and certificate
-//! authority, and its user's token or token file.
+//! The cluster of a kubeconfig, for local runs and tests: read by kube's own loader, so YAML or
+//! JSON, client certificates, tokens and token files, `exec` plugins (`aws eks get-token`,
+//! `kubelogin`, …) and contexts all work as kubectl reads them. Only builds with the
+//! `kubeconfig` feature (`make dev`, the tests) have it: the Lambda functions reach EKS alone.
 //!
 //! The context is `KUBE_CONTEXT` when it is set; else the one named after the function
 //! (`AWS_LAMBDA_FUNCTION_NAME`, which `cargo lambda watch` sets to the function's name) when the
-//! kubeconfig has one, so that one kubeconfig gives each function its own identity, as EKS does;
-//! else the current context.
+//! kubeconfig has one, so that one kubeconfig can give each function its own identity, as EKS
+//! does; else the current context.
 //!
-//! The file is JSON, which any kubeconfig becomes with
-//! `kubectl config view --minify --flatten --raw -o json`: the functions carry no YAML parser.
-//! A user or cluster that asks for more than a token (exec and auth-provider plugins, client
-//! certificates, basic auth, impersonation, a proxy, TLS without verification) is refused by
-//! name rather than half honoured; an EKS cluster is reached with `EKS_CLUSTER_NAME` instead.
-//! A token goes over TLS, or over plain HTTP to the loopback interface only.
+//! With `KUBE_AS_FUNCTION=true` the kubeconfig's user acts as the function would on EKS (unless
+//! the context is the one named after the function, already its own identity), by
+//! impersonation (kubectl's `--as`/`--as-group`): user `rexec-lambda:<function>` in the
+//! function's group of `deploy/k8s/rbac.yaml` ([`FUNCTION_GROUPS`]), so RBAC refuses locally
+//! what it refuses on EKS. The user must be allowed to impersonate them
+//! (`deploy/k8s/dev/developer.yaml`).
+//!
+//! A cluster whose certificate is not checked (`insecure-skip-tls-verify`) is refused unless
+//! `KUBE_ALLOW_INSECURE_TLS=true`; credentials go over TLS, or over plain HTTP to the loopback
+//! interface only. Errors name what is wrong, never a credential nor the parser's view of the
+//! file.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use secrecy::SecretString;
-use serde::Deserialize;
-use serde_json::Value;
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 
-use super::{Access, certificates};
+/// The group of `deploy/k8s/rbac.yaml` each function that reaches the cluster is mapped to, as
+/// template.yaml's access entries map its IAM role.
+pub const FUNCTION_GROUPS: [(&str, &str); 6] = [
+    ("spawn-server", "rexec-lambda-spawn"),
+    ("delete-server", "rexec-lambda-delete"),
+    ("get-server", "rexec-lambda-read"),
+    ("get-broker-config", "rexec-lambda-broker"),
+    ("list-servers", "rexec-lambda-list"),
+    ("reap-servers", "rexec-lambda-reap"),
+];
 
-/// Settings that change nothing about how the API server is reached.
-const IGNORED: [&str; 2] = ["extensions", "disable-compression"];
-
-#[derive(Deserialize)]
-struct Kubeconfig {
-    #[serde(rename = "current-context")]
-    current_context: Option<String>,
-    #[serde(default)]
-    contexts: Vec<Named<Context>>,
-    #[serde(default)]
-    clusters: Vec<Named<Cluster>>,
-    #[serde(default)]
-    users: Vec<Named<User>>,
+/// The group `function` acts as.
+pub fn group_of(function: &str) -> Option<&'static str> {
+    FUNCTION_GROUPS
+        .iter()
+        .find(|(name, _)| *name == function)
+        .map(|(_, group)| *group)
 }
 
-/// An entry of `contexts`, `clusters` or `users`: its name, and what it names under the key of
-/// its kind.
-#[derive(Deserialize)]
-struct Named<T> {
-    name: String,
-    #[serde(alias = "context", alias = "cluster", alias = "user")]
-    value: T,
-}
-
-#[derive(Deserialize)]
-struct Context {
-    cluster: String,
-    user: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct Cluster {
-    server: String,
-    #[serde(rename = "certificate-authority")]
-    ca_file: Option<PathBuf>,
-    #[serde(rename = "certificate-authority-data")]
-    ca_data: Option<String>,
-    #[serde(flatten)]
-    other: BTreeMap<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct User {
-    token: Option<SecretString>,
-    #[serde(rename = "tokenFile")]
-    token_file: Option<PathBuf>,
-    #[serde(flatten)]
-    other: BTreeMap<String, Value>,
-}
-
-/// Which context of a kubeconfig is used.
+/// Which context of a kubeconfig is used, and as whom.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Choice {
     /// `KUBE_CONTEXT`: this one, which must be there.
     pub context: Option<String>,
     /// The function's name: its context, when there is one.
     pub function: Option<String>,
+    /// `KUBE_AS_FUNCTION`: impersonate the function's group.
+    pub as_function: bool,
+    /// `KUBE_ALLOW_INSECURE_TLS`: a development cluster whose certificate is not checked.
+    pub allow_insecure: bool,
 }
 
 impl Choice {
@@ -97,85 +70,77 @@ impl Choice {
                 .ok_or_else(|| "no current-context".to_owned()),
         }
     }
+
+    /// The user and group this choice impersonates in `context`, if any: none in the context
+    /// named after the function, which is already its own identity.
+    fn impersonation(&self, context: &str) -> Result<Option<(String, &'static str)>, String> {
+        if !self.as_function || self.function.as_deref() == Some(context) {
+            return Ok(None);
+        }
+        let function = (self.function.as_deref())
+            .ok_or("KUBE_AS_FUNCTION needs the function's name (AWS_LAMBDA_FUNCTION_NAME)")?;
+        let group = group_of(function).ok_or_else(|| format!("{function} has no group in deploy/k8s/rbac.yaml"))?;
+        Ok(Some((format!("rexec-lambda:{function}"), group)))
+    }
 }
 
-/// The [`Access`] the kubeconfig at `path` describes, in the context `choice` picks; relative
-/// paths in it are relative to its folder. Errors name what is wrong, never a credential.
-pub fn access(path: &Path, choice: &Choice) -> Result<Access, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
-    let kubeconfig: Kubeconfig = serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "not a kubeconfig in JSON (line {}, column {}); `kubectl config view --minify --flatten --raw -o json` writes one",
-            e.line(),
-            e.column()
-        )
-    })?;
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let named = |kind: &str, name: &str| format!("no {kind} named {name:?}");
-    let chosen = choice.pick(&kubeconfig)?;
-    let context = find(kubeconfig.contexts, &chosen).ok_or_else(|| named("context", &chosen))?;
-    let cluster = find(kubeconfig.clusters, &context.cluster).ok_or_else(|| named("cluster", &context.cluster))?;
-    let user = match &context.user {
-        Some(name) => Some(find(kubeconfig.users, name).ok_or_else(|| named("user", name))?),
-        None => None,
-    };
-    let unsupported = (cluster.other.keys())
-        .chain(user.iter().flat_map(|u| u.other.keys()))
-        .find(|key| !IGNORED.contains(&key.as_str()));
-    if let Some(field) = unsupported {
-        return Err(format!(
-            "`{field}` is not supported: the user needs a `token` or a `tokenFile` (for EKS set EKS_CLUSTER_NAME)"
-        ));
+/// kube's configuration of the kubeconfig at `path`, in the context `choice` picks, acting as
+/// `choice` says.
+pub async fn config(path: &Path, choice: &Choice) -> Result<kube::Config, String> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(describe)?;
+    let context = choice.pick(&kubeconfig)?;
+    if !kubeconfig.contexts.iter().any(|c| c.name == context) {
+        return Err(format!("no context named {context:?}"));
     }
-    let url: http::Uri = cluster
-        .server
-        .parse()
-        .map_err(|_| "the server is not a URL".to_owned())?;
+    let impersonation = choice.impersonation(&context)?;
+    let options = KubeConfigOptions {
+        context: Some(context),
+        ..KubeConfigOptions::default()
+    };
+    let mut config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(describe)?;
+    if config.accept_invalid_certs && !choice.allow_insecure {
+        return Err(
+            "`insecure-skip-tls-verify` is refused: give the cluster's certificate authority, or set KUBE_ALLOW_INSECURE_TLS=true for a development cluster".into(),
+        );
+    }
+    let url = &config.cluster_url;
     if !crate::https::secure_or_loopback(url.scheme_str().unwrap_or_default(), url.host()) {
         return Err(format!(
             "the server {url} is not https (plain http only to 127.0.0.1, ::1 or localhost)"
         ));
     }
-    let ca = match (cluster.ca_data, cluster.ca_file) {
-        (Some(data), _) => {
-            let pem = STANDARD
-                .decode(data.trim())
-                .map_err(|_| "certificate-authority-data is not base64".to_owned())?;
-            certificates(&pem).ok_or("certificate-authority-data holds no PEM certificate")?
-        }
-        (None, Some(file)) => {
-            let file = folder.join(file);
-            let pem = std::fs::read(&file).map_err(|e| format!("{} cannot be read: {e}", file.display()))?;
-            certificates(&pem).ok_or_else(|| format!("{} holds no PEM certificate", file.display()))?
-        }
-        (None, None) => Vec::new(),
-    };
-    let token = match user {
-        Some(User { token: Some(token), .. }) => Some(token),
-        Some(User {
-            token_file: Some(file), ..
-        }) => {
-            let file = folder.join(file);
-            let token = std::fs::read_to_string(&file)
-                .map_err(|e| format!("the token file {} cannot be read: {e}", file.display()))?;
-            let token = token.trim();
-            if token.is_empty() {
-                return Err(format!("the token file {} is empty", file.display()));
-            }
-            Some(SecretString::from(token))
-        }
-        _ => None,
-    };
-    Ok(Access { url, ca, token })
+    if let Some((user, group)) = impersonation {
+        config.auth_info.impersonate = Some(user);
+        config.auth_info.impersonate_groups = Some(vec![group.to_owned()]);
+    }
+    Ok(config)
 }
 
-fn find<T>(entries: Vec<Named<T>>, name: &str) -> Option<T> {
-    entries.into_iter().find(|e| e.name == name).map(|e| e.value)
+/// A loader's error in words that show neither the file's content nor a credential.
+fn describe(error: KubeconfigError) -> String {
+    match error {
+        KubeconfigError::ReadConfig(e, _) => format!("cannot be read: {e}"),
+        KubeconfigError::Parse(_) => {
+            "is not a kubeconfig in YAML or JSON (`kubectl config view` shows what kubectl reads)".into()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A client-building error, without an exec plugin's output.
+pub fn describe_client_error(error: kube::Error) -> String {
+    match error {
+        kube::Error::Auth(kube::client::AuthError::AuthExecRun { cmd, out, .. }) => {
+            format!("the exec plugin `{cmd}` failed ({})", out.status)
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret;
     use serde_json::{Value, json};
 
     use super::*;
@@ -189,133 +154,123 @@ mod tests {
         })
     }
 
-    fn read(contents: &[u8]) -> Result<Access, String> {
-        read_with(contents, &Choice::default())
+    /// A file of `contents` in the temporary folder, removed when dropped.
+    struct File(std::path::PathBuf);
+
+    impl File {
+        fn new(name: &str, contents: &[u8]) -> Self {
+            let path = std::env::temp_dir().join(format!("rexec-{}-{name}", uuid::Uuid::new_v4()));
+            std::fs::write(&path, contents).unwrap();
+            Self(path)
+        }
     }
 
-    fn read_with(contents: &[u8], choice: &Choice) -> Result<Access, String> {
-        let path = std::env::temp_dir().join(format!("rexec-kubeconfig-{}", uuid::Uuid::new_v4()));
-        std::fs::write(&path, contents).unwrap();
-        let access = access(&path, choice);
-        std::fs::remove_file(&path).unwrap();
-        access
+    impl Drop for File {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
     }
 
-    fn read_json(value: Value) -> Result<Access, String> {
-        read(value.to_string().as_bytes())
+    async fn read_with(contents: &[u8], choice: &Choice) -> Result<kube::Config, String> {
+        let file = File::new("kubeconfig", contents);
+        config(&file.0, choice).await
     }
 
-    #[test]
-    fn the_current_context_gives_the_server_its_ca_and_the_token() {
-        let pem = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
-        let base64_pem = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, pem);
-        let access = read_json(kubeconfig(
-            json!({"server": "https://cluster.example:6443", "certificate-authority-data": base64_pem}),
-            json!({"token": "t0ken"}),
-        ))
-        .unwrap();
-        assert_eq!(access.url, "https://cluster.example:6443/");
-        assert_eq!(access.ca, vec![vec![0, 1, 2, 3]]);
-        assert_eq!(access.token.unwrap().expose_secret(), "t0ken");
+    async fn read_json(value: Value) -> Result<kube::Config, String> {
+        read_with(value.to_string().as_bytes(), &Choice::default()).await
     }
 
-    #[test]
-    fn a_token_file_is_read_and_trimmed_beside_the_kubeconfig() {
-        let name = format!("rexec-token-{}", uuid::Uuid::new_v4());
-        let file = std::env::temp_dir().join(&name);
-        std::fs::write(&file, "from-a-file\n").unwrap();
+    fn token(config: &kube::Config) -> String {
+        use secrecy::ExposeSecret;
+        config.auth_info.token.as_ref().unwrap().expose_secret().to_owned()
+    }
+
+    const PEM: &str = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
+
+    #[tokio::test]
+    async fn yaml_as_kubectl_writes_it_gives_the_server_its_ca_and_the_client_certificate() {
+        use base64::Engine;
+        let data = base64::engine::general_purpose::STANDARD.encode(PEM);
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: kind-dev\nclusters:\n- name: kind-dev\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: {data}\nusers:\n- name: kind-dev\n  user:\n    client-certificate-data: {data}\n    client-key-data: {data}\ncontexts:\n- name: kind-dev\n  context:\n    cluster: kind-dev\n    user: kind-dev\n"
+        );
+        let config = read_with(yaml.as_bytes(), &Choice::default()).await.unwrap();
+        assert_eq!(config.cluster_url, "https://127.0.0.1:6443/");
+        assert_eq!(config.root_cert, Some(vec![vec![0, 1, 2, 3]]));
+        assert!(config.auth_info.client_certificate_data.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_token_file_is_named_beside_the_kubeconfig() {
+        let file = File::new("token", b"from-a-file\n");
+        let name = file.0.file_name().unwrap().to_str().unwrap();
         // Named relative to the kubeconfig's folder (the temporary one), not the working one.
-        let access = read_json(kubeconfig(
+        let config = read_json(kubeconfig(
             json!({"server": "http://127.0.0.1:8080"}),
             json!({"tokenFile": name}),
-        ));
-        std::fs::remove_file(&file).unwrap();
-        let access = access.unwrap();
-        assert_eq!(access.token.unwrap().expose_secret(), "from-a-file");
-        assert!(access.ca.is_empty(), "no CA: the public authorities");
+        ))
+        .await
+        .unwrap();
+        assert_eq!(
+            config.auth_info.token_file.as_deref(),
+            Some(file.0.to_str().unwrap())
+        );
+        assert_eq!(config.root_cert, None, "no CA: the public authorities");
     }
 
-    #[test]
-    fn yaml_is_refused_with_the_command_that_converts_it() {
-        let err = read(b"apiVersion: v1\nkind: Config\n").err().unwrap();
-        assert!(err.contains("JSON") && err.contains("kubectl config view"), "{err}");
+    #[tokio::test]
+    async fn what_is_not_a_kubeconfig_is_refused_without_its_content() {
+        let err = read_with(b"users: [s3cret-token", &Choice::default()).await.err().unwrap();
+        assert!(err.contains("not a kubeconfig"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+        let err = config(Path::new("/no/such/kubeconfig"), &Choice::default())
+            .await
+            .err()
+            .unwrap();
+        assert!(err.contains("cannot be read"), "{err}");
     }
 
-    #[test]
-    fn what_the_client_does_not_do_is_refused_by_name() {
-        let server = json!({"server": "https://cluster.example"});
-        for (user, field) in [
-            (
-                json!({"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "aws"}}),
-                "exec",
-            ),
-            (json!({"auth-provider": {"name": "oidc"}}), "auth-provider"),
-            (json!({"username": "admin", "password": "s3cret-password"}), "password"),
-            (
-                json!({"client-certificate-data": "AA==", "client-key-data": "AA=="}),
-                "client-certificate-data",
-            ),
-            (json!({"token": "s3cret-token", "as": "system:admin"}), "as"),
-        ] {
-            let err = read_json(kubeconfig(server.clone(), user)).err().unwrap();
-            assert!(err.contains(&format!("`{field}`")), "{err}");
-            assert!(!err.contains("s3cret"), "no credential in {err}");
-        }
-        for (cluster, field) in [
-            (
-                json!({"server": "https://c", "insecure-skip-tls-verify": true}),
-                "insecure-skip-tls-verify",
-            ),
-            (
-                json!({"server": "https://c", "proxy-url": "http://proxy:3128"}),
-                "proxy-url",
-            ),
-            (
-                json!({"server": "https://c", "tls-server-name": "other"}),
-                "tls-server-name",
-            ),
-        ] {
-            let err = read_json(kubeconfig(cluster, json!({}))).err().unwrap();
-            assert!(err.contains(&format!("`{field}`")), "{err}");
-        }
-        let harmless = json!({"server": "https://c", "extensions": [{"name": "cluster_info", "extension": {}}]});
-        assert!(read_json(kubeconfig(harmless, json!({"token": "t"}))).is_ok());
+    #[tokio::test]
+    async fn a_cluster_whose_certificate_is_not_checked_needs_the_development_switch() {
+        let insecure = kubeconfig(
+            json!({"server": "https://c", "insecure-skip-tls-verify": true}),
+            json!({"token": "t"}),
+        );
+        let err = read_json(insecure.clone()).await.err().unwrap();
+        assert!(err.contains("KUBE_ALLOW_INSECURE_TLS"), "{err}");
+        let allowed = Choice {
+            allow_insecure: true,
+            ..Choice::default()
+        };
+        let config = read_with(insecure.to_string().as_bytes(), &allowed).await.unwrap();
+        assert!(config.accept_invalid_certs);
     }
 
-    #[test]
-    fn a_token_goes_in_clear_only_to_the_loopback_interface() {
+    #[tokio::test]
+    async fn a_credential_goes_in_clear_only_to_the_loopback_interface() {
         for server in ["http://cluster.example", "http://10.0.0.1:8080"] {
             let err = read_json(kubeconfig(json!({"server": server}), json!({"token": "t"})))
+                .await
                 .err()
                 .unwrap();
             assert!(err.contains("not https"), "{err}");
         }
         for server in ["http://127.0.0.1:1", "http://localhost:1", "http://[::1]:1"] {
-            assert!(
-                read_json(kubeconfig(json!({"server": server}), json!({"token": "t"}))).is_ok(),
-                "{server}"
-            );
+            let config = read_json(kubeconfig(json!({"server": server}), json!({"token": "t"}))).await;
+            assert!(config.is_ok(), "{server}: {config:?}", config = config.err());
         }
     }
 
-    #[test]
-    fn missing_files_and_contexts_are_named() {
-        let err = access(Path::new("/no/such/kubeconfig"), &Choice::default())
-            .err()
-            .unwrap();
-        assert!(err.contains("cannot be read"), "{err}");
+    #[tokio::test]
+    async fn missing_contexts_are_named() {
         let mut config = kubeconfig(json!({"server": "https://c"}), json!({}));
         config["current-context"] = json!("elsewhere");
-        let err = read_json(config).err().unwrap();
+        let err = read_json(config).await.err().unwrap();
         assert_eq!(err, "no context named \"elsewhere\"");
-        let mut config = kubeconfig(json!({"server": "https://c"}), json!({}));
-        config["contexts"][0]["context"]["user"] = json!("nobody");
-        let err = read_json(config).err().unwrap();
-        assert_eq!(err, "no user named \"nobody\"");
     }
 
-    #[test]
-    fn each_function_takes_the_context_named_after_it_unless_kube_context_names_one() {
+    #[tokio::test]
+    async fn each_function_takes_the_context_named_after_it_unless_kube_context_names_one() {
         let mut config = kubeconfig(json!({"server": "https://c"}), json!({"token": "current"}));
         for name in ["spawn-server", "kind-dev"] {
             config["users"]
@@ -327,50 +282,73 @@ mod tests {
                 .unwrap()
                 .push(json!({"name": name, "context": {"cluster": "k", "user": name}}));
         }
-        let token = |choice: Choice| {
-            let access = read_with(config.to_string().as_bytes(), &choice).unwrap();
-            access.token.unwrap().expose_secret().to_owned()
+        let bytes = config.to_string();
+        let chosen = |context: Option<&str>, function: Option<&str>| {
+            let choice = Choice {
+                context: context.map(str::to_owned),
+                function: function.map(str::to_owned),
+                ..Choice::default()
+            };
+            let bytes = bytes.clone();
+            async move { read_with(bytes.as_bytes(), &choice).await.map(|c| token(&c)) }
         };
-        let function = |name: &str| Some(name.to_owned());
+        assert_eq!(chosen(None, Some("spawn-server")).await.unwrap(), "spawn-server");
         assert_eq!(
-            token(Choice {
-                context: None,
-                function: function("spawn-server")
-            }),
-            "spawn-server"
-        );
-        assert_eq!(
-            token(Choice {
-                context: None,
-                function: function("get-server")
-            }),
+            chosen(None, Some("get-server")).await.unwrap(),
             "current",
             "no context of its name"
         );
+        assert_eq!(chosen(None, None).await.unwrap(), "current");
         assert_eq!(
-            token(Choice {
-                context: None,
-                function: None
-            }),
-            "current"
-        );
-        assert_eq!(
-            token(Choice {
-                context: Some("kind-dev".into()),
-                function: function("spawn-server")
-            }),
+            chosen(Some("kind-dev"), Some("spawn-server")).await.unwrap(),
             "kind-dev",
             "KUBE_CONTEXT first"
         );
-        let err = read_with(
-            config.to_string().as_bytes(),
-            &Choice {
-                context: Some("gone".into()),
-                function: None,
-            },
-        )
-        .err()
-        .unwrap();
-        assert_eq!(err, "no context named \"gone\"");
+        assert_eq!(
+            chosen(Some("gone"), None).await.err().unwrap(),
+            "no context named \"gone\""
+        );
+    }
+
+    #[tokio::test]
+    async fn as_a_function_the_user_impersonates_its_group() {
+        let bytes = kubeconfig(json!({"server": "https://c"}), json!({"token": "developer"})).to_string();
+        let acting = |function: Option<&str>| Choice {
+            function: function.map(str::to_owned),
+            as_function: true,
+            ..Choice::default()
+        };
+        let config = read_with(bytes.as_bytes(), &acting(Some("spawn-server"))).await.unwrap();
+        assert_eq!(config.auth_info.impersonate.as_deref(), Some("rexec-lambda:spawn-server"));
+        assert_eq!(
+            config.auth_info.impersonate_groups,
+            Some(vec!["rexec-lambda-spawn".to_owned()])
+        );
+        assert_eq!(token(&config), "developer", "with the user's own credentials");
+        let err = read_with(bytes.as_bytes(), &acting(Some("get-health"))).await.err().unwrap();
+        assert!(err.contains("get-health has no group"), "{err}");
+        let err = read_with(bytes.as_bytes(), &acting(None)).await.err().unwrap();
+        assert!(err.contains("AWS_LAMBDA_FUNCTION_NAME"), "{err}");
+        let own = read_with(bytes.as_bytes(), &Choice::default()).await.unwrap();
+        assert_eq!(own.auth_info.impersonate, None, "as its user unless asked");
+        let mut named = kubeconfig(json!({"server": "https://c"}), json!({"token": "developer"}));
+        named["contexts"][0]["name"] = json!("spawn-server");
+        named["current-context"] = json!("spawn-server");
+        let config = read_with(named.to_string().as_bytes(), &acting(Some("spawn-server"))).await.unwrap();
+        assert_eq!(config.auth_info.impersonate, None, "its own context is its own identity");
+    }
+
+    #[test]
+    fn each_functions_group_is_the_one_rbac_and_the_template_give_it() {
+        let rbac = include_str!("../../../deploy/k8s/rbac.yaml");
+        let template = include_str!("../../../template.yaml");
+        for (function, group) in FUNCTION_GROUPS {
+            let row = rbac
+                .lines()
+                .find(|line| line.trim_start_matches('#').split_whitespace().next() == Some(function))
+                .unwrap_or_else(|| panic!("{function} is not in rbac.yaml's table"));
+            assert_eq!(row.split_whitespace().nth(2), Some(group), "{row}");
+            assert!(template.contains(&format!("KubernetesGroups: [{group}]")), "{group}");
+        }
     }
 }

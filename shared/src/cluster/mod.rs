@@ -1,18 +1,19 @@
 //! Reaching the Kubernetes cluster, and reading its errors by meaning.
 //!
 //! With `EKS_CLUSTER_NAME` the cluster is found through `eks:DescribeCluster` and reached with
-//! an EKS token (see [`eks`]); otherwise `KUBECONFIG` names a kubeconfig for local runs (see
-//! [`kubeconfig`]). Either gives an [`Access`], from which [`transport`] builds the client.
-//! The client is built on first use and kept for the container, rebuilt with fresh credentials
-//! every [`TOKEN_REFRESH`], so an unreachable cluster answers 503 instead of failing the
-//! function's init.
+//! an EKS token (see [`eks`]): the Lambda functions' only way. Builds with the `kubeconfig`
+//! feature (`make dev`, the tests) also read `KUBECONFIG` with kube's own loader (see
+//! [`kubeconfig`]), or the pod's service account when they run in a cluster. The client is built
+//! on first use and kept for the container, rebuilt with fresh credentials every
+//! [`TOKEN_REFRESH`], so an unreachable cluster answers 503 instead of failing the function's
+//! init.
 
 pub mod eks;
 mod error;
+#[cfg(feature = "kubeconfig")]
 pub mod kubeconfig;
 mod transport;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use kube::Client;
@@ -38,8 +39,12 @@ pub struct Cluster {
 pub enum Connector {
     Eks(Box<EksConnector>),
     /// A kubeconfig file (local runs and tests), and which of its contexts.
-    Kubeconfig(PathBuf, kubeconfig::Choice),
-    /// Neither: every call answers 503, and the log says what to set.
+    #[cfg(feature = "kubeconfig")]
+    Kubeconfig(std::path::PathBuf, kubeconfig::Choice),
+    /// The service account of the pod this runs in.
+    #[cfg(feature = "kubeconfig")]
+    InCluster,
+    /// None: every call answers 503, and the log says what to set.
     Unset,
 }
 
@@ -55,23 +60,18 @@ pub struct Access {
 
 impl Cluster {
     /// `EKS_CLUSTER_NAME` names the EKS cluster; without it `KUBECONFIG` names a kubeconfig
-    /// file. `KUBE_TIMEOUT_SECONDS` (default 8): budget for connecting to the API server and
-    /// for each read and write of a call, well inside API Gateway's 30 seconds.
+    /// file (see [`kubeconfig`] for `KUBE_CONTEXT`, `KUBE_AS_FUNCTION` and
+    /// `KUBE_ALLOW_INSECURE_TLS`). `KUBE_TIMEOUT_SECONDS` (default 8): budget for connecting to
+    /// the API server and for each read and write of a call, well inside API Gateway's 30
+    /// seconds.
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         let timeout = vars.seconds_or("KUBE_TIMEOUT_SECONDS", Duration::from_secs(8))?;
         if timeout.is_zero() {
             return Err(ConfigError::new("KUBE_TIMEOUT_SECONDS", "must be greater than zero"));
         }
-        let connector = match (vars.get("EKS_CLUSTER_NAME"), vars.get("KUBECONFIG")) {
-            (Some(cluster), _) => Connector::Eks(Box::new(EksConnector::new(cluster.to_owned()))),
-            (None, Some(path)) => Connector::Kubeconfig(
-                PathBuf::from(path),
-                kubeconfig::Choice {
-                    context: vars.get("KUBE_CONTEXT").map(str::to_owned),
-                    function: vars.get("AWS_LAMBDA_FUNCTION_NAME").map(str::to_owned),
-                },
-            ),
-            (None, None) => Connector::Unset,
+        let connector = match vars.get("EKS_CLUSTER_NAME") {
+            Some(cluster) => Connector::Eks(Box::new(EksConnector::new(cluster.to_owned()))),
+            None => local(vars)?,
         };
         Ok(Self::new(connector, timeout))
     }
@@ -92,29 +92,70 @@ impl Cluster {
         {
             return Ok(client.clone());
         }
-        let access = self.access().await?;
-        // No client-side retries: API Gateway gives a request 30 seconds, so a failing cluster
-        // is answered at once with 503 and Retry-After, and the caller retries.
-        let client = transport::client(access, self.timeout).map_err(|e| {
-            tracing::error!(error = %e, "cannot build the cluster client");
-            ClusterError::Unavailable("cannot build the cluster client".into())
-        })?;
+        let client = self.build().await?;
         *cached = Some((client.clone(), Instant::now()));
         Ok(client)
     }
 
-    async fn access(&self) -> Result<Access, ClusterError> {
+    async fn build(&self) -> Result<Client, ClusterError> {
+        let unusable = |what: &str, error: String| {
+            tracing::error!(error = %error, "{what}");
+            ClusterError::Unavailable(what.to_owned())
+        };
         match &self.connector {
-            Connector::Eks(eks) => eks.access().await,
-            Connector::Kubeconfig(path, choice) => kubeconfig::access(path, choice).map_err(|e| {
-                tracing::error!(kubeconfig = %path.display(), error = %e, "the kubeconfig cannot be used");
-                ClusterError::Unavailable("the kubeconfig cannot be used".into())
-            }),
+            // No client-side retries: API Gateway gives a request 30 seconds, so a failing
+            // cluster is answered at once with 503 and Retry-After, and the caller retries.
+            Connector::Eks(eks) => transport::client(eks.access().await?, self.timeout)
+                .map_err(|e| unusable("cannot build the cluster client", e)),
+            #[cfg(feature = "kubeconfig")]
+            Connector::Kubeconfig(path, choice) => {
+                let config = kubeconfig::config(path, choice).await.map_err(|e| {
+                    tracing::error!(kubeconfig = %path.display(), error = %e, "the kubeconfig cannot be used");
+                    ClusterError::Unavailable("the kubeconfig cannot be used".into())
+                })?;
+                transport::from_config(config, self.timeout).map_err(|e| unusable("cannot build the cluster client", e))
+            }
+            #[cfg(feature = "kubeconfig")]
+            Connector::InCluster => {
+                let config = kube::Config::incluster()
+                    .map_err(|e| unusable("the pod's service account cannot be used", e.to_string()))?;
+                transport::from_config(config, self.timeout).map_err(|e| unusable("cannot build the cluster client", e))
+            }
             Connector::Unset => {
                 tracing::error!("no cluster configured: set EKS_CLUSTER_NAME (or KUBECONFIG for a local run)");
                 Err(ClusterError::Unavailable("no cluster configured".into()))
             }
         }
+    }
+}
+
+/// Without EKS: the kubeconfig `KUBECONFIG` names, else the pod's service account in a cluster.
+#[cfg(feature = "kubeconfig")]
+fn local(vars: &Vars) -> Result<Connector, ConfigError> {
+    let Some(path) = vars.get("KUBECONFIG") else {
+        return Ok(match vars.get("KUBERNETES_SERVICE_HOST") {
+            Some(_) => Connector::InCluster,
+            None => Connector::Unset,
+        });
+    };
+    let choice = kubeconfig::Choice {
+        context: vars.get("KUBE_CONTEXT").map(str::to_owned),
+        function: vars.get("AWS_LAMBDA_FUNCTION_NAME").map(str::to_owned),
+        as_function: vars.bool_or("KUBE_AS_FUNCTION", false)?,
+        allow_insecure: vars.bool_or("KUBE_ALLOW_INSECURE_TLS", false)?,
+    };
+    Ok(Connector::Kubeconfig(path.into(), choice))
+}
+
+/// The Lambda builds reach EKS only: a kubeconfig is a mistake worth naming.
+#[cfg(not(feature = "kubeconfig"))]
+fn local(vars: &Vars) -> Result<Connector, ConfigError> {
+    match vars.get("KUBECONFIG") {
+        Some(_) => Err(ConfigError::new(
+            "KUBECONFIG",
+            "this build reaches EKS only (set EKS_CLUSTER_NAME); a kubeconfig needs the `kubeconfig` feature, which `make dev` turns on",
+        )),
+        None => Ok(Connector::Unset),
     }
 }
 
@@ -191,6 +232,17 @@ mod tests {
     fn the_cluster_is_chosen_by_settings() {
         let eks = Cluster::from_vars(&Vars::from_pairs([("EKS_CLUSTER_NAME", "ndp"), ("KUBECONFIG", "/k")])).unwrap();
         assert!(matches!(eks.connector, Connector::Eks(ref c) if c.cluster() == "ndp"));
+        let unset = Cluster::from_vars(&Vars::from_pairs([])).unwrap();
+        assert!(matches!(unset.connector, Connector::Unset));
+        let err = Cluster::from_vars(&Vars::from_pairs([("KUBE_TIMEOUT_SECONDS", "0")]))
+            .err()
+            .unwrap();
+        assert_eq!(err.variable, "KUBE_TIMEOUT_SECONDS");
+    }
+
+    #[cfg(feature = "kubeconfig")]
+    #[test]
+    fn a_local_cluster_is_a_kubeconfig_or_the_pods_service_account() {
         let local = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k")])).unwrap();
         assert!(
             matches!(local.connector, Connector::Kubeconfig(ref p, ref c) if p.to_str() == Some("/k") && *c == Default::default())
@@ -199,19 +251,31 @@ mod tests {
             ("KUBECONFIG", "/k"),
             ("KUBE_CONTEXT", "kind-dev"),
             ("AWS_LAMBDA_FUNCTION_NAME", "spawn-server"),
+            ("KUBE_AS_FUNCTION", "true"),
+            ("KUBE_ALLOW_INSECURE_TLS", "true"),
         ]))
         .unwrap();
         let chosen = kubeconfig::Choice {
             context: Some("kind-dev".into()),
             function: Some("spawn-server".into()),
+            as_function: true,
+            allow_insecure: true,
         };
         assert!(matches!(named.connector, Connector::Kubeconfig(_, ref c) if *c == chosen));
-        let unset = Cluster::from_vars(&Vars::from_pairs([])).unwrap();
-        assert!(matches!(unset.connector, Connector::Unset));
-        let err = Cluster::from_vars(&Vars::from_pairs([("KUBE_TIMEOUT_SECONDS", "0")]))
+        let pod = Cluster::from_vars(&Vars::from_pairs([("KUBERNETES_SERVICE_HOST", "10.0.0.1")])).unwrap();
+        assert!(matches!(pod.connector, Connector::InCluster));
+        let err = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k"), ("KUBE_AS_FUNCTION", "maybe")]))
             .err()
             .unwrap();
-        assert_eq!(err.variable, "KUBE_TIMEOUT_SECONDS");
+        assert_eq!(err.variable, "KUBE_AS_FUNCTION");
+    }
+
+    #[cfg(not(feature = "kubeconfig"))]
+    #[test]
+    fn a_lambda_build_refuses_a_kubeconfig_by_name() {
+        let err = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k")])).err().unwrap();
+        assert_eq!(err.variable, "KUBECONFIG");
+        assert!(err.reason.contains("EKS_CLUSTER_NAME"), "{}", err.reason);
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! and for each read and write, the bearer token as a sensitive header, the API server's base
 //! URL, each call timed.
 //!
-//! kube's own stack (`ClientBuilder::try_from(Config)`) would also link the kubeconfig
-//! authentication plugins (exec and auth-provider, with a YAML parser for their output and a
-//! JSONPath engine), a megabyte of every function that reaches the cluster, for credentials
-//! these functions never have: an EKS token or a kubeconfig's token is all they send.
+//! kube's own stack (`ClientBuilder::try_from(Config)`) links the kubeconfig authentication
+//! plugins (exec and auth-provider, with a YAML parser for their output and a JSONPath engine),
+//! a megabyte of every function that reaches the cluster, for credentials the Lambda functions
+//! never have: an EKS token is all they send. Builds with the `kubeconfig` feature use it for a
+//! kubeconfig ([`from_config`]), with the same budget and timing.
 
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -68,6 +69,17 @@ pub fn client(access: Access, timeout: Duration) -> Result<Client, String> {
         .map_err(BoxError::from)
         .service(http_client);
     Ok(Client::new(service, "default"))
+}
+
+/// kube's own client of `config`, with the same budget, no retries and each call timed.
+#[cfg(feature = "kubeconfig")]
+pub fn from_config(mut config: kube::Config, timeout: Duration) -> Result<Client, String> {
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    config.default_retry = false;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(super::kubeconfig::describe_client_error)?;
+    Ok(builder.with_layer(&layer_fn(Timed)).build())
 }
 
 /// `Bearer <token>`, marked sensitive (never printed by the HTTP stack's own logs).

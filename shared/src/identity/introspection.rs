@@ -17,7 +17,7 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 use url::Url;
 
-use crate::aws::{Aws, SECRETS_MANAGER};
+use crate::aws;
 
 use super::claims::{is_expired, require_access_token};
 use super::{Identity, IdentityError, TokenValidator, identity_from_claims, unavailable};
@@ -66,25 +66,15 @@ impl IntrospectionValidator {
         if let Some(secret) = self.fetched.read().await.clone() {
             return Ok(secret);
         }
-        let input = serde_json::json!({ "SecretId": id });
-        let fetch = async {
-            Aws::from_env()?
-                .post(SECRETS_MANAGER, "secretsmanager.GetSecretValue", &input)
-                .await
-        };
+        let fetch = async { aws::secret_string(aws::own().await?, id).await };
         let answer = fetch.await.map_err(|e| {
             tracing::error!(secret_id = %id, error = %e, "cannot read the introspection client secret (AUTH_CLIENT_SECRET_ID)");
             IdentityError::Unavailable("the client secret cannot be read".into())
         })?;
-        let secret = answer
-            .get("SecretString")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                tracing::error!(secret_id = %id, "the introspection client secret holds no string");
-                IdentityError::Unavailable("the client secret is empty".into())
-            })?
-            .to_owned();
+        let secret = answer.filter(|s| !s.is_empty()).ok_or_else(|| {
+            tracing::error!(secret_id = %id, "the introspection client secret holds no string");
+            IdentityError::Unavailable("the client secret is empty".into())
+        })?;
         *self.fetched.write().await = Some(secret.clone());
         Ok(secret)
     }

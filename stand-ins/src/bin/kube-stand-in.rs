@@ -6,7 +6,9 @@
 //! `{"url": ..., "kubeconfig": ...}` once it listens, and serves until stopped. Pods take a
 //! couple of seconds to install and become Ready. The metrics API is served (empty: no pod
 //! reports its usage). `KUBE_STAND_IN_LATENCY_MS` delays every answer
-//! by that much (the benches count round trips with it).
+//! by that much (the benches count round trips with it). With `KUBE_STAND_IN_EKS_CLUSTER` every
+//! request must carry instead an EKS token for that cluster, signed in `AWS_REGION` with
+//! `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (the bench reaches it as Lambda reaches EKS).
 
 use std::time::Duration;
 
@@ -28,7 +30,21 @@ async fn main() {
         }
         None => cluster.write_kubeconfig("local"),
     };
-    cluster.require_token(TokenCheck::Exact("local".into()));
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
+    cluster.require_token(match std::env::var("KUBE_STAND_IN_EKS_CLUSTER") {
+        Ok(name) => TokenCheck::Eks {
+            cluster: name,
+            region: var("AWS_REGION"),
+            credentials: aws_credential_types::Credentials::new(
+                var("AWS_ACCESS_KEY_ID"),
+                var("AWS_SECRET_ACCESS_KEY"),
+                None,
+                None,
+                "environment",
+            ),
+        },
+        Err(_) => TokenCheck::Exact("local".into()),
+    });
     // The metrics API, as metrics-server serves it on a cluster (no pod reports usage here).
     cluster.install_metrics();
     if let Ok(ms) = std::env::var("KUBE_STAND_IN_LATENCY_MS") {

@@ -1,12 +1,12 @@
 """What the tests need made on a moto server, made with boto3 (not our code), signed with the
 credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
 
-Usage: moto.py ENDPOINT user                -- makes an IAM user allowed everything; prints its
+Usage: fixtures.py ENDPOINT user                -- makes an IAM user allowed everything; prints its
                                                access key id and secret access key, one per line
                                                (three calls: on a server started with
                                                INITIAL_NO_AUTH_ACTION_COUNT=3, the unsigned ones)
-       moto.py ENDPOINT secret NAME VALUE   -- makes the secret, or puts its new value
-       moto.py ENDPOINT cluster NAME        -- makes the EKS cluster; prints its endpoint and
+       fixtures.py ENDPOINT secret NAME VALUE   -- makes the secret, or puts its new value
+       fixtures.py ENDPOINT cluster NAME        -- makes the EKS cluster; prints its endpoint and
                                                CA data as DescribeCluster gives them, as JSON
 Run with the tools venv's Python.
 """
