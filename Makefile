@@ -60,8 +60,8 @@ token:
 ## Every test: Rust unit and integration tests, the published clients, the template.
 test: deps
 	cargo test --workspace
-	# rexec-shared as the Lambda functions build it (no kubeconfig feature).
-	cargo test --quiet -p rexec-shared --lib cluster
+	# rexec-shared as the Lambda functions build it (no local feature).
+	cargo test --quiet -p rexec-shared --lib -- cluster aws
 	cargo build -p rexec-stand-ins -p rexec-tests --bins
 	$(CLIENTS)/bin/pytest tests/python
 	$(MAKE) --no-print-directory lint

@@ -71,7 +71,7 @@ def measure(name, call):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--quiet", "-p", "rexec-stand-ins", "--bins"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--quiet", "-p", "rexec-stand-ins", "-p", "rexec-tests", "--bins"], cwd=ROOT, check=True)
     # The functions' own latency: on the stand-in, which answers at once.
     stack, ready = start_stack(stand_in=True)
     try:

@@ -59,7 +59,7 @@ def until_ready(runner: PodRunner, server: subprocess.Popen) -> None:
 
 
 def main():
-    subprocess.run(["cargo", "build", "--quiet", "-p", "rexec-stand-ins", "--bins"], cwd=ROOT, check=True)
+    subprocess.run(["cargo", "build", "--quiet", "-p", "rexec-stand-ins", "-p", "rexec-tests", "--bins"], cwd=ROOT, check=True)
     work = Path(tempfile.mkdtemp(prefix="rexec-bench-pod-"))
     mirror, broker = Mirror(work / "mirror"), Broker()
     stack, ready = start_stack({

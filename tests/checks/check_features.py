@@ -1,11 +1,11 @@
 """Every build of the workspace compiles a dependency with the same features: `cargo test
---workspace`, the stand-ins' binaries, and each function alone (as `cargo lambda watch` and
+--workspace`, the stand-ins' and the tests' binaries, and each function alone (as `cargo lambda watch` and
 `sam build` build them). Cargo unifies features over the packages a command selects, so a
 dependency that one selection builds with features another lacks is compiled twice, along with
 everything above it; workspace-hack/Cargo.toml turns those features on for every build. This
 check names any dependency the hack misses, and any function that would be built with
-rexec-shared's `kubeconfig` feature: the Lambda builds reach EKS only, and leave kube's
-kubeconfig loader out."""
+rexec-shared's `local` feature: the Lambda builds reach EKS only, and leave kube's
+kubeconfig loader and aws-config's credential chain out."""
 
 import subprocess
 import sys
@@ -25,7 +25,8 @@ def features(*selection: str) -> set[str]:
 
 def main():
     everything = features("--workspace", "--edges", "normal,build,dev")
-    selections = [["-p", "rexec-stand-ins"]] + [["-p", f.name] for f in sorted((ROOT / "functions").iterdir())]
+    # The stand-ins are built with the tests' binaries (make dev, make test, the benches).
+    selections = [["-p", "rexec-stand-ins", "-p", "rexec-tests"]] + [["-p", f.name] for f in sorted((ROOT / "functions").iterdir())]
     problems = []
     for selection in selections:
         for line in sorted(features(*selection, "--edges", "normal,build") - everything):
@@ -38,8 +39,8 @@ def main():
              "--prefix", "none", "--locked"],
             cwd=ROOT, check=True, capture_output=True, text=True,
         ).stdout
-        if 'rexec-shared feature "kubeconfig"' in tree:
-            problems.append(f"{function.name} turns on rexec-shared's kubeconfig feature, which Lambda builds leave out")
+        if 'rexec-shared feature "local"' in tree:
+            problems.append(f"{function.name} turns on rexec-shared's local feature, which Lambda builds leave out")
     for problem in problems:
         print(problem)
     if problems:

@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 # client secret is read from Secrets Manager (AUTH_CLIENT_SECRET_ID), never put in the template.
 LOCAL_ONLY = {"KUBECONFIG", "KUBE_CONTEXT", "KUBE_AS_FUNCTION", "KUBE_ALLOW_INSECURE_TLS", "KUBERNETES_SERVICE_HOST",
               "AUTH_CLIENT_SECRET", "AWS_ENDPOINT_URL"}
-# Set by the Lambda runtime itself: the role's credentials, the region and the function's name.
+# Set by the Lambda runtime itself: the role's credentials, the region, the function's name and
+# its logging controls (a function's LoggingConfig).
 LAMBDA_RUNTIME = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
-                  "AWS_LAMBDA_FUNCTION_NAME"}
+                  "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_LOG_LEVEL", "AWS_LAMBDA_LOG_FORMAT"}
 READ = re.compile(r'vars\s*\.\s*(?:get|required|parse_or|bool_or|seconds_or|url|list)\(\s*"([A-Z][A-Z0-9_]+)"')
 
 

@@ -39,7 +39,9 @@ impl Drop for Folder {
 /// An AWS config file at `path` whose profile `rexec` holds `settings`.
 fn profile_files(path: &Path, settings: &str) -> EnvConfigFiles {
     std::fs::write(path, format!("[profile rexec]\n{settings}\n")).unwrap();
-    EnvConfigFiles::builder().with_file(EnvConfigFileKind::Config, path).build()
+    EnvConfigFiles::builder()
+        .with_file(EnvConfigFileKind::Config, path)
+        .build()
 }
 
 #[tokio::test]
@@ -93,7 +95,10 @@ async fn describe_cluster_takes_the_credentials_of_a_named_profile() {
 
     let other = profile_files(
         &folder.0.join("other"),
-        &format!("aws_access_key_id = {}\naws_secret_access_key = wrong", credentials.access_key_id()),
+        &format!(
+            "aws_access_key_id = {}\naws_secret_access_key = wrong",
+            credentials.access_key_id()
+        ),
     );
     let config = moto.loader().profile_files(other).profile_name("rexec").load().await;
     assert!(EksConnector::with_aws("ndp".into(), config).endpoint().await.is_err());

@@ -6,11 +6,13 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+use rexec_shared::cluster::quantity;
 use rexec_shared::config::Vars;
 use rexec_shared::server::error::ServerError;
-use rexec_shared::server::reaper::{Action, Reaper, cpu_millis};
+use rexec_shared::server::reaper::{Action, Reaper};
 use rexec_shared::server::requirements::RequirementsPolicy;
-use rexec_shared::server::spawner::{Servers, Spawned, Spawner, Terminated};
+use rexec_shared::server::spawn_plan::Spawned;
+use rexec_shared::server::spawner::{Servers, Spawner, Terminated};
 use rexec_shared::server::status::{Phase, Stage};
 use rexec_tests::control_plane::ControlPlane;
 use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, UNPULLED_IMAGE_DIGESTS, caller};
@@ -363,7 +365,7 @@ async fn the_reaper_finds_an_idle_server_by_its_metrics_on_a_real_control_plane(
     let millicores = |namespace: &str| -> Option<f64> {
         let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods");
         let list: serde_json::Value = serde_json::from_str(&plane.kubectl(&["get", "--raw", &path])).unwrap();
-        cpu_millis(list["items"][0]["containers"][0]["usage"]["cpu"].as_str()?)
+        quantity::millicores(list["items"][0]["containers"][0]["usage"]["cpu"].as_str()?)
     };
     let deadline = Instant::now() + Duration::from_secs(90);
     while !(millicores("rexec-m-busy").is_some_and(|m| m > 400.0) && millicores("rexec-m-idle").is_some()) {

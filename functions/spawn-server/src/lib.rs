@@ -24,7 +24,8 @@ use rexec_shared::identity::access::Access;
 use rexec_shared::metrics::{self, Metric};
 use rexec_shared::server::audit::{self, Audit, Event};
 use rexec_shared::server::requirements::RequirementsPolicy;
-use rexec_shared::server::spawner::{Spawned, Spawner};
+use rexec_shared::server::spawn_plan::Spawned;
+use rexec_shared::server::spawner::Spawner;
 use rexec_shared::server::status::Stage;
 
 pub struct Deps {

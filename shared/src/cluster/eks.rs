@@ -73,13 +73,17 @@ impl EksConnector {
     pub async fn endpoint(&self) -> Result<Endpoint, ClusterError> {
         self.endpoint
             .get_or_try_init(|| async {
-                let (url, ca) = aws::describe_cluster(self.aws().await?, &self.cluster).await.map_err(|e| {
-                    tracing::error!(cluster = %self.cluster, error = %e, "eks:DescribeCluster failed");
-                    ClusterError::Unavailable("the EKS cluster cannot be described".into())
-                })?;
+                let (url, ca) = aws::describe_cluster(self.aws().await?, &self.cluster)
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(cluster = %self.cluster, error = %e, "eks:DescribeCluster failed");
+                        ClusterError::Unavailable("the EKS cluster cannot be described".into())
+                    })?;
                 Ok(Endpoint {
                     url: url.ok_or_else(|| ClusterError::Unavailable("the EKS cluster has no endpoint yet".into()))?,
-                    ca: ca.ok_or_else(|| ClusterError::Unavailable("the EKS cluster has no certificate authority".into()))?,
+                    ca: ca.ok_or_else(|| {
+                        ClusterError::Unavailable("the EKS cluster has no certificate authority".into())
+                    })?,
                 })
             })
             .await

@@ -1,7 +1,7 @@
 //! The cluster of a kubeconfig, for local runs and tests: read by kube's own loader, so YAML or
 //! JSON, client certificates, tokens and token files, `exec` plugins (`aws eks get-token`,
 //! `kubelogin`, …) and contexts all work as kubectl reads them. Only builds with the
-//! `kubeconfig` feature (`make dev`, the tests) have it: the Lambda functions reach EKS alone.
+//! `local` feature (`make dev`, the tests) have it: the Lambda functions reach EKS alone.
 //!
 //! The context is `KUBE_CONTEXT` when it is set; else the one named after the function
 //! (`AWS_LAMBDA_FUNCTION_NAME`, which `cargo lambda watch` sets to the function's name) when the
@@ -211,16 +211,16 @@ mod tests {
         ))
         .await
         .unwrap();
-        assert_eq!(
-            config.auth_info.token_file.as_deref(),
-            Some(file.0.to_str().unwrap())
-        );
+        assert_eq!(config.auth_info.token_file.as_deref(), Some(file.0.to_str().unwrap()));
         assert_eq!(config.root_cert, None, "no CA: the public authorities");
     }
 
     #[tokio::test]
     async fn what_is_not_a_kubeconfig_is_refused_without_its_content() {
-        let err = read_with(b"users: [s3cret-token", &Choice::default()).await.err().unwrap();
+        let err = read_with(b"users: [s3cret-token", &Choice::default())
+            .await
+            .err()
+            .unwrap();
         assert!(err.contains("not a kubeconfig"), "{err}");
         assert!(!err.contains("s3cret"), "{err}");
         let err = config(Path::new("/no/such/kubeconfig"), &Choice::default())
@@ -318,14 +318,22 @@ mod tests {
             as_function: true,
             ..Choice::default()
         };
-        let config = read_with(bytes.as_bytes(), &acting(Some("spawn-server"))).await.unwrap();
-        assert_eq!(config.auth_info.impersonate.as_deref(), Some("rexec-lambda:spawn-server"));
+        let config = read_with(bytes.as_bytes(), &acting(Some("spawn-server")))
+            .await
+            .unwrap();
+        assert_eq!(
+            config.auth_info.impersonate.as_deref(),
+            Some("rexec-lambda:spawn-server")
+        );
         assert_eq!(
             config.auth_info.impersonate_groups,
             Some(vec!["rexec-lambda-spawn".to_owned()])
         );
         assert_eq!(token(&config), "developer", "with the user's own credentials");
-        let err = read_with(bytes.as_bytes(), &acting(Some("get-health"))).await.err().unwrap();
+        let err = read_with(bytes.as_bytes(), &acting(Some("get-health")))
+            .await
+            .err()
+            .unwrap();
         assert!(err.contains("get-health has no group"), "{err}");
         let err = read_with(bytes.as_bytes(), &acting(None)).await.err().unwrap();
         assert!(err.contains("AWS_LAMBDA_FUNCTION_NAME"), "{err}");
@@ -334,8 +342,13 @@ mod tests {
         let mut named = kubeconfig(json!({"server": "https://c"}), json!({"token": "developer"}));
         named["contexts"][0]["name"] = json!("spawn-server");
         named["current-context"] = json!("spawn-server");
-        let config = read_with(named.to_string().as_bytes(), &acting(Some("spawn-server"))).await.unwrap();
-        assert_eq!(config.auth_info.impersonate, None, "its own context is its own identity");
+        let config = read_with(named.to_string().as_bytes(), &acting(Some("spawn-server")))
+            .await
+            .unwrap();
+        assert_eq!(
+            config.auth_info.impersonate, None,
+            "its own context is its own identity"
+        );
     }
 
     #[test]

@@ -10,8 +10,9 @@
 
 pub mod eks;
 mod error;
-#[cfg(feature = "kubeconfig")]
+#[cfg(feature = "local")]
 pub mod kubeconfig;
+pub mod quantity;
 mod transport;
 
 use std::time::{Duration, Instant};
@@ -39,10 +40,10 @@ pub struct Cluster {
 pub enum Connector {
     Eks(Box<EksConnector>),
     /// A kubeconfig file (local runs and tests), and which of its contexts.
-    #[cfg(feature = "kubeconfig")]
+    #[cfg(feature = "local")]
     Kubeconfig(std::path::PathBuf, kubeconfig::Choice),
     /// The service account of the pod this runs in.
-    #[cfg(feature = "kubeconfig")]
+    #[cfg(feature = "local")]
     InCluster,
     /// None: every call answers 503, and the log says what to set.
     Unset,
@@ -107,7 +108,7 @@ impl Cluster {
             // cluster is answered at once with 503 and Retry-After, and the caller retries.
             Connector::Eks(eks) => transport::client(eks.access().await?, self.timeout)
                 .map_err(|e| unusable("cannot build the cluster client", e)),
-            #[cfg(feature = "kubeconfig")]
+            #[cfg(feature = "local")]
             Connector::Kubeconfig(path, choice) => {
                 let config = kubeconfig::config(path, choice).await.map_err(|e| {
                     tracing::error!(kubeconfig = %path.display(), error = %e, "the kubeconfig cannot be used");
@@ -115,7 +116,7 @@ impl Cluster {
                 })?;
                 transport::from_config(config, self.timeout).map_err(|e| unusable("cannot build the cluster client", e))
             }
-            #[cfg(feature = "kubeconfig")]
+            #[cfg(feature = "local")]
             Connector::InCluster => {
                 let config = kube::Config::incluster()
                     .map_err(|e| unusable("the pod's service account cannot be used", e.to_string()))?;
@@ -130,7 +131,7 @@ impl Cluster {
 }
 
 /// Without EKS: the kubeconfig `KUBECONFIG` names, else the pod's service account in a cluster.
-#[cfg(feature = "kubeconfig")]
+#[cfg(feature = "local")]
 fn local(vars: &Vars) -> Result<Connector, ConfigError> {
     let Some(path) = vars.get("KUBECONFIG") else {
         return Ok(match vars.get("KUBERNETES_SERVICE_HOST") {
@@ -148,12 +149,12 @@ fn local(vars: &Vars) -> Result<Connector, ConfigError> {
 }
 
 /// The Lambda builds reach EKS only: a kubeconfig is a mistake worth naming.
-#[cfg(not(feature = "kubeconfig"))]
+#[cfg(not(feature = "local"))]
 fn local(vars: &Vars) -> Result<Connector, ConfigError> {
     match vars.get("KUBECONFIG") {
         Some(_) => Err(ConfigError::new(
             "KUBECONFIG",
-            "this build reaches EKS only (set EKS_CLUSTER_NAME); a kubeconfig needs the `kubeconfig` feature, which `make dev` turns on",
+            "this build reaches EKS only (set EKS_CLUSTER_NAME); a kubeconfig needs the `local` feature, which `make dev` turns on",
         )),
         None => Ok(Connector::Unset),
     }
@@ -173,6 +174,38 @@ fn certificates(pem: &[u8]) -> Option<Vec<Vec<u8>>> {
 /// Whether a client built at `built` must be rebuilt at `now`.
 fn is_due(built: Instant, now: Instant) -> bool {
     now.duration_since(built) >= TOKEN_REFRESH
+}
+
+/// Objects per page of [`list_all`], unless its parameters say otherwise.
+pub const LIST_PAGE: u32 = 500;
+
+/// Every object a list names, page by page.
+pub async fn list_all<K>(api: kube::Api<K>, params: kube::api::ListParams) -> Result<Vec<K>, ClusterError>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let mut all = Vec::new();
+    let page = params.limit.unwrap_or(LIST_PAGE);
+    let mut params = params.limit(page);
+    loop {
+        let page = api.list(&params).await.map_err(ClusterError::from)?;
+        all.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// A deletion of the object only as it was read (its `resourceVersion`): 409 if it changed since.
+pub fn as_read(version: Option<String>) -> kube::api::DeleteParams {
+    kube::api::DeleteParams {
+        preconditions: Some(kube::api::Preconditions {
+            resource_version: version,
+            uid: None,
+        }),
+        ..kube::api::DeleteParams::default()
+    }
 }
 
 /// How often a call refused as [`ClusterError::NotReady`] is tried, and how far apart: the
@@ -240,7 +273,7 @@ mod tests {
         assert_eq!(err.variable, "KUBE_TIMEOUT_SECONDS");
     }
 
-    #[cfg(feature = "kubeconfig")]
+    #[cfg(feature = "local")]
     #[test]
     fn a_local_cluster_is_a_kubeconfig_or_the_pods_service_account() {
         let local = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k")])).unwrap();
@@ -270,10 +303,12 @@ mod tests {
         assert_eq!(err.variable, "KUBE_AS_FUNCTION");
     }
 
-    #[cfg(not(feature = "kubeconfig"))]
+    #[cfg(not(feature = "local"))]
     #[test]
     fn a_lambda_build_refuses_a_kubeconfig_by_name() {
-        let err = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k")])).err().unwrap();
+        let err = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", "/k")]))
+            .err()
+            .unwrap();
         assert_eq!(err.variable, "KUBECONFIG");
         assert!(err.reason.contains("EKS_CLUSTER_NAME"), "{}", err.reason);
     }

@@ -5,7 +5,7 @@
 //! kube's own stack (`ClientBuilder::try_from(Config)`) links the kubeconfig authentication
 //! plugins (exec and auth-provider, with a YAML parser for their output and a JSONPath engine),
 //! a megabyte of every function that reaches the cluster, for credentials the Lambda functions
-//! never have: an EKS token is all they send. Builds with the `kubeconfig` feature use it for a
+//! never have: an EKS token is all they send. Builds with the `local` feature use it for a
 //! kubeconfig ([`from_config`]), with the same budget and timing.
 
 use std::task::{Context, Poll};
@@ -72,7 +72,7 @@ pub fn client(access: Access, timeout: Duration) -> Result<Client, String> {
 }
 
 /// kube's own client of `config`, with the same budget, no retries and each call timed.
-#[cfg(feature = "kubeconfig")]
+#[cfg(feature = "local")]
 pub fn from_config(mut config: kube::Config, timeout: Duration) -> Result<Client, String> {
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);

@@ -56,7 +56,7 @@ where
     F: Fn(Request) -> Fut + Send + Sync + Copy + 'static,
     Fut: Future<Output = Result<Response<Body>, ApiError>> + Send,
 {
-    crate::http::logging::init();
+    crate::http::logging::init(&Vars::from_env());
     run(handler).await
 }
 
@@ -137,8 +137,8 @@ const FORWARDED_PROTO: &str = "x-forwarded-proto";
 /// A function's init: logs, then its dependencies built once from the environment, for the
 /// container's life; a bad setting fails the init naming the variable.
 fn init<D>(build: fn(&Vars) -> Result<D, ConfigError>) -> Result<&'static D, lambda_http::Error> {
-    crate::http::logging::init();
     let vars = Vars::from_env();
+    crate::http::logging::init(&vars);
     metrics::init(&vars).map_err(init_failed)?;
     Ok(Box::leak(Box::new(build(&vars).map_err(init_failed)?)))
 }

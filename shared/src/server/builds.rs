@@ -21,11 +21,11 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, PropagationPolicy};
 use serde::Serialize;
 
-use super::environment::{BUILD, Chore, ENVIRONMENT, EnvironmentSettings, Record, chore, condition, finished, label};
+use super::environment::{BUILD, Chore, ENVIRONMENT, Record, chore, condition, finished, label};
 use super::manifests::{self, CLEANS};
-use super::reaper::{as_read, list_all};
+use super::settings::EnvironmentSettings;
 use super::spawner::apply;
-use crate::cluster::ClusterError;
+use crate::cluster::{ClusterError, as_read, list_all};
 
 /// What a run did to the environments' namespace (or found to do, in a dry run).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

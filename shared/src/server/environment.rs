@@ -27,8 +27,7 @@ use sha2::{Digest, Sha256};
 
 use super::naming::OWNER;
 use super::requirements::Requirements;
-use super::settings::{Egress, ServerSettings};
-use crate::config::{ConfigError, Vars};
+use super::settings::{Egress, EnvironmentSettings, ServerSettings};
 
 /// The label holding an environment's key (its first 40 characters) on its builds.
 pub const ENVIRONMENT: &str = "rexec.ndp.io/environment";
@@ -57,86 +56,6 @@ pub const USE_MARK: Duration = Duration::from_secs(3600);
 pub const BUILD_TTL: Duration = Duration::from_secs(3600);
 /// How long a caller is asked to wait when every build slot is taken.
 pub const BUSY_RETRY: Duration = Duration::from_secs(30);
-
-/// Where environments are built and kept, and the bounds on their builds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvironmentSettings {
-    /// The namespace of the builds and of the writable claim (`REXEC_ENV_NAMESPACE`).
-    pub namespace: String,
-    /// The storage class of the shared volume (`REXEC_ENV_STORAGE_CLASS`).
-    pub storage_class: String,
-    /// How long a completed build is used (`REXEC_ENV_MAX_AGE`, seconds).
-    pub max_age: Duration,
-    /// A build's deadline (`REXEC_BUILD_TIMEOUT`): past it, Kubernetes stops it and it fails.
-    pub build_timeout: Duration,
-    /// The most a build may write, in bytes (`REXEC_BUILD_MAX_SIZE`, a quantity such as 10Gi):
-    /// over it, the build fails and its directory is emptied.
-    pub build_max_bytes: u64,
-    /// Builds unfinished at once, every caller's (`REXEC_MAX_BUILDS`); the builds' quota
-    /// allows as many pods.
-    pub max_builds: u32,
-    /// How long an environment no server uses is kept (`REXEC_ENV_RETENTION`).
-    pub retention: Duration,
-}
-
-impl EnvironmentSettings {
-    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
-        let max_age = vars.seconds_or("REXEC_ENV_MAX_AGE", Duration::from_secs(7 * 24 * 3600))?;
-        if max_age.is_zero() {
-            return Err(ConfigError::new("REXEC_ENV_MAX_AGE", "must be more than 0"));
-        }
-        let build_timeout = vars.seconds_or("REXEC_BUILD_TIMEOUT", Duration::from_secs(600))?;
-        if build_timeout.is_zero() {
-            return Err(ConfigError::new("REXEC_BUILD_TIMEOUT", "must be more than 0"));
-        }
-        let max_size = vars.get("REXEC_BUILD_MAX_SIZE").unwrap_or("10Gi");
-        let build_max_bytes = bytes(max_size)
-            .filter(|&b| b > 0)
-            .ok_or_else(|| ConfigError::new("REXEC_BUILD_MAX_SIZE", "expected a size such as 10Gi or 500M"))?;
-        let max_builds = vars.parse_or("REXEC_MAX_BUILDS", 20u32)?;
-        if max_builds == 0 {
-            return Err(ConfigError::new("REXEC_MAX_BUILDS", "must be 1 or more"));
-        }
-        let retention = vars.seconds_or("REXEC_ENV_RETENTION", Duration::from_secs(7 * 24 * 3600))?;
-        if retention.is_zero() {
-            return Err(ConfigError::new("REXEC_ENV_RETENTION", "must be more than 0"));
-        }
-        Ok(Self {
-            retention,
-            build_timeout,
-            build_max_bytes,
-            max_builds,
-            namespace: vars
-                .get("REXEC_ENV_NAMESPACE")
-                .unwrap_or("rexec-environments")
-                .to_owned(),
-            storage_class: vars
-                .get("REXEC_ENV_STORAGE_CLASS")
-                .unwrap_or("rexec-environments")
-                .to_owned(),
-            max_age,
-        })
-    }
-}
-
-/// A size written as a Kubernetes quantity of bytes (`10Gi`, `500M`, `1048576`), in bytes.
-pub fn bytes(quantity: &str) -> Option<u64> {
-    let split = quantity.find(|c: char| !c.is_ascii_digit()).unwrap_or(quantity.len());
-    let (number, suffix) = quantity.split_at(split);
-    let scale: u64 = match suffix {
-        "" => 1,
-        "k" => 1000,
-        "M" => 1000_u64.pow(2),
-        "G" => 1000_u64.pow(3),
-        "T" => 1000_u64.pow(4),
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        _ => return None,
-    };
-    number.parse::<u64>().ok()?.checked_mul(scale)
-}
 
 /// One environment: its key, and what it is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,6 +346,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::config::Vars;
     use crate::server::requirements::RequirementsPolicy;
     use crate::server::settings::test_settings;
 
@@ -793,12 +713,10 @@ mod tests {
             (s.build_timeout, s.build_max_bytes, s.max_builds),
             (Duration::from_secs(600), 10 << 30, 20)
         );
-        assert_eq!(bytes("500M"), Some(500_000_000));
-        assert_eq!(bytes("1Ki"), Some(1024));
         for (name, bad) in [
             ("REXEC_BUILD_MAX_SIZE", "ten"),
             ("REXEC_BUILD_MAX_SIZE", "0"),
-            ("REXEC_BUILD_MAX_SIZE", "1.5Gi"),
+            ("REXEC_BUILD_MAX_SIZE", "1.5"),
             ("REXEC_BUILD_MAX_SIZE", "99999999999Ti"),
             ("REXEC_BUILD_TIMEOUT", "0"),
             ("REXEC_MAX_BUILDS", "0"),

@@ -25,12 +25,13 @@ use serde_json::json;
 
 use super::claim::{DIGEST, GENERATION};
 use super::environment::{
-    BUILD, BUILD_TTL, CLEANING, COMPLETED_AT, COMPLETED_BUILD, ENDED_AT, ENVIRONMENT, Environment, EnvironmentSettings,
-    IMAGE, LATEST_BUILD, REQUIREMENTS_FILE, Record, SERVER_REQUIREMENTS_FILE, USED_AT,
+    BUILD, BUILD_TTL, CLEANING, COMPLETED_AT, COMPLETED_BUILD, ENDED_AT, ENVIRONMENT, Environment, IMAGE, LATEST_BUILD,
+    REQUIREMENTS_FILE, Record, SERVER_REQUIREMENTS_FILE, USED_AT,
 };
 use super::naming::{MANAGED_BY, MANAGER, OWNER, Owner, SUB};
 use super::requirements::Requirements;
-use super::settings::{Egress, ServerSettings};
+use super::settings::{Egress, EnvironmentSettings, ServerSettings};
+use crate::cluster::quantity;
 
 pub const APP: &str = "app.kubernetes.io/name";
 pub const APP_NAME: &str = "rexec-server";
@@ -92,9 +93,42 @@ pub fn pod_name(generation: u64) -> String {
     format!("{APP_NAME}-{generation}")
 }
 
-/// A typed object from its JSON manifest.
-fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
-    serde_json::from_value(value).expect("manifests match the Kubernetes schema")
+/// A typed object from its JSON manifest. k8s-openapi's types drop a field they do not know:
+/// debug builds (every test) write the object back and compare, so a misspelled field fails
+/// a test instead of vanishing from what is sent.
+fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(value: serde_json::Value) -> T {
+    #[cfg(debug_assertions)]
+    let written = value.clone();
+    let object = serde_json::from_value(value).expect("manifests match the Kubernetes schema");
+    #[cfg(debug_assertions)]
+    if let Some(path) = dropped(
+        &written,
+        &serde_json::to_value(&object).expect("a typed object is JSON"),
+    ) {
+        panic!("{path} of this manifest is not in the Kubernetes schema");
+    }
+    object
+}
+
+/// The first field of `written` that `typed` does not hold as written (`null` fields aside:
+/// a typed object leaves them out).
+#[cfg(debug_assertions)]
+fn dropped(written: &serde_json::Value, typed: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    match (written, typed) {
+        (Value::Object(fields), Value::Object(kept)) => fields.iter().find_map(|(name, value)| match kept.get(name) {
+            _ if value.is_null() => None,
+            Some(held) => dropped(value, held).map(|path| format!("{name}.{path}")),
+            None => Some(name.clone()),
+        }),
+        (Value::Array(items), Value::Array(kept)) if items.len() == kept.len() => items
+            .iter()
+            .zip(kept)
+            .enumerate()
+            .find_map(|(i, (item, held))| dropped(item, held).map(|path| format!("{i}.{path}"))),
+        _ if written == typed => None,
+        _ => Some("(value)".into()),
+    }
 }
 
 /// The caller's namespace: ours, its owner recorded, the `restricted` Pod Security Standard
@@ -131,7 +165,8 @@ pub fn resource_quota(owner: &Owner, settings: &ServerSettings) -> ResourceQuota
 
 /// The quota of `n` pods of one container each, as servers and builds are, and their resources.
 fn pods_of(settings: &ServerSettings, n: u32) -> serde_json::Value {
-    let times = |quantity: &str| Times(quantity, n).to_string();
+    // The settings' quantities are read when the settings are: a multiple always is one.
+    let times = |text: &str| quantity::times(text, n).unwrap_or_else(|| text.to_owned());
     json!({
         "pods": n.to_string(),
         "requests.cpu": times(&settings.cpu_request),
@@ -156,23 +191,6 @@ pub fn limit_range(owner: &Owner, settings: &ServerSettings) -> LimitRange {
             "defaultRequest": {"cpu": settings.cpu_request, "memory": settings.memory_request, "ephemeral-storage": settings.storage_request},
         }]},
     }))
-}
-
-/// A Kubernetes quantity written as a number with an optional suffix, times a whole number.
-struct Times<'a>(&'a str, u32);
-
-impl std::fmt::Display for Times<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let split = self
-            .0
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(self.0.len());
-        let (number, suffix) = self.0.split_at(split);
-        match number.parse::<f64>() {
-            Ok(n) => write!(f, "{}{suffix}", n * f64::from(self.1)),
-            Err(_) => write!(f, "{}", self.0),
-        }
-    }
 }
 
 /// The quota of the environments' namespace: as many build pods as `REXEC_MAX_BUILDS`, and
@@ -511,6 +529,25 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    #[should_panic(expected = "not in the Kubernetes schema")]
+    fn a_misspelled_field_fails_instead_of_vanishing() {
+        let _: Pod = typed(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"},
+            "spec": {"containers": [{"name": "c", "image": "i"}], "restartPolcy": "Never"},
+        }));
+    }
+
+    #[test]
+    fn a_manifest_the_schema_knows_is_kept_whole() {
+        let pod: Pod = typed(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "labels": null},
+            "spec": {"containers": [{"name": "c", "image": "i", "ports": [{"containerPort": 5560}]}],
+                     "restartPolicy": "Never"},
+        }));
+        assert_eq!(pod.spec.unwrap().restart_policy.as_deref(), Some("Never"));
+    }
     use crate::config::Vars;
 
     use crate::server::naming::Naming;

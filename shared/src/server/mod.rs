@@ -13,5 +13,6 @@ pub mod naming;
 pub mod reaper;
 pub mod requirements;
 pub mod settings;
+pub mod spawn_plan;
 pub mod spawner;
 pub mod status;

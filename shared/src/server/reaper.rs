@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod};
 use kube::Client;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, ObjectList, Preconditions};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams};
 use serde::Serialize;
 use serde_json::json;
 
@@ -39,18 +39,19 @@ use super::audit::{Audit, Event};
 use super::broker::BrokerService;
 use super::builds::{self, Tidied};
 use super::claim::{self, Claim};
-use super::environment::{ENVIRONMENT, EnvironmentSettings, label};
+use super::environment::{ENVIRONMENT, label};
 use super::error::ServerError;
 use super::manifests::{self, APP, APP_NAME};
 use super::naming::{MANAGED_BY, MANAGER, OWNER, SUB};
+use super::settings::EnvironmentSettings;
 use super::spawner::{self, Servers, key};
 use super::status::{self, Stage};
-use crate::cluster::ClusterError;
+use crate::cluster::{self, ClusterError, as_read, list_all, quantity};
 use crate::config::{ConfigError, Vars};
 use crate::metrics::{self, Metric};
 
-/// Objects per page of a list, unless the list says otherwise (`REXEC_REAPER_PAGE_SIZE`).
-const PAGE: u32 = 500;
+/// Objects per page of a list, unless `REXEC_REAPER_PAGE_SIZE` says otherwise.
+const PAGE: u32 = cluster::LIST_PAGE;
 /// Actions under way at once.
 const CONCURRENCY: usize = 8;
 
@@ -80,7 +81,7 @@ impl ReapPolicy {
         let cpu = vars.get("REXEC_SERVER_IDLE_CPU").unwrap_or("10m");
         Ok(Self {
             idle_timeout: unless_zero(vars.seconds_or("REXEC_SERVER_IDLE_TIMEOUT", hours(4))?),
-            idle_cpu_millis: cpu_millis(cpu)
+            idle_cpu_millis: quantity::millicores(cpu)
                 .ok_or_else(|| ConfigError::new("REXEC_SERVER_IDLE_CPU", "expected a CPU quantity such as 10m"))?,
             max_age: unless_zero(vars.seconds_or("REXEC_SERVER_MAX_AGE", Duration::ZERO)?),
             failed_retention: vars.seconds_or("REXEC_FAILED_RETENTION", hours(24))?,
@@ -100,18 +101,6 @@ impl ReapPolicy {
                 .ok_or_else(|| ConfigError::new("REXEC_REAPER_PAGE_SIZE", "expected a number from 1 to 5000"))?,
         })
     }
-}
-
-/// A CPU quantity (`250m`, `1`, `0.5`, `1500000n`, `20u`) in millicores.
-pub fn cpu_millis(quantity: &str) -> Option<f64> {
-    let (number, scale) = match quantity.char_indices().last()? {
-        (i, 'n') => (&quantity[..i], 1e-6),
-        (i, 'u') => (&quantity[..i], 1e-3),
-        (i, 'm') => (&quantity[..i], 1.0),
-        _ => (quantity, 1e3),
-    };
-    let value: f64 = number.parse().ok()?;
-    (value.is_finite() && value >= 0.0).then_some(value * scale)
 }
 
 /// What the reaper does to one server or namespace.
@@ -299,24 +288,6 @@ pub struct Reaper {
     broker: (String, String),
 }
 
-/// Every object a list names, page by page.
-pub(super) async fn list_all<K>(api: Api<K>, params: ListParams) -> Result<Vec<K>, ClusterError>
-where
-    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
-{
-    let mut all = Vec::new();
-    let page = params.limit.unwrap_or(PAGE);
-    let mut params = params.limit(page);
-    loop {
-        let page: ObjectList<K> = api.list(&params).await.map_err(ClusterError::from)?;
-        all.extend(page.items);
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(all),
-        }
-    }
-}
-
 impl Reaper {
     pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
         Ok(Self {
@@ -372,7 +343,7 @@ impl Reaper {
                         .as_array()
                         .into_iter()
                         .flatten()
-                        .filter_map(|c| cpu_millis(c["usage"]["cpu"].as_str()?))
+                        .filter_map(|c| quantity::millicores(c["usage"]["cpu"].as_str()?))
                         .sum();
                     (key(m), total)
                 })
@@ -380,171 +351,28 @@ impl Reaper {
         ))
     }
 
-    /// One run: every decision logged, acted on until `deadline` (unless a dry run).
+    /// One run: what the cluster holds is listed, decided on by [`plan`], and the plan
+    /// carried out until `deadline` (unless a dry run); then the finished builds are tidied.
     pub async fn run(&self, now: SystemTime, deadline: Instant) -> Result<Report, ServerError> {
         let client = self.servers.cluster.client().await?;
-        let (claims, pods, namespaces, cpu, broker_ready) = tokio::try_join!(
-            list_all(
-                Api::<ConfigMap>::all(client.clone()),
-                ListParams::default()
-                    .labels(&format!("{MANAGED_BY}={MANAGER}"))
-                    .fields(&format!("metadata.name={}", claim::NAME))
-                    .limit(self.policy.page)
-            ),
-            list_all(
-                Api::<Pod>::all(client.clone()),
-                ListParams::default()
-                    .labels(&format!("{APP}={APP_NAME}"))
-                    .limit(self.policy.page)
-            ),
-            list_all(
-                Api::<Namespace>::all(client.clone()),
-                ListParams::default()
-                    .labels(&format!("{MANAGED_BY}={MANAGER},{OWNER}"))
-                    .limit(self.policy.page)
-            ),
-            async {
-                match self.policy.idle_timeout {
-                    Some(_) => self.cpu(&client).await,
-                    None => Ok(None),
-                }
-            },
-            self.broker_ready(&client),
-        )?;
-        if self.policy.idle_timeout.is_some() && cpu.is_none() {
+        let listing = self.list(&client).await?;
+        if self.policy.idle_timeout.is_some() && listing.cpu.is_none() {
             tracing::warn!("the metrics API (metrics.k8s.io) is not installed: no server is reaped for idleness");
         }
-        let pods: HashMap<(String, String), Pod> = pods.into_iter().map(|p| (key(&p), p)).collect();
-        // Namespaces being deleted hold nothing to act on.
-        let going: HashSet<String> = namespaces
-            .iter()
-            .filter(|ns| ns.metadata.deletion_timestamp.is_some())
-            .map(|ns| key(ns).1)
-            .collect();
-        let versions: HashMap<String, Option<String>> = namespaces
-            .iter()
-            .map(|ns| (key(ns).1, ns.metadata.resource_version.clone()))
-            .collect();
-        let mut work: Vec<Work> = Vec::new();
-        let mut claimed = HashSet::new();
-        // Servers whose failure is lost readiness, and those that are or were ready.
-        let mut lost = HashSet::new();
-        let ready = pods
-            .values()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| status::ready(p) || status::lost_readiness(p))
-            .count();
-        let mut running = 0;
-        for cm in &claims {
-            let (namespace, _) = key(cm);
-            claimed.insert(namespace.clone());
-            let Ok(claim) = Claim::read(cm) else { continue };
-            let pod_key = (namespace.clone(), manifests::pod_name(claim.generation));
-            let usage = cpu.as_ref().and_then(|c| c.get(&pod_key).copied());
-            running += usize::from(!claim.terminated && claim.failure.is_none() && pods.contains_key(&pod_key));
-            let decision = decide(
-                &claim,
-                pods.get(&pod_key),
-                usage,
-                &self.policy,
-                self.servers.start_timeout,
-                now,
-            );
-            if let Some(decision) = decision.filter(|_| !going.contains(&namespace)) {
-                if decision.action == Action::RecordFailure && pods.get(&pod_key).is_some_and(status::lost_readiness) {
-                    lost.insert(namespace.clone());
-                }
-                work.push(Work {
-                    version: versions.get(&namespace).cloned().flatten(),
-                    namespace,
-                    sub: claim.sub.clone(),
-                    claim: Some(claim),
-                    decision,
-                });
-            }
-        }
-        if let Some(retention) = self.policy.namespace_retention {
-            for ns in &namespaces {
-                let (_, name) = key(ns);
-                let created = ns.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0));
-                if claimed.contains(&name) || going.contains(&name) || !older_than(created, retention, now) {
-                    continue;
-                }
-                let reason = format!(
-                    "no server, older than {} s (REXEC_NAMESPACE_RETENTION)",
-                    retention.as_secs()
-                );
-                work.push(Work {
-                    version: ns.metadata.resource_version.clone(),
-                    namespace: name,
-                    claim: None,
-                    sub: ns.metadata.annotations.as_ref().and_then(|a| a.get(SUB)).cloned(),
-                    decision: Decision {
-                        action: Action::RemoveNamespace,
-                        reason,
-                    },
-                });
-            }
-        }
-        let held = hold(lost.len(), ready, self.policy.hold_share, broker_ready);
-        if let Some(why) = &held {
+        let plan = plan(&listing, &self.policy, self.servers.start_timeout, now);
+        if let Some(why) = &plan.held {
             tracing::warn!(reason = %why, "the reaper holds: no server is removed for lost readiness");
-            work.retain(|w| !(w.decision.action == Action::RecordFailure && lost.contains(&w.namespace)));
-            metrics::gauge(Metric::ReaperHeld, lost.len() as f64);
+            metrics::gauge(Metric::ReaperHeld, plan.lost as f64);
         }
+        metrics::gauge(Metric::ServersRunning, plan.running as f64);
         let mut report = Report {
-            held,
-            servers: claims.len(),
+            held: plan.held,
+            servers: listing.claims.len(),
             dry_run: self.policy.dry_run,
-            metrics_api: cpu.is_some(),
+            metrics_api: listing.cpu.is_some(),
             ..Report::default()
         };
-        let outcomes: Vec<(Action, Outcome)> = stream::iter(work)
-            .map(|work| {
-                let client = client.clone();
-                async move {
-                    let outcome = if self.policy.dry_run {
-                        Outcome::DryRun
-                    } else if Instant::now() >= deadline {
-                        Outcome::OutOfTime
-                    } else {
-                        match act(&client, &work, now).await {
-                            Ok(true) => Outcome::Done,
-                            Ok(false) => Outcome::Changed,
-                            Err(err) => Outcome::Failed(err.to_string()),
-                        }
-                    };
-                    let error = match &outcome {
-                        Outcome::Failed(e) => Some(e.as_str()),
-                        _ => None,
-                    };
-                    let action = work.decision.action.name();
-                    let owner = work.sub.as_deref().unwrap_or_default();
-                    if work.decision.action.changes_the_server() {
-                        Audit {
-                            event: Event::Reap,
-                            action: Some(action),
-                            actor: "reaper",
-                            owner,
-                            target: &work.namespace,
-                            outcome: outcome.words(),
-                            reason: Some(&work.decision.reason),
-                        }
-                        .record();
-                        if let Some(error) = error {
-                            tracing::error!(namespace = %work.namespace, error, "the reaper could not act");
-                        }
-                    } else {
-                        tracing::info!(action, namespace = %work.namespace, owner, reason = %work.decision.reason,
-                            outcome = outcome.words(), error, "reaper mark");
-                    }
-                    (work.decision.action, outcome)
-                }
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        for (action, outcome) in outcomes {
+        for (action, outcome) in self.carry_out(&client, plan.work, now, deadline).await {
             match outcome {
                 Outcome::Done | Outcome::DryRun => *report.done.entry(action).or_default() += 1,
                 _ => report.left += 1,
@@ -553,8 +381,8 @@ impl Reaper {
                 metrics::count_by(Metric::Reaped, "Action", action.name(), 1.0);
             }
         }
-        metrics::gauge(Metric::ServersRunning, running as f64);
-        let in_use: HashSet<String> = pods
+        let in_use: HashSet<String> = listing
+            .pods
             .values()
             .filter_map(|pod| label(&pod.metadata, ENVIRONMENT).map(str::to_owned))
             .collect();
@@ -563,6 +391,217 @@ impl Reaper {
             Err(err) => tracing::error!(error = %err, "the finished builds could not be tidied"),
         }
         Ok(report)
+    }
+
+    /// What the cluster holds of the service's servers, a page at a time, all read at once.
+    async fn list(&self, client: &Client) -> Result<Listing, ServerError> {
+        let page = self.policy.page;
+        let (claims, pods, namespaces, cpu, broker_ready) = tokio::try_join!(
+            list_all(
+                Api::<ConfigMap>::all(client.clone()),
+                ListParams::default()
+                    .labels(&format!("{MANAGED_BY}={MANAGER}"))
+                    .fields(&format!("metadata.name={}", claim::NAME))
+                    .limit(page)
+            ),
+            list_all(
+                Api::<Pod>::all(client.clone()),
+                ListParams::default().labels(&format!("{APP}={APP_NAME}")).limit(page)
+            ),
+            list_all(
+                Api::<Namespace>::all(client.clone()),
+                ListParams::default()
+                    .labels(&format!("{MANAGED_BY}={MANAGER},{OWNER}"))
+                    .limit(page)
+            ),
+            async {
+                match self.policy.idle_timeout {
+                    Some(_) => self.cpu(client).await,
+                    None => Ok(None),
+                }
+            },
+            self.broker_ready(client),
+        )?;
+        Ok(Listing {
+            claims,
+            pods: pods.into_iter().map(|p| (key(&p), p)).collect(),
+            namespaces,
+            cpu,
+            broker_ready,
+        })
+    }
+
+    /// Carries out each piece of work (or not: a dry run, or the run's time is up), at most
+    /// [`CONCURRENCY`] at once, each recorded in the audit trail or logged as a mark.
+    async fn carry_out(
+        &self,
+        client: &Client,
+        work: Vec<Work>,
+        now: SystemTime,
+        deadline: Instant,
+    ) -> Vec<(Action, Outcome)> {
+        stream::iter(work)
+            .map(|work| async move {
+                let outcome = if self.policy.dry_run {
+                    Outcome::DryRun
+                } else if Instant::now() >= deadline {
+                    Outcome::OutOfTime
+                } else {
+                    match act(client, &work, now).await {
+                        Ok(true) => Outcome::Done,
+                        Ok(false) => Outcome::Changed,
+                        Err(err) => Outcome::Failed(err.to_string()),
+                    }
+                };
+                record(&work, &outcome);
+                (work.decision.action, outcome)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await
+    }
+}
+
+/// What a run read of the cluster.
+struct Listing {
+    claims: Vec<ConfigMap>,
+    pods: HashMap<(String, String), Pod>,
+    namespaces: Vec<Namespace>,
+    /// Each server pod's CPU in millicores, `None` without the metrics API.
+    cpu: Option<HashMap<(String, String), f64>>,
+    /// Whether the broker is ready, `None` when none of its pods is found.
+    broker_ready: Option<bool>,
+}
+
+/// What a run decided.
+struct RunPlan {
+    work: Vec<Work>,
+    /// Why removals for lost readiness are held, if they are.
+    held: Option<String>,
+    /// Servers whose failure is lost readiness.
+    lost: usize,
+    /// Servers running: not terminated, not failed, with their pod.
+    running: usize,
+}
+
+/// The decisions of a run over what it listed: one per server ([`decide`]) and one per
+/// namespace without a server past its retention, less the removals for lost readiness when
+/// [`hold`] says so.
+fn plan(listing: &Listing, policy: &ReapPolicy, start_timeout: Duration, now: SystemTime) -> RunPlan {
+    let Listing {
+        claims,
+        pods,
+        namespaces,
+        cpu,
+        broker_ready,
+    } = listing;
+    // Namespaces being deleted hold nothing to act on.
+    let going: HashSet<String> = namespaces
+        .iter()
+        .filter(|ns| ns.metadata.deletion_timestamp.is_some())
+        .map(|ns| key(ns).1)
+        .collect();
+    let versions: HashMap<String, Option<String>> = namespaces
+        .iter()
+        .map(|ns| (key(ns).1, ns.metadata.resource_version.clone()))
+        .collect();
+    let mut work: Vec<Work> = Vec::new();
+    let mut claimed = HashSet::new();
+    // Servers whose failure is lost readiness, and those that are or were ready.
+    let mut lost = HashSet::new();
+    let ready = pods
+        .values()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| status::ready(p) || status::lost_readiness(p))
+        .count();
+    let mut running = 0;
+    for cm in claims {
+        let (namespace, _) = key(cm);
+        claimed.insert(namespace.clone());
+        let Ok(claim) = Claim::read(cm) else { continue };
+        let pod_key = (namespace.clone(), manifests::pod_name(claim.generation));
+        let pod = pods.get(&pod_key);
+        let usage = cpu.as_ref().and_then(|c| c.get(&pod_key).copied());
+        running += usize::from(!claim.terminated && claim.failure.is_none() && pod.is_some());
+        let decision = decide(&claim, pod, usage, policy, start_timeout, now);
+        if let Some(decision) = decision.filter(|_| !going.contains(&namespace)) {
+            if decision.action == Action::RecordFailure && pod.is_some_and(status::lost_readiness) {
+                lost.insert(namespace.clone());
+            }
+            work.push(Work {
+                version: versions.get(&namespace).cloned().flatten(),
+                namespace,
+                sub: claim.sub.clone(),
+                claim: Some(claim),
+                decision,
+            });
+        }
+    }
+    if let Some(retention) = policy.namespace_retention {
+        let unclaimed = namespaces.iter().filter(|ns| {
+            let name = key(*ns).1;
+            !claimed.contains(&name) && !going.contains(&name)
+        });
+        work.extend(unclaimed.filter_map(|ns| past_retention(ns, retention, now)));
+    }
+    let held = hold(lost.len(), ready, policy.hold_share, *broker_ready);
+    if held.is_some() {
+        work.retain(|w| !(w.decision.action == Action::RecordFailure && lost.contains(&w.namespace)));
+    }
+    RunPlan {
+        work,
+        held,
+        lost: lost.len(),
+        running,
+    }
+}
+
+/// The removal of a namespace without a server, once it is older than `retention`.
+fn past_retention(ns: &Namespace, retention: Duration, now: SystemTime) -> Option<Work> {
+    let created = ns.metadata.creation_timestamp.as_ref().map(|t| SystemTime::from(t.0));
+    if !older_than(created, retention, now) {
+        return None;
+    }
+    Some(Work {
+        version: ns.metadata.resource_version.clone(),
+        namespace: key(ns).1,
+        claim: None,
+        sub: ns.metadata.annotations.as_ref().and_then(|a| a.get(SUB)).cloned(),
+        decision: Decision {
+            action: Action::RemoveNamespace,
+            reason: format!(
+                "no server, older than {} s (REXEC_NAMESPACE_RETENTION)",
+                retention.as_secs()
+            ),
+        },
+    })
+}
+
+/// A piece of work's outcome, in the audit trail when it changes a server, else in the log.
+fn record(work: &Work, outcome: &Outcome) {
+    let error = match outcome {
+        Outcome::Failed(e) => Some(e.as_str()),
+        _ => None,
+    };
+    let action = work.decision.action.name();
+    let owner = work.sub.as_deref().unwrap_or_default();
+    if work.decision.action.changes_the_server() {
+        Audit {
+            event: Event::Reap,
+            action: Some(action),
+            actor: "reaper",
+            owner,
+            target: &work.namespace,
+            outcome: outcome.words(),
+            reason: Some(&work.decision.reason),
+        }
+        .record();
+        if let Some(error) = error {
+            tracing::error!(namespace = %work.namespace, error, "the reaper could not act");
+        }
+    } else {
+        tracing::info!(action, namespace = %work.namespace, owner, reason = %work.decision.reason,
+            outcome = outcome.words(), error, "reaper mark");
     }
 }
 
@@ -597,17 +636,6 @@ impl Outcome {
             Self::Changed => "left: the claim changed meanwhile",
             Self::Failed(_) => "failed",
         }
-    }
-}
-
-/// A deletion of the object only as it was read (its `resourceVersion`): 409 if it changed since.
-pub(super) fn as_read(version: Option<String>) -> DeleteParams {
-    DeleteParams {
-        preconditions: Some(Preconditions {
-            resource_version: version,
-            uid: None,
-        }),
-        ..DeleteParams::default()
     }
 }
 
@@ -759,23 +787,6 @@ mod tests {
                     .variable,
                 name
             );
-        }
-    }
-
-    #[test]
-    fn cpu_quantities_in_millicores() {
-        for (quantity, millis) in [
-            ("250m", 250.0),
-            ("1", 1000.0),
-            ("0.5", 500.0),
-            ("1500000n", 1.5),
-            ("20u", 0.02),
-            ("0", 0.0),
-        ] {
-            assert_eq!(cpu_millis(quantity), Some(millis), "{quantity}");
-        }
-        for bad in ["", "m", "-1", "1Ki", "NaN", "inf"] {
-            assert_eq!(cpu_millis(bad), None, "{bad}");
         }
     }
 

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::marker;
-use super::settings::Installer;
+use super::settings::{Installer, python_versions};
 use crate::config::{ConfigError, Vars};
 
 /// The most `--hash` options one line may carry (one per file of the release it pins).
@@ -58,19 +58,25 @@ pub struct RequirementsPolicy {
     pub hashes: bool,
 }
 
-/// The interpreters a caller may pin (`REXEC_PYTHON_VERSIONS`, 3.10 to 3.13 by default).
-pub fn python_versions(vars: &Vars) -> Result<Vec<String>, ConfigError> {
-    let mut versions = vars.list("REXEC_PYTHON_VERSIONS");
-    if versions.is_empty() {
-        versions = ["3.10", "3.11", "3.12", "3.13"].map(String::from).to_vec();
+/// What one accepted line says.
+enum Line {
+    /// `python==X.Y`: the interpreter.
+    Python(String),
+    /// A package: its name, the line normalised (for the digest), and the line as the
+    /// installer gets it.
+    Package { name: String, normal: String, text: String },
+}
+
+/// The identity of an environment: the interpreter and the normalised lines, in any order.
+fn digest(python: &str, mut normalised: Vec<String>) -> String {
+    normalised.sort();
+    let mut hasher = Sha256::new();
+    hasher.update(format!("python=={python}\n"));
+    for line in &normalised {
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
     }
-    if let Some(bad) = versions.iter().find(|v| !is_minor_version(v)) {
-        return Err(ConfigError::new(
-            "REXEC_PYTHON_VERSIONS",
-            format!("{bad:?} is not a version like 3.11"),
-        ));
-    }
-    Ok(versions)
+    hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl RequirementsPolicy {
@@ -94,8 +100,7 @@ impl RequirementsPolicy {
         for (index, raw) in lines.iter().enumerate() {
             let number = index + 1;
             let raw = raw.as_ref();
-            let line = raw.trim();
-            if line.is_empty() || line.starts_with('#') {
+            if raw.trim().is_empty() || raw.trim().starts_with('#') {
                 continue;
             }
             count += 1;
@@ -106,82 +111,84 @@ impl RequirementsPolicy {
                 line: number,
                 reason: reason.to_owned(),
             };
-            let (line, hashes) = split_hashes(line).map_err(refuse)?;
-            if line.len() > self.max_line_length {
-                return Err(refuse(&format!("longer than {} characters", self.max_line_length)));
-            }
-            if let Some(reason) = unsafe_text(raw, line) {
-                return Err(refuse(reason));
-            }
-            let invalid = || refuse("not a valid PEP 508 requirement (name, extras, version, marker)");
-            if !names_are_well_formed(line) {
-                return Err(invalid());
-            }
-            // The marker is read by our linear reader, the rest by the PEP 508 parser.
-            let (head, marker) = split_marker(line);
-            let requirement = Requirement::<Url>::from_str(head).map_err(|_| invalid())?;
-            if !requirement.marker.is_true() {
-                return Err(invalid());
-            }
-            let marker = marker
-                .map(marker::normalise)
-                .transpose()
-                .map_err(|err| refuse(&err.reason()))?;
-            let name = requirement.name.to_string();
-            if name == "python" {
-                if marker.is_some() {
-                    return Err(refuse(&self.wanted()));
-                }
-                if python.is_some() {
+            match self.line(raw).map_err(|reason| refuse(&reason))? {
+                Line::Python(_) if python.is_some() => {
                     return Err(refuse("a second python== line; name the interpreter once"));
                 }
-                python = Some(self.python_pin(&requirement).map_err(|reason| refuse(&reason))?);
-                continue;
-            }
-            if let Some(VersionOrUrl::Url(url)) = &requirement.version_or_url
-                && !(self.allow_direct_urls && url.scheme() == "https")
-            {
-                return Err(refuse(if self.allow_direct_urls {
-                    "only https:// direct URLs are accepted"
-                } else {
-                    "direct URLs are not accepted; name a package from the index"
-                }));
-            }
-            if let Some(first) = seen.insert(name.clone(), number) {
-                return Err(refuse(&format!("{name} is already required on line {first}")));
-            }
-            if !hashes.is_empty() {
-                if !self.hashes {
-                    return Err(refuse(
-                        "--hash needs the uv installer, which verifies each hashed requirement",
-                    ));
-                }
-                if !is_exact_pin(&requirement) {
-                    return Err(refuse("--hash needs an exact pin, name==version"));
+                Line::Python(version) => python = Some(version),
+                Line::Package { name, normal, text } => {
+                    if let Some(first) = seen.insert(name.clone(), number) {
+                        return Err(refuse(&format!("{name} is already required on line {first}")));
+                    }
+                    normalised.push(normal);
+                    packages.push(text);
                 }
             }
-            let hashed: String = hashes.iter().map(|h| format!(" --hash={h}")).collect();
-            normalised.push(match marker {
-                Some(marker) => format!("{requirement} ; {}{hashed}", marker.text),
-                None => format!("{requirement}{hashed}"),
-            });
-            packages.push(format!("{line}{hashed}"));
         }
         let python = python.ok_or_else(|| RequirementsError::MissingPython {
             offered: self.python_versions.join(", "),
         })?;
-        normalised.sort();
-        let mut hasher = Sha256::new();
-        hasher.update(format!("python=={python}\n"));
-        for line in &normalised {
-            hasher.update(line.as_bytes());
-            hasher.update(b"\n");
-        }
-        let digest = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let digest = digest(&python, normalised);
         Ok(Requirements {
             python,
             packages,
             digest,
+        })
+    }
+
+    /// One line that is neither blank nor a comment: the interpreter it pins, or the package it
+    /// requires; else why it is refused.
+    fn line(&self, raw: &str) -> Result<Line, String> {
+        let (line, hashes) = split_hashes(raw.trim()).map_err(str::to_owned)?;
+        if line.len() > self.max_line_length {
+            return Err(format!("longer than {} characters", self.max_line_length));
+        }
+        if let Some(reason) = unsafe_text(raw, line) {
+            return Err(reason.to_owned());
+        }
+        let invalid = || "not a valid PEP 508 requirement (name, extras, version, marker)".to_owned();
+        if !names_are_well_formed(line) {
+            return Err(invalid());
+        }
+        // The marker is read by our linear reader, the rest by the PEP 508 parser.
+        let (head, marker) = split_marker(line);
+        let requirement = Requirement::<Url>::from_str(head).map_err(|_| invalid())?;
+        if !requirement.marker.is_true() {
+            return Err(invalid());
+        }
+        let marker = marker.map(marker::normalise).transpose().map_err(|err| err.reason())?;
+        let name = requirement.name.to_string();
+        if name == "python" {
+            if marker.is_some() {
+                return Err(self.wanted());
+            }
+            return self.python_pin(&requirement).map(Line::Python);
+        }
+        if let Some(VersionOrUrl::Url(url)) = &requirement.version_or_url
+            && !(self.allow_direct_urls && url.scheme() == "https")
+        {
+            return Err(match self.allow_direct_urls {
+                true => "only https:// direct URLs are accepted",
+                false => "direct URLs are not accepted; name a package from the index",
+            }
+            .to_owned());
+        }
+        if !hashes.is_empty() {
+            if !self.hashes {
+                return Err("--hash needs the uv installer, which verifies each hashed requirement".into());
+            }
+            if !is_exact_pin(&requirement) {
+                return Err("--hash needs an exact pin, name==version".into());
+            }
+        }
+        let hashed: String = hashes.iter().map(|h| format!(" --hash={h}")).collect();
+        Ok(Line::Package {
+            name,
+            normal: match marker {
+                Some(marker) => format!("{requirement} ; {}{hashed}", marker.text),
+                None => format!("{requirement}{hashed}"),
+            },
+            text: format!("{line}{hashed}"),
         })
     }
 
@@ -274,12 +281,6 @@ fn is_exact_pin(requirement: &Requirement<Url>) -> bool {
         }
         _ => false,
     }
-}
-
-fn is_minor_version(v: &str) -> bool {
-    let mut parts = v.split('.');
-    let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()
 }
 
 /// Why a line cannot be handed to pip as one requirement, before any parsing: only printable

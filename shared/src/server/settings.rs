@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use super::broker::BrokerService;
-use super::environment::EnvironmentSettings;
-use super::requirements::python_versions;
+use crate::cluster::quantity;
 use crate::config::{ConfigError, Vars};
 
 /// The rexec-server's own requirements, each an exact version with the SHA-256 of every file
@@ -208,22 +208,106 @@ impl ServerSettings {
             source_sha256,
             server_requirements,
             broker: BrokerService::from_vars(vars)?,
-            cpu_request: vars.get("REXEC_SERVER_CPU_REQUEST").unwrap_or("250m").to_owned(),
-            cpu_limit: vars.get("REXEC_SERVER_CPU_LIMIT").unwrap_or("2").to_owned(),
-            memory_request: vars.get("REXEC_SERVER_MEMORY_REQUEST").unwrap_or("512Mi").to_owned(),
-            memory_limit: vars.get("REXEC_SERVER_MEMORY_LIMIT").unwrap_or("4Gi").to_owned(),
-            storage_request: vars
-                .get("REXEC_SERVER_EPHEMERAL_STORAGE_REQUEST")
-                .unwrap_or("1Gi")
-                .to_owned(),
-            storage_limit: vars
-                .get("REXEC_SERVER_EPHEMERAL_STORAGE_LIMIT")
-                .unwrap_or("8Gi")
-                .to_owned(),
+            cpu_request: quantity_or(vars, "REXEC_SERVER_CPU_REQUEST", "250m")?,
+            cpu_limit: quantity_or(vars, "REXEC_SERVER_CPU_LIMIT", "2")?,
+            memory_request: quantity_or(vars, "REXEC_SERVER_MEMORY_REQUEST", "512Mi")?,
+            memory_limit: quantity_or(vars, "REXEC_SERVER_MEMORY_LIMIT", "4Gi")?,
+            storage_request: quantity_or(vars, "REXEC_SERVER_EPHEMERAL_STORAGE_REQUEST", "1Gi")?,
+            storage_limit: quantity_or(vars, "REXEC_SERVER_EPHEMERAL_STORAGE_LIMIT", "8Gi")?,
             egress: Egress::from_vars(vars)?,
             environments: EnvironmentSettings::from_vars(vars)?,
         })
     }
+}
+
+/// The interpreters a caller may pin (`REXEC_PYTHON_VERSIONS`, 3.10 to 3.13 by default).
+pub fn python_versions(vars: &Vars) -> Result<Vec<String>, ConfigError> {
+    let mut versions = vars.list("REXEC_PYTHON_VERSIONS");
+    if versions.is_empty() {
+        versions = ["3.10", "3.11", "3.12", "3.13"].map(String::from).to_vec();
+    }
+    if let Some(bad) = versions.iter().find(|v| !is_minor_version(v)) {
+        return Err(ConfigError::new(
+            "REXEC_PYTHON_VERSIONS",
+            format!("{bad:?} is not a version like 3.11"),
+        ));
+    }
+    Ok(versions)
+}
+
+fn is_minor_version(v: &str) -> bool {
+    let mut parts = v.split('.');
+    let numeric = |p: Option<&str>| p.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    numeric(parts.next()) && numeric(parts.next()) && parts.next().is_none()
+}
+
+/// Where environments are built and kept, and the bounds on their builds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentSettings {
+    /// The namespace of the builds and of the writable claim (`REXEC_ENV_NAMESPACE`).
+    pub namespace: String,
+    /// The storage class of the shared volume (`REXEC_ENV_STORAGE_CLASS`).
+    pub storage_class: String,
+    /// How long a completed build is used (`REXEC_ENV_MAX_AGE`, seconds).
+    pub max_age: Duration,
+    /// A build's deadline (`REXEC_BUILD_TIMEOUT`): past it, Kubernetes stops it and it fails.
+    pub build_timeout: Duration,
+    /// The most a build may write, in bytes (`REXEC_BUILD_MAX_SIZE`, a quantity such as 10Gi):
+    /// over it, the build fails and its directory is emptied.
+    pub build_max_bytes: u64,
+    /// Builds unfinished at once, every caller's (`REXEC_MAX_BUILDS`); the builds' quota
+    /// allows as many pods.
+    pub max_builds: u32,
+    /// How long an environment no server uses is kept (`REXEC_ENV_RETENTION`).
+    pub retention: Duration,
+}
+
+impl EnvironmentSettings {
+    pub fn from_vars(vars: &Vars) -> Result<Self, ConfigError> {
+        let max_age = vars.seconds_or("REXEC_ENV_MAX_AGE", Duration::from_secs(7 * 24 * 3600))?;
+        if max_age.is_zero() {
+            return Err(ConfigError::new("REXEC_ENV_MAX_AGE", "must be more than 0"));
+        }
+        let build_timeout = vars.seconds_or("REXEC_BUILD_TIMEOUT", Duration::from_secs(600))?;
+        if build_timeout.is_zero() {
+            return Err(ConfigError::new("REXEC_BUILD_TIMEOUT", "must be more than 0"));
+        }
+        let max_size = vars.get("REXEC_BUILD_MAX_SIZE").unwrap_or("10Gi");
+        let build_max_bytes = quantity::bytes(max_size)
+            .filter(|&b| b > 0)
+            .ok_or_else(|| ConfigError::new("REXEC_BUILD_MAX_SIZE", "expected a size such as 10Gi or 500M"))?;
+        let max_builds = vars.parse_or("REXEC_MAX_BUILDS", 20u32)?;
+        if max_builds == 0 {
+            return Err(ConfigError::new("REXEC_MAX_BUILDS", "must be 1 or more"));
+        }
+        let retention = vars.seconds_or("REXEC_ENV_RETENTION", Duration::from_secs(7 * 24 * 3600))?;
+        if retention.is_zero() {
+            return Err(ConfigError::new("REXEC_ENV_RETENTION", "must be more than 0"));
+        }
+        Ok(Self {
+            retention,
+            build_timeout,
+            build_max_bytes,
+            max_builds,
+            namespace: vars
+                .get("REXEC_ENV_NAMESPACE")
+                .unwrap_or("rexec-environments")
+                .to_owned(),
+            storage_class: vars
+                .get("REXEC_ENV_STORAGE_CLASS")
+                .unwrap_or("rexec-environments")
+                .to_owned(),
+            max_age,
+        })
+    }
+}
+
+/// A resource setting, `default` when unset, read as the API server reads quantities.
+fn quantity_or(vars: &Vars, name: &str, default: &str) -> Result<String, ConfigError> {
+    let text = vars.get(name).unwrap_or(default);
+    quantity::value(text)
+        .map(|_| text.to_owned())
+        .ok_or_else(|| ConfigError::new(name, "expected a quantity such as 250m, 512Mi or 8Gi"))
 }
 
 /// `REXEC_SERVER_IMAGE_DIGESTS`: `3.11=sha256:<64 hex digits>`, comma-separated, one for every
@@ -292,6 +376,26 @@ mod tests {
         let err = test_settings(&[("REXEC_BROKER_PORT", "x")]).unwrap_err();
         assert_eq!(err.variable, "REXEC_BROKER_PORT");
         assert_eq!(test_settings(&[]).unwrap().source_sha256, "5e1f".repeat(16));
+    }
+
+    #[test]
+    fn resources_are_quantities() {
+        let settings = test_settings(&[("REXEC_SERVER_MEMORY_LIMIT", "1.5Gi")]).unwrap();
+        assert_eq!(
+            (settings.cpu_request.as_str(), settings.memory_limit.as_str()),
+            ("250m", "1.5Gi")
+        );
+        for (name, bad) in [
+            ("REXEC_SERVER_CPU_REQUEST", "lots"),
+            ("REXEC_SERVER_CPU_LIMIT", "-1"),
+            ("REXEC_SERVER_MEMORY_REQUEST", "512 Mi"),
+            ("REXEC_SERVER_MEMORY_LIMIT", "4GB"),
+            ("REXEC_SERVER_EPHEMERAL_STORAGE_REQUEST", "1e40"),
+            ("REXEC_SERVER_EPHEMERAL_STORAGE_LIMIT", "$(HOME)"),
+        ] {
+            let err = test_settings(&[(name, bad)]).unwrap_err();
+            assert_eq!(err.variable, name, "{bad}");
+        }
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! and which generation runs; its pod is `rexec-server-<generation>`. Creating the claim is
 //! the lock: of concurrent first spawns one creates it and the others find it, so one server
 //! is made. A replacement updates the claim with its `resourceVersion`, so of concurrent
-//! replacements one wins and the others get 409.
+//! replacements one wins and the others get 409. What a spawn does with the server it finds
+//! (reuse it, make its pod again, refuse, replace it) is decided by [`spawn_plan::plan`], a pure
+//! function of what the spawn read; this module reads, and carries the plan out.
 //!
 //! A spawn then watches the pod until the server is ready or has failed, for at most the
 //! spawn's wait (`REXEC_SPAWN_WAIT_SECONDS`, always under API Gateway's 29 s); the caller is
@@ -58,6 +60,7 @@ use super::manifests;
 use super::naming::{MANAGED_BY, MANAGER, Naming, OWNER, Owner};
 use super::requirements::Requirements;
 use super::settings::ServerSettings;
+use super::spawn_plan::{self, SpawnPlan, Spawned};
 use super::status::{self, Phase, Stage, Versions};
 use crate::cluster::{self, Cluster, ClusterError};
 use crate::config::{ConfigError, Vars};
@@ -151,14 +154,6 @@ pub struct ServerPage {
     /// fewer servers than asked for, even none, when a phase is chosen: follow it to the end.
     #[serde(rename = "continue")]
     pub next: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Spawned {
-    Created,
-    Reused,
-    Replaced,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -394,6 +389,15 @@ impl Servers {
     }
 }
 
+/// What every step of one spawn works with.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    client: &'a Client,
+    owner: &'a Owner,
+    identity: &'a Identity,
+    reqs: &'a Requirements,
+}
+
 impl Spawner {
     pub fn new(servers: Servers, settings: ServerSettings, wait: Duration) -> Self {
         Self {
@@ -477,82 +481,114 @@ impl Spawner {
         let current = Claim::read(&cm)?;
         // Pods of older generations, made by a spawn that came too late and could not remove
         // its pod (see `wait_for_made`), are removed while this spawn goes on.
-        let older: Vec<u64> = present
-            .items
-            .iter()
-            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
-            .filter_map(|pod| pod.metadata.labels.as_ref()?.get(claim::GENERATION)?.parse().ok())
-            .filter(|generation| *generation < current.generation)
-            .collect();
-        let remove_older = async {
-            for generation in older {
+        let stale = spawn_plan::stale_generations(
+            present.items.iter().map(|pod| {
+                let generation = pod.metadata.labels.as_ref().and_then(|l| l.get(claim::GENERATION));
+                (
+                    generation.map(String::as_str),
+                    pod.metadata.deletion_timestamp.is_some(),
+                )
+            }),
+            current.generation,
+        );
+        let remove_stale = async {
+            for generation in stale {
                 remove_pod(&pods, generation).await?;
             }
             Ok(())
         };
-        let decide = async {
-            let name = manifests::pod_name(current.generation);
-            let pod = match current.terminated {
-                true => None,
-                false => present
-                    .items
-                    .into_iter()
-                    .find(|pod| pod.metadata.name.as_ref() == Some(&name)),
-            };
-            // A failed server, or one whose pod is going, is replaced without asking.
-            let usable = !current.terminated
-                && !matches!(
-                    self.servers.view(&owner, &current, pod.as_ref(), &[]).stage,
-                    Stage::Failed | Stage::Terminating
-                );
-            let same = current.digest == reqs.digest;
-            let outcome = match () {
-                _ if current.terminated => Spawned::Created,
-                _ if same && !force && usable => {
-                    let view = match pod {
-                        Some(pod) => self.wait_for(&client, &owner, &current, Some(pod)).await?,
-                        // Gone (evicted, deleted by hand): made again.
-                        None => {
-                            let plan = self.plan_environment(&client, &owner, reqs, force).await??;
-                            let build = self.build(&client, &owner, reqs, plan).await?;
-                            let pod = self.create_pod(&client, &owner, reqs, &current, build).await?;
-                            self.wait_for_made(&client, &owner, &current, pod).await?
-                        }
-                    };
-                    return Ok((Spawned::Reused, view));
-                }
-                _ if !same && !force && usable => {
-                    return Err(ServerError::DifferentRequirements {
-                        running: current.requirements,
-                    });
-                }
-                _ => Spawned::Replaced,
-            };
-            // A build is refused before the claim changes, and started only by the spawn whose
-            // replacement of the claim wins: of concurrent replacements, one starts a build.
-            let plan = match forced_plan {
-                Some(plan) => plan,
-                None => self.plan_environment(&client, &owner, reqs, force).await?,
-            }?;
-            let generation = current.generation + 1;
-            let mut replacement = claim::build(&owner, &identity.username, reqs, generation);
-            replacement.metadata.resource_version = current.resource_version.clone();
-            let cm = claims
-                .replace(claim::NAME, &PostParams::default(), &replacement)
-                .await
-                .map_err(cluster_error)?;
-            let build = self.build(&client, &owner, reqs, plan).await?;
-            let replaced = Claim::read(&cm)?;
-            // The old pod stops while the new one starts: the quota has room for both.
-            let (_, pod) = tokio::try_join!(
-                remove_pod(&pods, current.generation),
-                self.create_pod(&client, &owner, reqs, &replaced, build),
-            )?;
-            let view = self.wait_for_made(&client, &owner, &replaced, pod).await?;
-            Ok((outcome, view))
+        let name = manifests::pod_name(current.generation);
+        let pod = match current.terminated {
+            true => None,
+            false => present
+                .items
+                .into_iter()
+                .find(|pod| pod.metadata.name.as_ref() == Some(&name)),
         };
-        let ((), done) = tokio::try_join!(remove_older, decide)?;
+        let stage = self.servers.view(&owner, &current, pod.as_ref(), &[]).stage;
+        let decided = spawn_plan::plan(&current, pod.is_some(), stage, &reqs.digest, force);
+        let call = Call {
+            client: &client,
+            owner: &owner,
+            identity,
+            reqs,
+        };
+        let ((), done) = tokio::try_join!(remove_stale, self.carry_out(&call, &current, pod, decided, forced_plan))?;
         Ok(done)
+    }
+
+    /// Carries out `plan` for the server of `current`, whose pod is `pod` (see [`spawn_plan`]).
+    async fn carry_out(
+        &self,
+        call: &Call<'_>,
+        current: &Claim,
+        pod: Option<Pod>,
+        plan: SpawnPlan,
+        forced_plan: Option<Result<Plan, Refusal>>,
+    ) -> Result<(Spawned, ServerView), ServerError> {
+        let Call {
+            client, owner, reqs, ..
+        } = *call;
+        match plan {
+            SpawnPlan::Reuse => {
+                let view = self.wait_for(client, owner, current, pod).await?;
+                Ok((Spawned::Reused, view))
+            }
+            SpawnPlan::Remake => {
+                let plan = self.plan_environment(client, owner, reqs, false).await??;
+                let build = self.build(client, owner, reqs, plan).await?;
+                let pod = self.create_pod(client, owner, reqs, current, build).await?;
+                let view = self.wait_for_made(client, owner, current, pod).await?;
+                Ok((Spawned::Reused, view))
+            }
+            SpawnPlan::Refuse => Err(ServerError::DifferentRequirements {
+                running: current.requirements.clone(),
+            }),
+            SpawnPlan::Replace { outcome, generation } => {
+                let view = self.replace(call, current, generation, forced_plan).await?;
+                Ok((outcome, view))
+            }
+        }
+    }
+
+    /// Replaces the server of `current` with one of `generation`, on the build `plan` says (a
+    /// forced spawn read it with the claim; else it is read now). A build is refused before the
+    /// claim changes, and started only
+    /// by the spawn whose replacement of the claim wins: of concurrent replacements, one starts a
+    /// build.
+    async fn replace(
+        &self,
+        call: &Call<'_>,
+        current: &Claim,
+        generation: u64,
+        plan: Option<Result<Plan, Refusal>>,
+    ) -> Result<ServerView, ServerError> {
+        let Call {
+            client,
+            owner,
+            identity,
+            reqs,
+        } = *call;
+        let plan = match plan {
+            Some(plan) => plan,
+            None => self.plan_environment(client, owner, reqs, false).await?,
+        }?;
+        let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
+        let mut replacement = claim::build(owner, &identity.username, reqs, generation);
+        replacement.metadata.resource_version = current.resource_version.clone();
+        let cm = claims
+            .replace(claim::NAME, &PostParams::default(), &replacement)
+            .await
+            .map_err(cluster_error)?;
+        let build = self.build(client, owner, reqs, plan).await?;
+        let replaced = Claim::read(&cm)?;
+        // The old pod stops while the new one starts: the quota has room for both.
+        let (_, pod) = tokio::try_join!(
+            remove_pod(&pods, current.generation),
+            self.create_pod(client, owner, reqs, &replaced, build),
+        )?;
+        self.wait_for_made(client, owner, &replaced, pod).await
     }
 
     /// Creates the caller's claim, of generation 1; `None` when another spawn created it first.

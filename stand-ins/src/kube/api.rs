@@ -15,7 +15,7 @@ use super::auth::{self, Permission};
 use super::kubelet::Behaviour;
 use super::status::{Target, kind_of, not_found, object_response, status};
 use super::store::Store;
-use super::{Call, Fault, Shared, kubelet, store, watch};
+use super::{Call, Fault, Shared, kubelet, store, verbs, watch};
 
 fn dropped_connection() -> Response {
     let stream = futures_util::stream::once(async { Err::<Bytes, _>(std::io::Error::other("connection dropped")) });
@@ -58,7 +58,7 @@ fn parse_path(path: &str) -> Option<Target> {
 fn settled(shared: &Shared) -> (Behaviour, MutexGuard<'_, Store>) {
     let behaviour = *shared.behaviour.lock().unwrap();
     let mut store = shared.store.lock().unwrap();
-    store::settle(&mut store, &behaviour);
+    verbs::settle(&mut store, &behaviour);
     (behaviour, store)
 }
 
@@ -225,18 +225,18 @@ async fn answer(
     let (behaviour, mut store) = settled(shared);
 
     match (method.clone(), target.name.clone()) {
-        (Method::GET, None) => store::list(&store, &target, &query, api_version, kind),
+        (Method::GET, None) => verbs::list(&store, &target, &query, api_version, kind),
         (Method::GET, Some(name)) => match store.objects.get(&store::key(&target, &name)) {
             Some(object) => object_response(StatusCode::OK, object),
             None => not_found(&target.resource, &name),
         },
         (Method::POST, None) => match serde_json::from_slice::<Value>(&body) {
-            Ok(object) => store::create(&mut store, &target, &behaviour, object),
+            Ok(object) => verbs::create(&mut store, &target, &behaviour, object),
             Err(_) => status(400, "BadRequest", "the body is not a JSON object".into(), json!({})),
         },
-        (Method::PUT, Some(name)) => store::replace(&mut store, &target, &name, &body),
-        (Method::PATCH, Some(name)) => store::patch(&mut store, &target, &behaviour, &headers, &query, &name, &body),
-        (Method::DELETE, Some(name)) => store::delete(&mut store, &target, &name, &body),
+        (Method::PUT, Some(name)) => verbs::replace(&mut store, &target, &name, &body),
+        (Method::PATCH, Some(name)) => verbs::patch(&mut store, &target, &behaviour, &headers, &query, &name, &body),
+        (Method::DELETE, Some(name)) => verbs::delete(&mut store, &target, &name, &body),
         _ => status(
             405,
             "MethodNotAllowed",

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
+use aws_lc_rs::{digest, hmac};
+
 use axum::http::{HeaderMap, Method, header};
 use axum::response::Response;
 use serde_json::json;
@@ -101,8 +103,9 @@ pub(super) fn check_token(check: &TokenCheck, token: &str) -> Result<(), String>
 
 /// Checks an EKS token as the EKS authenticator would, short of calling STS: a presigned
 /// GetCallerIdentity URL of the region, the cluster header signed, less than 15 minutes old,
-/// and signed with the credentials for this cluster. The signature is recomputed with the
-/// shared library's signer, which `tests/tests/eks.rs` checks against botocore's presigner.
+/// and signed with the credentials for this cluster. The signature is verified here from
+/// AWS's specification of SigV4 (canonical request, string to sign, HMAC key chain), not with
+/// the signer of the code under test; `tests/tests/eks.rs` shows botocore's tokens accepted.
 fn check_eks_token(
     token: &str,
     cluster: &str,
@@ -115,45 +118,91 @@ fn check_eks_token(
         .decode(encoded)
         .map_err(|_| "not base64url")?;
     let url = url::Url::parse(std::str::from_utf8(&url).map_err(|_| "not UTF-8")?).map_err(|_| "not a URL")?;
-    if url.host_str() != Some(&format!("sts.{region}.amazonaws.com")) {
+    let host = format!("sts.{region}.amazonaws.com");
+    if url.scheme() != "https" || url.host_str() != Some(&host) || url.path() != "/" {
         return Err(format!("not an STS URL of {region}"));
     }
-    let query: HashMap<String, String> = url.query_pairs().into_owned().collect();
-    let get = |k: &str| query.get(k).map(String::as_str).ok_or(format!("no {k}"));
-    if get("Action")? != "GetCallerIdentity" {
-        return Err("not GetCallerIdentity".into());
+    let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.as_str())
+            .ok_or(format!("no {k}"))
+    };
+    if get("Action")? != "GetCallerIdentity" || get("X-Amz-Algorithm")? != "AWS4-HMAC-SHA256" {
+        return Err("not a SigV4 GetCallerIdentity".into());
     }
-    if !get("X-Amz-SignedHeaders")?.split(';').any(|h| h == "x-k8s-aws-id") {
+    if get("X-Amz-SignedHeaders")? != "host;x-k8s-aws-id" {
         return Err("the cluster header is not signed".into());
     }
     let date = get("X-Amz-Date")?;
-    let signed_at = humantime::parse_rfc3339(&format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &date[0..4],
-        &date[4..6],
-        &date[6..8],
-        &date[9..11],
-        &date[11..13],
-        &date[13..15]
-    ))
-    .map_err(|_| "bad X-Amz-Date")?;
+    let signed_at = amz_date(date).ok_or("bad X-Amz-Date")?;
     let age = SystemTime::now().duration_since(signed_at).unwrap_or_default();
     if age > Duration::from_secs(15 * 60) {
         return Err("the token has expired".into());
     }
-    let expected = rexec_shared::cluster::eks::token(credentials, region, cluster, signed_at)?;
-    let expected_url = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&expected["k8s-aws-v1.".len()..])
-        .unwrap();
-    let expected_url = url::Url::parse(std::str::from_utf8(&expected_url).unwrap()).unwrap();
-    let expected_signature = expected_url
-        .query_pairs()
-        .find(|(k, _)| k == "X-Amz-Signature")
-        .map(|(_, v)| v.into_owned());
-    if expected_signature.as_deref() != Some(get("X-Amz-Signature")?) {
+    let scope = format!("{}/{region}/sts/aws4_request", &date[..8]);
+    if get("X-Amz-Credential")? != format!("{}/{scope}", credentials.access_key_id()) {
+        return Err("signed with other credentials".into());
+    }
+    if get("X-Amz-Security-Token").ok() != credentials.session_token() {
+        return Err("another session's token".into());
+    }
+    let mut query: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(name, _)| name != "X-Amz-Signature")
+        .map(|(name, value)| (uri_encode(name), uri_encode(value)))
+        .collect();
+    query.sort();
+    let query = query
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let canonical = format!(
+        "GET\n/\n{query}\nhost:{host}\nx-k8s-aws-id:{cluster}\n\nhost;x-k8s-aws-id\n{}",
+        hex(digest::digest(&digest::SHA256, b"").as_ref())
+    );
+    let to_sign = format!(
+        "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
+        hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+    );
+    let mut key = format!("AWS4{}", credentials.secret_access_key()).into_bytes();
+    for part in [&date[..8], region, "sts", "aws4_request", &to_sign] {
+        key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), part.as_bytes())
+            .as_ref()
+            .to_vec();
+    }
+    if hex(&key) != get("X-Amz-Signature")? {
         return Err(format!("the signature is not for cluster {cluster}"));
     }
     Ok(())
+}
+
+/// An `X-Amz-Date` (`20261206T145000Z`) as a time.
+fn amz_date(date: &str) -> Option<SystemTime> {
+    let digits = |range: std::ops::Range<usize>| date.get(range).filter(|d| d.bytes().all(|b| b.is_ascii_digit()));
+    let (y, mo, d) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
+    let (h, mi, s) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
+    if date.len() != 16 || &date[8..9] != "T" || &date[15..] != "Z" {
+        return None;
+    }
+    humantime::parse_rfc3339(&format!("{y}-{mo}-{d}T{h}:{mi}:{s}Z")).ok()
+}
+
+/// SigV4's URI encoding: every byte but the unreserved characters as `%XX`.
+fn uri_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `grants` (RBAC, when enforced) let `token` use `permission` in `namespace`.

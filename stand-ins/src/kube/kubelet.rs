@@ -15,23 +15,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::status::{Target, not_found, status};
-use super::store::{Key, Store, timestamp};
-
-/// How a pod created from now on behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PodOutcome {
-    /// Init containers finish, the server runs and is Ready.
-    Ready,
-    /// The image cannot be pulled (`ErrImagePull`, then `ImagePullBackOff`).
-    ImagePullError,
-    /// The environment's build fails: its Job fails, and the server's first init container
-    /// (the wait for the build) exits 1 with the installer's lines and backs off.
-    InstallFails,
-    /// The server container exits 1 and backs off (`CrashLoopBackOff`).
-    CrashLoop,
-    /// The server container is killed for memory (`OOMKilled`).
-    OutOfMemory,
-}
+use super::store::{Key, Pod, PodOutcome, Store, timestamp};
 
 /// Timing and outcomes of the simulated cluster.
 #[derive(Debug, Clone, Copy)]
@@ -58,20 +42,6 @@ impl Default for Behaviour {
             pod_outcome: PodOutcome::Ready,
         }
     }
-}
-
-pub(super) struct Pod {
-    pub(super) created: Instant,
-    pub(super) outcome: PodOutcome,
-    /// The image of each container, by name, as container statuses report it.
-    pub(super) images: HashMap<String, String>,
-    /// The pod's first init container (the server's waits for its environment's build).
-    pub(super) init: String,
-    /// What each container printed, by name (see [`super::KubeStandIn::write_log`]).
-    pub(super) logs: HashMap<String, String>,
-    pub(super) deleted: Option<Instant>,
-    /// The last status written, so each change is written (and announced by an Event) once.
-    pub(super) shown: &'static str,
 }
 
 pub(super) fn add_event(store: &mut Store, namespace: &str, pod: &str, kind: &str, reason: &str, message: String) {

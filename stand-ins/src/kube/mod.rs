@@ -35,6 +35,7 @@ mod kubelet;
 mod quota;
 mod status;
 mod store;
+mod verbs;
 mod watch;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -50,7 +51,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use auth::{Grant, Permission, TokenCheck};
-pub use kubelet::{Behaviour, INSTALL_FAILURE, PodOutcome};
+pub use kubelet::{Behaviour, INSTALL_FAILURE};
+pub use store::PodOutcome;
 use store::Store;
 
 /// A fault injected into matching requests.
@@ -290,7 +292,7 @@ impl KubeStandIn {
             name: Some(name.to_owned()),
             group: String::new(),
         };
-        store::delete(&mut store, &target, name, b"");
+        verbs::delete(&mut store, &target, name, b"");
     }
 
     /// Installs the metrics API (metrics-server): from now on it reports the CPU usage set with
@@ -328,7 +330,7 @@ impl KubeStandIn {
     /// The object as the cluster holds it now.
     pub fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         let mut store = self.shared.store.lock().unwrap();
-        store::settle(&mut store, &self.behaviour());
+        verbs::settle(&mut store, &self.behaviour());
         store
             .objects
             .get(&(resource.to_owned(), namespace.to_owned(), name.to_owned()))
@@ -338,14 +340,14 @@ impl KubeStandIn {
     /// Every object the cluster holds now.
     pub fn objects(&self) -> Vec<Value> {
         let mut store = self.shared.store.lock().unwrap();
-        store::settle(&mut store, &self.behaviour());
+        verbs::settle(&mut store, &self.behaviour());
         store.objects.values().cloned().collect()
     }
 
     /// Names of the objects of `resource` in `namespace`.
     pub fn names(&self, resource: &str, namespace: &str) -> Vec<String> {
         let mut store = self.shared.store.lock().unwrap();
-        store::settle(&mut store, &self.behaviour());
+        verbs::settle(&mut store, &self.behaviour());
         store
             .objects
             .keys()

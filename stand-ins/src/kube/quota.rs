@@ -24,31 +24,10 @@ const COMPUTE: [(&str, &str, &str); 8] = [
     ("limits.ephemeral-storage", "limits", "ephemeral-storage"),
 ];
 
-/// A Kubernetes quantity (`250m`, `512Mi`, `2`, `1G`, `1e3`) as a number of base units.
+/// A Kubernetes quantity (`250m`, `512Mi`, `2`, `1G`, `1e3`) as a number of base units, read by
+/// `kube_quantity` as the API server reads it.
 pub(super) fn parse_quantity(text: &str) -> Option<f64> {
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let scale = match suffix {
-        "" => 1.0,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        exponent => 10f64.powi(exponent.strip_prefix(['e', 'E'])?.parse().ok()?),
-    };
-    Some(number * scale)
+    kube_quantity::ParsedQuantity::try_from(text).ok()?.to_bytes_f64()
 }
 
 /// A quantity written back as the API server would: binary suffixes for whole multiples of

@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::status::{Target, status};
-use super::store::{self, Selector};
+use super::store::Selector;
+use super::verbs;
 
 const LOOK_EVERY: Duration = Duration::from_millis(20);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -75,7 +76,7 @@ pub(super) fn serve(shared: Arc<Shared>, target: Target, query: &HashMap<String,
                 let (current, version) = {
                     let mut store = shared.store.lock().unwrap();
                     let behaviour = *shared.behaviour.lock().unwrap();
-                    store::settle(&mut store, &behaviour);
+                    verbs::settle(&mut store, &behaviour);
                     let current: Vec<Bytes> = store
                         .objects
                         .iter()
@@ -96,7 +97,7 @@ pub(super) fn serve(shared: Arc<Shared>, target: Target, query: &HashMap<String,
             let events = {
                 let mut store = shared.store.lock().unwrap();
                 let behaviour = *shared.behaviour.lock().unwrap();
-                store::settle(&mut store, &behaviour);
+                verbs::settle(&mut store, &behaviour);
                 if cursor > store.version {
                     Vec::new()
                 } else {

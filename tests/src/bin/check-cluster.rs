@@ -50,7 +50,9 @@ async fn client_of(function: &str) -> Client {
     let cluster = Cluster::from_vars(&vars).unwrap_or_else(|e| fail(format!("{}: {}", e.variable, e.reason)));
     match cluster.client().await {
         Ok(client) => client,
-        Err(e) => fail(format!("{function} cannot reach the cluster: {e} (the line above says why)")),
+        Err(e) => fail(format!(
+            "{function} cannot reach the cluster: {e} (the line above says why)"
+        )),
     }
 }
 
@@ -97,7 +99,10 @@ async fn outside_writes_refused(client: &Client) -> bool {
         dry_run: true,
         ..PostParams::default()
     };
-    match Api::<ConfigMap>::namespaced(client.clone(), "default").create(&params, &probe).await {
+    match Api::<ConfigMap>::namespaced(client.clone(), "default")
+        .create(&params, &probe)
+        .await
+    {
         Err(kube::Error::Api(status)) => status.message.contains("rexec-lambda writes only in namespaces"),
         _ => false,
     }
@@ -130,7 +135,13 @@ async fn main() {
     }
     eprintln!("check-cluster: each function holds its permissions");
     let environments = vars.get("REXEC_ENV_NAMESPACE").unwrap_or("rexec-environments");
-    if Api::<Namespace>::all(spawn.clone()).get_opt(environments).await.ok().flatten().is_none() {
+    if Api::<Namespace>::all(spawn.clone())
+        .get_opt(environments)
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
         fail(format!("the namespace {environments} is missing: {ENVIRONMENTS}"));
     }
     eprintln!("check-cluster: the namespace {environments} is there");
@@ -141,7 +152,7 @@ async fn main() {
         eprintln!("check-cluster: the admission policies are installed");
     } else {
         eprintln!(
-            "check-cluster: the functions act as the kubeconfig's user, not as their groups: RBAC and admission will not refuse what they refuse on EKS (KUBE_AS_FUNCTION=true impersonates the groups)"
+            "check-cluster: the functions act as your own identity, not as their groups: RBAC and admission will not refuse what they refuse on Lambda (with a kubeconfig, KUBE_AS_FUNCTION=true impersonates the groups)"
         );
     }
 }

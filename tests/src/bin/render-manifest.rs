@@ -10,9 +10,10 @@
 use std::time::SystemTime;
 
 use rexec_shared::config::Vars;
-use rexec_shared::server::environment::{Environment, EnvironmentSettings, Record};
+use rexec_shared::server::environment::{Environment, Record};
 use rexec_shared::server::naming::{Naming, Owner};
 use rexec_shared::server::requirements::RequirementsPolicy;
+use rexec_shared::server::settings::EnvironmentSettings;
 use rexec_shared::server::settings::ServerSettings;
 use rexec_shared::server::{claim, manifests};
 use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, UNPULLED_IMAGE_DIGESTS};

@@ -9,7 +9,8 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::http::docs::BearerSecurity;
 use crate::http::error::ErrorBody;
-use crate::server::spawner::{ServerPage, ServerView, Spawned, Terminated};
+use crate::server::spawn_plan::Spawned;
+use crate::server::spawner::{ServerPage, ServerView, Terminated};
 use crate::server::status::Phase;
 
 /// The form the published clients send to `POST /spawn`.
