@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
@@ -59,17 +60,13 @@ PAGES = [
 ]
 
 
-@pytest.mark.parametrize("prefix", ["api", "rexec"])
-@pytest.mark.parametrize("page_name,selector", PAGES, ids=[name for name, _ in PAGES])
-def test_each_page_renders_every_operation_from_the_service_alone(api, browser, prefix, page_name, selector):
-    base = f"{api.ndp if prefix == 'api' else api.rexec}"
-    origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
-    expected = operations(requests.get(f"{base}/openapi.json", timeout=10).json())
-    assert expected, "the document has operations"
-
+def visit(browser, url, selector, expected):
+    """Opens `url` and waits for every expected operation: (response, responses' URLs and
+    statuses, failed requests, errors logged, operations rendered); no response when the page
+    did not load within 30 s."""
     page = browser.new_page()
     answered, failed, errors = [], [], []
-    page.on("response", lambda response: answered.append(response.url))
+    page.on("response", lambda response: answered.append((response.url, response.status)))
     page.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on(
@@ -77,22 +74,66 @@ def test_each_page_renders_every_operation_from_the_service_alone(api, browser, 
         lambda message: errors.append(message.text) if message.type == "error" else None,
     )
     try:
-        response = page.goto(f"{base}/{page_name}")
-        assert response.status == 200
-        csp = response.headers["content-security-policy"]
-        assert "script-src 'self';" in csp and "connect-src 'self';" in csp
+        try:
+            response = page.goto(url)
+        except PlaywrightTimeout:
+            return None, answered, failed, errors, set()
         for operation in sorted(expected):
-            page.locator(selector(operation)).first.wait_for(state="attached", timeout=20_000)
+            try:
+                page.locator(selector(operation)).first.wait_for(state="attached", timeout=20_000)
+            except PlaywrightTimeout:
+                break
         rendered = {operation for operation in expected if page.locator(selector(operation)).count()}
-        assert rendered == expected
+        page.wait_for_load_state("networkidle")
+        return response, answered, failed, errors, rendered
     finally:
         page.close()
 
-    elsewhere = [url for url in answered if not url.startswith(f"{origin}/") and not url.startswith("blob:")]
+
+def document(url):
+    """The OpenAPI document at `url`, asked once more if `cargo lambda watch` answered for the
+    function (its own 500, after it dropped a request: the function logs no such request)."""
+    answer = requests.get(url, timeout=10)
+    if answer.status_code == 500 and "httpstatuses" in answer.text:
+        answer = requests.get(url, timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def broken_by_the_emulator(origin, answered, failed):
+    """Whether `cargo lambda watch`, which serves one request of a function at a time, dropped a
+    request of the page's own origin (net::ERR_ABORTED) that the function answered, or answered
+    500 itself after it did: the local emulator's fault, never the service's (whose log shows
+    each of those requests answered), seen in about one run of this module in five, as is a page
+    whose load never ends. Such a visit is made once more."""
+    ours = lambda url: url.startswith(f"{origin}/")  # noqa: E731
+    return (any(ours(url) and failure == "net::ERR_ABORTED" for url, failure in failed)
+            or any(ours(url) and status == 500 for url, status in answered))
+
+
+@pytest.mark.parametrize("prefix", ["api", "rexec"])
+@pytest.mark.parametrize("page_name,selector", PAGES, ids=[name for name, _ in PAGES])
+def test_each_page_renders_every_operation_from_the_service_alone(api, browser, prefix, page_name, selector):
+    base = f"{api.ndp if prefix == 'api' else api.rexec}"
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(base))
+    expected = operations(document(f"{base}/openapi.json"))
+    assert expected, "the document has operations"
+
+    response, answered, failed, errors, rendered = visit(browser, f"{base}/{page_name}", selector, expected)
+    if response is None or broken_by_the_emulator(origin, answered, failed):
+        response, answered, failed, errors, rendered = visit(browser, f"{base}/{page_name}", selector, expected)
+    assert response is not None, f"the page did not load; failed requests: {failed}"
+    assert response.status == 200
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "connect-src 'self';" in csp
+    assert rendered == expected
+
+    urls = [url for url, _ in answered]
+    elsewhere = [url for url in urls if not url.startswith(f"{origin}/") and not url.startswith("blob:")]
     assert elsewhere == [], "answered from beyond the service"
     for url, failure in failed:
         assert url in BLOCKED_BY_DESIGN and failure == "csp", (url, failure)
-    assert f"{base}/openapi.json" in answered
+    assert f"{base}/openapi.json" in urls
     unexpected = [e for e in errors if not any(url in e for url in BLOCKED_BY_DESIGN)]
     assert unexpected == [], "the page logged errors"
 
@@ -103,6 +144,7 @@ def test_a_page_that_loaded_a_script_from_elsewhere_would_be_refused_by_its_poli
     page = browser.new_page()
     failed = []
     page.on("requestfailed", lambda request: failed.append((request.url, request.failure)))
+    origin = "{0.scheme}://{0.netloc}".format(urlsplit(api.rexec))
     try:
         page.goto(f"{api.rexec}/docs")
         page.evaluate(
@@ -113,7 +155,9 @@ def test_a_page_that_loaded_a_script_from_elsewhere_would_be_refused_by_its_poli
                 document.head.appendChild(script);
             })"""
         )
+        page.wait_for_load_state("networkidle")
     finally:
         page.close()
-    assert failed == [("https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js", "csp")]
+    elsewhere = [(url, failure) for url, failure in failed if not url.startswith(f"{origin}/")]
+    assert elsewhere == [("https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js", "csp")]
 
