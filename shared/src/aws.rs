@@ -30,6 +30,8 @@ use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_eks::error::{DisplayErrorContext, SdkError};
 use aws_smithy_async::rt::sleep::TokioSleep;
 use aws_smithy_async::time::SystemTimeSource;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
@@ -180,7 +182,23 @@ pub async fn credentials(config: &SdkConfig) -> Result<Credentials, AwsError> {
     provider
         .provide_credentials()
         .await
-        .map_err(|e| AwsError(format!("no AWS credentials: {}", context(&e))))
+        .map_err(|e| AwsError(format!("no AWS credentials: {}", credentials_failure(&e))))
+}
+
+/// Why credentials could not be had, in our words: a provider's own message may quote what it
+/// read (a `credential_process`'s standard error, a profile's contents), secrets included.
+fn credentials_failure(error: &CredentialsError) -> &'static str {
+    match error {
+        CredentialsError::CredentialsNotLoaded(_) => {
+            "no provider of the chain has any (see AWS_PROFILE and the environment)"
+        }
+        CredentialsError::ProviderTimedOut(_) => "the provider did not answer in time",
+        CredentialsError::InvalidConfiguration(_) => "the provider's configuration is invalid",
+        CredentialsError::ProviderError(_) => {
+            "the provider failed (an SSO login expired, or a credential process failed)"
+        }
+        _ => "the provider failed",
+    }
 }
 
 /// `eks:DescribeCluster` of `name`: its endpoint and the base64 of its CA's PEM, when it has them.
@@ -211,9 +229,23 @@ pub async fn secret_string(config: &SdkConfig, id: &str) -> Result<Option<String
     Ok(answer.secret_string().map(str::to_owned))
 }
 
-/// An SDK error with its causes, as the SDK displays them.
-fn context(error: &(dyn std::error::Error + 'static)) -> String {
-    aws_sdk_eks::error::DisplayErrorContext(error).to_string()
+/// An SDK error in words fit for the log: the service's own error (its code and message), or
+/// which step failed before the service answered. The causes of a request that could not be
+/// made are left out: resolving its identity quotes the credential provider's own words (see
+/// [`credentials_failure`]).
+fn context<E, R>(error: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+{
+    match error {
+        SdkError::ServiceError(failed) => DisplayErrorContext(failed.err()).to_string(),
+        SdkError::TimeoutError(_) => "no answer within the attempt's time".into(),
+        SdkError::DispatchFailure(failed) if failed.is_timeout() => "the connection timed out".into(),
+        SdkError::DispatchFailure(failed) if failed.is_io() => "the service could not be reached".into(),
+        SdkError::DispatchFailure(_) => "the request could not be sent".into(),
+        SdkError::ResponseError(_) => "the service's answer could not be read".into(),
+        _ => "the request could not be made (no credentials, or no region?)".into(),
+    }
 }
 
 /// The domain of a region's endpoints.
@@ -328,6 +360,35 @@ mod tests {
             specific.load_config(key("Secrets Manager")).as_deref(),
             Some("http://127.0.0.1:8")
         );
+    }
+
+    #[tokio::test]
+    async fn a_providers_failure_is_told_without_its_words() {
+        use aws_credential_types::provider::future;
+        #[derive(Debug)]
+        struct Leaky;
+        impl ProvideCredentials for Leaky {
+            fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                future::ProvideCredentials::ready(Err(CredentialsError::provider_error(
+                    "external process exited with code 1. Stderr: token=SECRET-1234",
+                )))
+            }
+        }
+        let config = SdkConfig::builder()
+            .credentials_provider(SharedCredentialsProvider::new(Leaky))
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let error = credentials(&config).await.unwrap_err().to_string();
+        assert!(!error.contains("SECRET"), "{error}");
+        assert!(error.contains("the provider failed"), "{error}");
+        let error = describe_cluster(&config, "ndp").await.unwrap_err().to_string();
+        assert!(!error.contains("SECRET"), "{error}");
+        assert!(error.starts_with("eks:DescribeCluster: "), "{error}");
     }
 
     #[test]
