@@ -40,7 +40,7 @@ impl From<kube::Error> for ClusterError {
     /// Reads an API server's answer by meaning, with kube's own predicates and the reason text.
     fn from(err: kube::Error) -> Self {
         let kube::Error::Api(status) = err else {
-            return Self::Unavailable(err.to_string());
+            return Self::Unavailable(describe(&err));
         };
         let terminating = status.message.contains("being terminated")
             || status
@@ -76,9 +76,38 @@ impl From<kube::Error> for ClusterError {
     }
 }
 
+/// A client's error in words fit for the log: an exec plugin's output (which may hold a
+/// credential) is never quoted, whether the client was being built or a call needed a token.
+pub(super) fn describe(error: &kube::Error) -> String {
+    use kube::client::AuthError;
+    match error {
+        kube::Error::Auth(AuthError::AuthExecRun { cmd, out }) => {
+            format!("the exec plugin `{cmd}` failed ({})", out.status)
+        }
+        kube::Error::Auth(AuthError::AuthExecParse(_)) => "the exec plugin's output is not an ExecCredential".into(),
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exec_plugins_output_is_never_quoted() {
+        use std::os::unix::process::ExitStatusExt;
+        let failed = kube::Error::Auth(kube::client::AuthError::AuthExecRun {
+            cmd: "aws".into(),
+            out: Box::new(std::process::Output {
+                status: std::process::ExitStatus::from_raw(256),
+                stdout: b"{\"status\": {\"token\": \"SECRET-1\"}}".to_vec(),
+                stderr: b"SECRET-2".to_vec(),
+            }),
+        });
+        let text = ClusterError::from(failed).to_string();
+        assert!(!text.contains("SECRET"), "{text}");
+        assert!(text.contains("the exec plugin `aws` failed"), "{text}");
+    }
 
     fn answer(status: serde_json::Value) -> ClusterError {
         let status: kube::core::Status = serde_json::from_value(status).unwrap();

@@ -129,16 +129,6 @@ fn describe(error: KubeconfigError) -> String {
     }
 }
 
-/// A client-building error, without an exec plugin's output.
-pub fn describe_client_error(error: kube::Error) -> String {
-    match error {
-        kube::Error::Auth(kube::client::AuthError::AuthExecRun { cmd, out, .. }) => {
-            format!("the exec plugin `{cmd}` failed ({})", out.status)
-        }
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};

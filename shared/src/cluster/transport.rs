@@ -78,7 +78,7 @@ pub fn from_config(mut config: kube::Config, timeout: Duration) -> Result<Client
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
     config.default_retry = false;
-    let builder = kube::client::ClientBuilder::try_from(config).map_err(super::kubeconfig::describe_client_error)?;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| super::error::describe(&e))?;
     Ok(builder.with_layer(&layer_fn(Timed)).build())
 }
 
