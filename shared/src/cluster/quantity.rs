@@ -10,15 +10,21 @@ const LARGEST: f64 = 1e18;
 /// The quantity's value in base units (cores, bytes); `None` when `text` is not a quantity, or
 /// is negative or beyond [`LARGEST`].
 pub fn value(text: &str) -> Option<f64> {
+    read(text).map(|(_, value)| value)
+}
+
+/// The quantity and its value, within the bounds [`value`] says.
+fn read(text: &str) -> Option<(ParsedQuantity, f64)> {
     // A number first, as the API server requires: kube_quantity reads a bare suffix (`m`) as 0.
     let number = text.strip_prefix(['+', '-']).unwrap_or(text);
     if !number.starts_with(|c: char| c.is_ascii_digit() || c == '.') {
         return None;
     }
     let parsed = ParsedQuantity::try_from(text).ok()?;
-    parsed
+    let value = parsed
         .to_bytes_f64()
-        .filter(|v| v.is_finite() && (0.0..=LARGEST).contains(v))
+        .filter(|v| v.is_finite() && (0.0..=LARGEST).contains(v))?;
+    Some((parsed, value))
 }
 
 /// A CPU quantity in millicores.
@@ -34,8 +40,8 @@ pub fn bytes(text: &str) -> Option<u64> {
 /// `text` times `n`, written with its own suffix (`500m` × 2 is `1000m`); `None` when `text` is
 /// not a quantity or the product is beyond [`LARGEST`].
 pub fn times(text: &str, n: u32) -> Option<String> {
-    value(text).filter(|v| v * f64::from(n) <= LARGEST)?;
-    Some((ParsedQuantity::try_from(text).ok()? * n).to_string())
+    let (parsed, _) = read(text).filter(|(_, value)| value * f64::from(n) <= LARGEST)?;
+    Some((parsed * n).to_string())
 }
 
 #[cfg(test)]

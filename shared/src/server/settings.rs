@@ -379,6 +379,28 @@ mod tests {
     }
 
     #[test]
+    fn build_bounds_are_settings() {
+        let s = EnvironmentSettings::from_vars(&Vars::default()).unwrap();
+        assert_eq!(
+            (s.build_timeout, s.build_max_bytes, s.max_builds),
+            (Duration::from_secs(600), 10 << 30, 20)
+        );
+        for (name, bad) in [
+            ("REXEC_BUILD_MAX_SIZE", "ten"),
+            ("REXEC_BUILD_MAX_SIZE", "0"),
+            ("REXEC_BUILD_MAX_SIZE", "1.5"),
+            ("REXEC_BUILD_MAX_SIZE", "99999999999Ti"),
+            ("REXEC_BUILD_TIMEOUT", "0"),
+            ("REXEC_MAX_BUILDS", "0"),
+            ("REXEC_MAX_BUILDS", "-1"),
+            ("REXEC_ENV_RETENTION", "0"),
+        ] {
+            let err = EnvironmentSettings::from_vars(&Vars::from_pairs([(name, bad)])).unwrap_err();
+            assert_eq!(err.variable, name, "{bad}");
+        }
+    }
+
+    #[test]
     fn resources_are_quantities() {
         let settings = test_settings(&[("REXEC_SERVER_MEMORY_LIMIT", "1.5Gi")]).unwrap();
         assert_eq!(
