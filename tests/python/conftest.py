@@ -24,14 +24,16 @@ import requests
 from kube_admin import Admin
 
 ROOT = Path(__file__).resolve().parents[2]
-# Settings of the caller's environment that would point the stack elsewhere.
+# Settings of the caller's environment that would point the stack elsewhere (and AUTH_*).
 # Started as a shell's background job, pytest inherits SIGINT ignored, and so would every stack it
 # starts, which then could not be stopped with Ctrl-C: take SIGINT back, so that the children
 # start with its default.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
-STACK_SETTINGS = ("AUTH_API_URL", "AUTH_API_METHOD", "KUBECONFIG", "KUBE_CONTEXT", "KUBE_AS_FUNCTION", "EKS_CLUSTER_NAME",
-                  "GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")
+STACK_SETTINGS = ("KUBECONFIG", "KUBE_CONTEXT", "KUBE_AS_FUNCTION", "EKS_CLUSTER_NAME",
+                  "GROUP_NAMES", "ADMIN_GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")
+# What scripts/keycloak exits with when Java or the download is missing.
+KEYCLOAK_MISSING = 3
 
 
 def processes_with(marker: bytes) -> list[str]:
@@ -57,6 +59,12 @@ def answers(port: int) -> bool:
         return False
 
 
+class StackExited(AssertionError):
+    def __init__(self, command: list[str], returncode: int, log: Path):
+        super().__init__(f"{command} exited ({returncode}); see {log}")
+        self.returncode = returncode
+
+
 class Stack:
     """A running stack: its ready line, its process, its environment and its log."""
 
@@ -76,7 +84,7 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
     sends `stop` to it (SIGINT: Ctrl-C to its whole process group; SIGKILL: to the script alone,
     which gets no chance to clean up) and checks that nothing it started is left."""
     run = uuid.uuid4().hex
-    env = {k: v for k, v in os.environ.items() if k not in STACK_SETTINGS}
+    env = {k: v for k, v in os.environ.items() if k not in STACK_SETTINGS and not k.startswith("AUTH_")}
     env.update(extra_env, PORT="0", REXEC_DEV_TEST=run)
     marker = f"REXEC_DEV_TEST={run}".encode()
     port = folder = None
@@ -90,7 +98,8 @@ def running_stack(command: list[str], extra_env: dict[str, str], log: Path, stop
             for line in log.read_text().splitlines():
                 if line.startswith("{") and '"ready"' in line:
                     ready = json.loads(line)
-            assert proc.poll() is None or ready, f"{command} exited ({proc.returncode}); see {log}"
+            if proc.poll() is not None and not ready:
+                raise StackExited(command, proc.returncode, log)
             assert time.monotonic() < deadline, f"no ready line; see {log}"
             time.sleep(0.5)
         port = urlsplit(ready["ready"]).port
@@ -201,6 +210,48 @@ def control_plane(tmp_path_factory):
     log = tmp_path_factory.mktemp("cluster") / "scripts-cluster.log"
     with running_stack([str(ROOT / "scripts" / "cluster"), "--install"], {}, log, ready_within=3600) as running:
         yield ControlPlane(running.ready)
+
+
+class Keycloak:
+    """A running Keycloak (scripts/keycloak) with the realms of tests/keycloak/: a user's password
+    is `<user>-password`, a confidential client's secret `<client>-test-secret`."""
+
+    def __init__(self, ready: dict):
+        self.url = ready["ready"]
+
+    def issuer(self, realm: str = "ndp") -> str:
+        return f"{self.url}/realms/{realm}"
+
+    def grant(self, form: dict, realm: str = "ndp") -> dict:
+        answer = requests.post(f"{self.issuer(realm)}/protocol/openid-connect/token", data=form, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    def password_grant(self, user: str, client: str = "ndp-tests", scope: str = "openid") -> str:
+        form = {"grant_type": "password", "client_id": client, "username": user, "password": f"{user}-password",
+                "scope": scope}
+        return self.grant(form)["access_token"]
+
+    def client_credentials(self, client: str) -> str:
+        form = {"grant_type": "client_credentials", "client_id": client, "client_secret": f"{client}-test-secret"}
+        return self.grant(form)["access_token"]
+
+
+@pytest.fixture(scope="session")
+def keycloak(tmp_path_factory):
+    """A real Keycloak, started once for the session (downloaded and built first if this machine
+    has not yet). Without Java or its download it is skipped, except in CI, where that is a
+    failure."""
+    log = tmp_path_factory.mktemp("keycloak") / "scripts-keycloak.log"
+    with contextlib.ExitStack() as running:
+        try:
+            started = running.enter_context(running_stack([str(ROOT / "scripts" / "keycloak")], {}, log,
+                                                          ready_within=900))
+        except StackExited as e:
+            if e.returncode == KEYCLOAK_MISSING and not os.environ.get("CI"):
+                pytest.skip(f"Keycloak cannot run here: {log.read_text().strip()}")
+            raise
+        yield Keycloak(started.ready)
 
 
 def rendered(*args: str) -> dict:
