@@ -479,31 +479,14 @@ impl Spawner {
             },
         };
         let current = Claim::read(&cm)?;
-        // Pods of older generations, made by a spawn that came too late and could not remove
-        // its pod (see `wait_for_made`), are removed while this spawn goes on.
-        let stale = spawn_plan::stale_generations(
-            present.items.iter().map(|pod| {
-                let generation = pod.metadata.labels.as_ref().and_then(|l| l.get(claim::GENERATION));
-                (
-                    generation.map(String::as_str),
-                    pod.metadata.deletion_timestamp.is_some(),
-                )
-            }),
-            current.generation,
-        );
-        let remove_stale = async {
-            for generation in stale {
-                remove_pod(&pods, generation).await?;
-            }
-            Ok(())
-        };
         let name = manifests::pod_name(current.generation);
         let pod = match current.terminated {
             true => None,
             false => present
                 .items
-                .into_iter()
-                .find(|pod| pod.metadata.name.as_ref() == Some(&name)),
+                .iter()
+                .find(|pod| pod.metadata.name.as_ref() == Some(&name))
+                .cloned(),
         };
         let stage = self.servers.view(&owner, &current, pod.as_ref(), &[]).stage;
         let decided = spawn_plan::plan(&current, pod.is_some(), stage, &reqs.digest, force);
@@ -513,7 +496,10 @@ impl Spawner {
             identity,
             reqs,
         };
-        let ((), done) = tokio::try_join!(remove_stale, self.carry_out(&call, &current, pod, decided, forced_plan))?;
+        let ((), done) = tokio::try_join!(
+            remove_stale(&pods, &present.items, current.generation),
+            self.carry_out(&call, &current, pod, decided, forced_plan)
+        )?;
         Ok(done)
     }
 
@@ -1035,6 +1021,25 @@ pub(super) async fn end(client: &Client, namespace: &str, claim: &Claim, now: Sy
 }
 
 /// Deletes the pod of `generation`; whether there was one.
+/// Removes the pods of generations older than `current`, made by a spawn that came too late and
+/// could not remove its pod (see `wait_for_made`), while the spawn goes on.
+async fn remove_stale(pods: &Api<Pod>, present: &[Pod], current: u64) -> Result<(), ServerError> {
+    let stale = spawn_plan::stale_generations(
+        present.iter().map(|pod| {
+            let generation = pod.metadata.labels.as_ref().and_then(|l| l.get(claim::GENERATION));
+            (
+                generation.map(String::as_str),
+                pod.metadata.deletion_timestamp.is_some(),
+            )
+        }),
+        current,
+    );
+    for generation in stale {
+        remove_pod(pods, generation).await?;
+    }
+    Ok(())
+}
+
 async fn remove_pod(pods: &Api<Pod>, generation: u64) -> Result<bool, ServerError> {
     match pods
         .delete(&manifests::pod_name(generation), &DeleteParams::default())

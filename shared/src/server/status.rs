@@ -7,7 +7,7 @@
 //! message, quoted), a pod no node can take (unless the cluster autoscaler is adding one), a
 //! server that keeps crashing or runs out of memory.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, PodCondition, PodStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -252,6 +252,11 @@ fn stage(pod: &Pod, events: &[Event]) -> Assessment {
     if !inits.is_empty() && condition(pod, "Initialized") {
         return Assessment::new(Stage::Starting, Some("The server is starting.".into()));
     }
+    scheduling(pod, status, events)
+}
+
+/// The stage of a pod that has not started: waiting for a node, or refused by every one.
+fn scheduling(pod: &Pod, status: &PodStatus, events: &[Event]) -> Assessment {
     let unschedulable = status
         .conditions
         .iter()

@@ -17,8 +17,8 @@ use crate::server::status::Phase;
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)]
 pub struct SpawnForm {
-    /// One requirement line per field, repeated, in file order; one is `python==X.Y`.
-    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
+    /// One requirement line per field, repeated, in file order (see `SpawnJson`).
+    #[schema(example = json!(["python==3.11", "numpy>=1.26"]), min_items = 1)]
     requirments: Vec<String>,
     /// `True` replaces a server that runs other requirements.
     #[schema(example = "False")]
@@ -31,7 +31,12 @@ pub struct SpawnForm {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpawnJson {
-    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
+    /// The requirement lines, as in a requirements file: each blank, a comment, or a PEP 508
+    /// requirement of a package of the index (name, extras, versions, marker) in printable
+    /// ASCII without `$`, `\` or `#`, and no word starting with `-` but `--hash=` options at
+    /// the end of an exact pin; exactly one is `python==X.Y`, X.Y an interpreter of the
+    /// deployment. A line the server refuses is answered with 400 naming its number.
+    #[schema(example = json!(["python==3.11", "numpy>=1.26"]), min_items = 1)]
     pub requirements: Vec<String>,
     #[serde(default)]
     pub force_reinstall: bool,
@@ -52,8 +57,9 @@ pub struct SpawnAnswer {
     pub server: ServerView,
 }
 
-/// The form of `DELETE /terminate`.
+/// The form of `DELETE /terminate`: its one field, or none.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct TokenForm {
     /// The caller's token, when no Authorization header is sent.
@@ -223,7 +229,7 @@ fn broker_config() {}
     params(
         ("phase" = Option<Phase>, Query, description = "Only the servers in this phase (any case)."),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 100, description = "How many servers' records a page reads, 1 to 100 (default 50)."),
-        ("continue" = Option<String>, Query, description = "The `continue` of the previous page, as it gave it."),
+        ("continue" = Option<String>, Query, min_length = 1, description = "The `continue` of the previous page, as it gave it: any other is refused with 400."),
     ),
     responses(
         (status = 200, description = "A page of servers, in the order of their namespaces; `continue` gives the next. Servers terminated and gone are not shown. `reason` is read from the pod's status; GET /servers/{owner} adds its Events.", body = ServerPage),
