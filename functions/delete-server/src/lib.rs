@@ -5,11 +5,10 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use rexec_shared::http::api::rexec::TerminateAnswer;
+use rexec_shared::http::api::rexec::{TerminateAnswer, Terminated};
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, json};
 use rexec_shared::server::audit::{self, Audit, Event};
-use rexec_shared::server::spawner::Terminated;
 
 /// The function's settings, read once: the caller's access and the callers' servers.
 pub use rexec_shared::http::servers_deps::ServersDeps as Deps;
@@ -31,7 +30,12 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
         _ => Ok(()),
     };
     let terminated = match admitted {
-        Ok(()) => deps.servers.terminate(&owner).await.map_err(ApiError::from),
+        Ok(()) => deps
+            .servers
+            .terminate(&owner)
+            .await
+            .map(Terminated::from)
+            .map_err(ApiError::from),
         Err(refused) => Err(ApiError::from(refused)),
     };
     let (outcome, reason) = match &terminated {

@@ -4,6 +4,7 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
+use rexec_shared::http::api::rexec::ServerView;
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, json};
 
@@ -21,7 +22,7 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
         }
     };
     match deps.servers.describe(&owner).await? {
-        Some(server) => Ok(json(StatusCode::OK, &server)),
+        Some(server) => Ok(json(StatusCode::OK, &ServerView::from(server))),
         None => Err(ApiError::not_found(missing)),
     }
 }

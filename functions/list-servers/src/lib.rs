@@ -3,6 +3,7 @@
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, RequestExt, Response};
+use rexec_shared::http::api::rexec::ServerPage;
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, json};
 use rexec_shared::server::audit;
@@ -85,5 +86,5 @@ pub async fn handler(deps: &Deps, req: Request) -> Result<Response<Body>, ApiErr
         .servers
         .list(query.phase, query.limit, query.next.as_deref())
         .await?;
-    Ok(json(StatusCode::OK, &page))
+    Ok(json(StatusCode::OK, &ServerPage::from(page)))
 }

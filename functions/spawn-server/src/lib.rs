@@ -15,7 +15,7 @@ use std::time::Instant;
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use rexec_shared::config::{ConfigError, Vars, parse_bool};
-use rexec_shared::http::api::rexec::{SpawnAnswer, SpawnJson};
+use rexec_shared::http::api::rexec::{SpawnAnswer, SpawnJson, Spawned};
 use rexec_shared::http::caller_limit::CallerLimit;
 use rexec_shared::http::error::ApiError;
 use rexec_shared::http::request::{self, MAX_FORM_BYTES, has_content_type, json};
@@ -24,7 +24,7 @@ use rexec_shared::identity::access::Access;
 use rexec_shared::metrics::{self, Metric};
 use rexec_shared::server::audit::{self, Audit, Event};
 use rexec_shared::server::requirements::RequirementsPolicy;
-use rexec_shared::server::spawn_plan::Spawned;
+use rexec_shared::server::spawn_plan;
 use rexec_shared::server::spawner::Spawner;
 use rexec_shared::server::status::Stage;
 
@@ -111,12 +111,12 @@ async fn spawn(deps: &Deps, caller: &Identity, body: SpawnBody<'_>) -> Result<(S
                 ),
             ));
         }
-        (Stage::Ready, Spawned::Created) => (StatusCode::CREATED, "Your rexec server is ready.".to_owned()),
-        (Stage::Ready, Spawned::Reused) => (
+        (Stage::Ready, spawn_plan::Spawned::Created) => (StatusCode::CREATED, "Your rexec server is ready.".to_owned()),
+        (Stage::Ready, spawn_plan::Spawned::Reused) => (
             StatusCode::OK,
             "Your rexec server already runs these requirements and is ready; it is reused.".to_owned(),
         ),
-        (Stage::Ready, Spawned::Replaced) => (
+        (Stage::Ready, spawn_plan::Spawned::Replaced) => (
             StatusCode::CREATED,
             "Your rexec server was replaced with the new requirements and is ready.".to_owned(),
         ),
@@ -135,8 +135,8 @@ async fn spawn(deps: &Deps, caller: &Identity, body: SpawnBody<'_>) -> Result<(S
         status: message,
         username: caller.username.clone(),
         membership: deps.access.policy().membership(caller),
-        outcome,
-        server,
+        outcome: outcome.into(),
+        server: server.into(),
     };
     Ok((status, answer))
 }

@@ -5,15 +5,11 @@
 //! A spawn that finds no server (no claim, or a namespace just made) creates generation 1; of
 //! concurrent ones the one that creates the claim wins, and the others plan against what it made.
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use super::claim::Claim;
 use super::status::Stage;
 
 /// What a spawn did with the caller's server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Spawned {
     Created,
     Reused,

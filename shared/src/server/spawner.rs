@@ -68,18 +68,15 @@ use crate::identity::Identity;
 use crate::metrics::{self, Metric};
 use manifests::{APP, APP_NAME};
 
-/// A caller's server as the API shows it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ServerView {
+/// A caller's server, as it was read: its claim, its pod's state, and when (`seen`). The API's
+/// wire form is `http::api::rexec::Server`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Server {
     /// The owner's `sub`: the identity the server belongs to.
-    #[schema(example = "f47ac10b-58cc-4372-a567-0e02b2c3d479")]
     pub owner: String,
     /// The owner's username when the server was requested, where recorded.
-    #[schema(example = "alice")]
     pub username: Option<String>,
-    #[schema(example = "rexec-f47ac10b-58cc-4372-a567-0e02b2c3d479")]
     pub namespace: String,
-    #[schema(example = "rexec-server-1")]
     pub name: String,
     pub phase: Phase,
     /// Where the server is on its way to ready.
@@ -88,30 +85,26 @@ pub struct ServerView {
     pub ready: bool,
     /// When something is wrong or pending: what, in words a person can act on.
     pub reason: Option<String>,
-    /// While the environment is built: the installer's latest line (`GET /server` only).
-    #[schema(example = "Prepared 12 packages in 3.41s")]
+    /// While the environment is built: the installer's latest line (`describe` only).
     pub progress: Option<String>,
-    #[schema(example = "3.11")]
     pub python_version: String,
-    /// The versions in the server's environment, once built: a client's must match.
+    /// The versions in the server's environment, once built.
     pub versions: Option<Versions>,
     /// The requirement lines, the interpreter pin first.
-    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
     pub requirements: Vec<String>,
     /// SHA-256 of the normalised requirements: the identity of the environment.
     pub digest: String,
     /// Increases with each replacement.
     pub generation: u64,
-    /// When this generation was requested (RFC 3339).
-    pub created: Option<String>,
-    pub age_seconds: Option<u64>,
-    /// Since when the reaper has seen the server ready and idle (its CPU at or below
-    /// `REXEC_SERVER_IDLE_CPU`), RFC 3339; absent while it is busy or not ready.
-    pub idle_since: Option<String>,
-    pub idle_seconds: Option<u64>,
-    /// What the server's container requests and may use at most, as its pod says; absent
-    /// without a pod.
+    /// When this generation was requested.
+    pub created: Option<SystemTime>,
+    /// Since when the reaper has seen the server ready and idle; `None` while it is busy or not
+    /// ready.
+    pub idle_since: Option<SystemTime>,
+    /// What the server's container requests and may use at most; `None` without a pod.
     pub resources: Option<Resources>,
+    /// When it was read: its age and idle time are counted to this.
+    pub seen: SystemTime,
 }
 
 /// Kubernetes resource quantities by resource name (`cpu`, `memory`).
@@ -146,18 +139,16 @@ impl Resources {
     }
 }
 
-/// One page of every caller's server (`GET /servers`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ServerPage {
-    pub servers: Vec<ServerView>,
-    /// Sent back as `continue`, it gives the next page; absent on the last. A page may hold
-    /// fewer servers than asked for, even none, when a phase is chosen: follow it to the end.
-    #[serde(rename = "continue")]
+/// One page of every caller's server.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub servers: Vec<Server>,
+    /// The cluster's `continue` token of the next page; `None` on the last.
     pub next: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
+/// What a removal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Terminated {
     /// The server is being removed.
     Deleted,
@@ -225,7 +216,7 @@ impl Servers {
     }
 
     /// The server of the caller whose `sub` is `sub`, if there is one.
-    pub async fn describe(&self, sub: &str) -> Result<Option<ServerView>, ServerError> {
+    pub async fn describe(&self, sub: &str) -> Result<Option<Server>, ServerError> {
         let client = self.cluster.client().await?;
         let owner = self.owner(sub);
         let Some(namespace) = namespace_any(&client, &owner).await? else {
@@ -263,7 +254,7 @@ impl Servers {
     /// read from the pods' status alone ([`Servers::describe`] adds their Events). Servers
     /// terminated and gone are not shown; a claim outside a namespace this service manages for
     /// the `sub` it records is skipped, and logged.
-    pub async fn list(&self, phase: Option<Phase>, limit: u32, token: Option<&str>) -> Result<ServerPage, ServerError> {
+    pub async fn list(&self, phase: Option<Phase>, limit: u32, token: Option<&str>) -> Result<Page, ServerError> {
         let client = self.cluster.client().await?;
         let mut params = ListParams::default()
             .labels(&format!("{MANAGED_BY}={MANAGER}"))
@@ -326,7 +317,7 @@ impl Servers {
                 servers.push(view);
             }
         }
-        Ok(ServerPage {
+        Ok(Page {
             servers,
             next: page.metadata.continue_.filter(|c| !c.is_empty()),
         })
@@ -360,12 +351,11 @@ impl Servers {
     }
 
     /// How the generation a claim records is doing.
-    fn view(&self, owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> ServerView {
+    fn view(&self, owner: &Owner, claim: &Claim, pod: Option<&Pod>, events: &[Event]) -> Server {
         let now = SystemTime::now();
         let a = status::assess_server(claim, pod, events, self.start_timeout, now);
-        let since = |t: SystemTime| now.duration_since(t).ok().map(|d| d.as_secs());
         let idle_since = claim.idle_since.filter(|_| a.ready());
-        ServerView {
+        Server {
             owner: owner.sub.clone(),
             username: claim.username.clone(),
             namespace: owner.namespace.clone(),
@@ -380,11 +370,10 @@ impl Servers {
             requirements: claim.requirements.clone(),
             digest: claim.digest.clone(),
             generation: claim.generation,
-            created: claim.created.map(rfc3339),
-            age_seconds: claim.created.and_then(since),
-            idle_since: idle_since.map(rfc3339),
-            idle_seconds: idle_since.and_then(since),
+            created: claim.created,
+            idle_since,
             resources: pod.and_then(Resources::of),
+            seen: now,
         }
     }
 }
@@ -437,7 +426,7 @@ impl Spawner {
         identity: &Identity,
         reqs: &Requirements,
         force: bool,
-    ) -> Result<(Spawned, ServerView), ServerError> {
+    ) -> Result<(Spawned, Server), ServerError> {
         let client = self.servers.cluster.client().await?;
         let owner = self.servers.owner(&identity.sub);
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
@@ -511,7 +500,7 @@ impl Spawner {
         pod: Option<Pod>,
         plan: SpawnPlan,
         forced_plan: Option<Result<Plan, Refusal>>,
-    ) -> Result<(Spawned, ServerView), ServerError> {
+    ) -> Result<(Spawned, Server), ServerError> {
         let Call {
             client, owner, reqs, ..
         } = *call;
@@ -548,7 +537,7 @@ impl Spawner {
         current: &Claim,
         generation: u64,
         plan: Option<Result<Plan, Refusal>>,
-    ) -> Result<ServerView, ServerError> {
+    ) -> Result<Server, ServerError> {
         let Call {
             client,
             owner,
@@ -607,7 +596,7 @@ impl Spawner {
         reqs: &Requirements,
         claim: &Claim,
         plan: Result<Plan, Refusal>,
-    ) -> Result<(Spawned, ServerView), ServerError> {
+    ) -> Result<(Spawned, Server), ServerError> {
         let build = match plan {
             Ok(plan) => self.build(client, owner, reqs, plan).await,
             Err(refusal) => Err(refusal.into()),
@@ -634,7 +623,7 @@ impl Spawner {
         owner: &Owner,
         claim: &Claim,
         pod: Option<Pod>,
-    ) -> Result<ServerView, ServerError> {
+    ) -> Result<Server, ServerError> {
         let claims: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         let still_current = async {
@@ -660,7 +649,7 @@ impl Spawner {
         owner: &Owner,
         claim: &Claim,
         mut pod: Option<Pod>,
-    ) -> Result<ServerView, ServerError> {
+    ) -> Result<Server, ServerError> {
         let name = manifests::pod_name(claim.generation);
         let pods: Api<Pod> = Api::namespaced(client.clone(), &owner.namespace);
         let deadline = Instant::now() + self.wait;
@@ -922,7 +911,7 @@ pub(super) fn key<K: kube::Resource>(object: &K) -> (String, String) {
 }
 
 /// A server whose namespace is being deleted: terminating, whatever its pod says.
-fn going(view: &mut ServerView) {
+fn going(view: &mut Server) {
     view.phase = Phase::Terminating;
     view.stage = Stage::Terminating;
     view.ready = false;
@@ -942,7 +931,7 @@ async fn events(client: &Client, owner: &Owner, name: &str) -> Result<Vec<Event>
 /// Where the environment's build of a server being built is: the tail of its wait for the
 /// build, whose log follows the build's. Read at most 16 KiB, any bytes; a log that cannot be
 /// read leaves the view as it was.
-async fn follow_build(pods: &Api<Pod>, view: &mut ServerView) {
+async fn follow_build(pods: &Api<Pod>, view: &mut Server) {
     const TAIL_BYTES: u64 = 16 * 1024;
     let params = LogParams {
         container: Some(manifests::WAIT_CONTAINER.into()),
@@ -985,8 +974,8 @@ pub(super) async fn annotate(
     Ok(())
 }
 
-/// An RFC 3339 time, as the claim's annotations hold it.
-pub(super) fn rfc3339(at: SystemTime) -> String {
+/// An RFC 3339 time, as the claim's annotations and the API hold it.
+pub fn rfc3339(at: SystemTime) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 

@@ -9,9 +9,9 @@ use utoipa::{OpenApi, ToSchema};
 
 use crate::http::docs::BearerSecurity;
 use crate::http::error::ErrorBody;
-use crate::server::spawn_plan::Spawned;
-use crate::server::spawner::{ServerPage, ServerView, Terminated};
-use crate::server::status::Phase;
+use crate::server::spawn_plan;
+use crate::server::spawner::{self, Page, Resources, Server, rfc3339};
+use crate::server::status::{Phase, Stage, Versions};
 
 /// The form the published clients send to `POST /spawn`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,6 +55,139 @@ pub struct SpawnAnswer {
     pub membership: Option<String>,
     pub outcome: Spawned,
     pub server: ServerView,
+}
+
+/// What a spawn did with the caller's server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Spawned {
+    Created,
+    Reused,
+    Replaced,
+}
+
+impl From<spawn_plan::Spawned> for Spawned {
+    fn from(outcome: spawn_plan::Spawned) -> Self {
+        match outcome {
+            spawn_plan::Spawned::Created => Self::Created,
+            spawn_plan::Spawned::Reused => Self::Reused,
+            spawn_plan::Spawned::Replaced => Self::Replaced,
+        }
+    }
+}
+
+/// A caller's server as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServerView {
+    /// The owner's `sub`: the identity the server belongs to.
+    #[schema(example = "f47ac10b-58cc-4372-a567-0e02b2c3d479")]
+    pub owner: String,
+    /// The owner's username when the server was requested, where recorded.
+    #[schema(example = "alice")]
+    pub username: Option<String>,
+    #[schema(example = "rexec-f47ac10b-58cc-4372-a567-0e02b2c3d479")]
+    pub namespace: String,
+    #[schema(example = "rexec-server-1")]
+    pub name: String,
+    pub phase: Phase,
+    /// Where the server is on its way to ready.
+    pub stage: Stage,
+    /// Connected to the broker: remote calls reach it.
+    pub ready: bool,
+    /// When something is wrong or pending: what, in words a person can act on.
+    pub reason: Option<String>,
+    /// While the environment is built: the installer's latest line (`GET /server` only).
+    #[schema(example = "Prepared 12 packages in 3.41s")]
+    pub progress: Option<String>,
+    #[schema(example = "3.11")]
+    pub python_version: String,
+    /// The versions in the server's environment, once built: a client's must match.
+    pub versions: Option<Versions>,
+    /// The requirement lines, the interpreter pin first.
+    #[schema(example = json!(["python==3.11", "numpy>=1.26"]))]
+    pub requirements: Vec<String>,
+    /// SHA-256 of the normalised requirements: the identity of the environment.
+    pub digest: String,
+    /// Increases with each replacement.
+    pub generation: u64,
+    /// When this generation was requested (RFC 3339).
+    pub created: Option<String>,
+    pub age_seconds: Option<u64>,
+    /// Since when the reaper has seen the server ready and idle (its CPU at or below
+    /// `REXEC_SERVER_IDLE_CPU`), RFC 3339; absent while it is busy or not ready.
+    pub idle_since: Option<String>,
+    pub idle_seconds: Option<u64>,
+    /// What the server's container requests and may use at most, as its pod says; absent
+    /// without a pod.
+    pub resources: Option<Resources>,
+}
+
+impl From<Server> for ServerView {
+    fn from(server: Server) -> Self {
+        let since = |t: std::time::SystemTime| server.seen.duration_since(t).ok().map(|d| d.as_secs());
+        Self {
+            age_seconds: server.created.and_then(since),
+            idle_seconds: server.idle_since.and_then(since),
+            created: server.created.map(rfc3339),
+            idle_since: server.idle_since.map(rfc3339),
+            owner: server.owner,
+            username: server.username,
+            namespace: server.namespace,
+            name: server.name,
+            phase: server.phase,
+            stage: server.stage,
+            ready: server.ready,
+            reason: server.reason,
+            progress: server.progress,
+            python_version: server.python_version,
+            versions: server.versions,
+            requirements: server.requirements,
+            digest: server.digest,
+            generation: server.generation,
+            resources: server.resources,
+        }
+    }
+}
+
+/// One page of every caller's server (`GET /servers`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ServerPage {
+    pub servers: Vec<ServerView>,
+    /// Sent back as `continue`, it gives the next page; absent on the last. A page may hold
+    /// fewer servers than asked for, even none, when a phase is chosen: follow it to the end.
+    #[serde(rename = "continue")]
+    pub next: Option<String>,
+}
+
+impl From<Page> for ServerPage {
+    fn from(page: Page) -> Self {
+        Self {
+            servers: page.servers.into_iter().map(ServerView::from).collect(),
+            next: page.next,
+        }
+    }
+}
+
+/// What a removal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Terminated {
+    /// The server is being removed.
+    Deleted,
+    /// A removal was already under way.
+    AlreadyTerminating,
+    /// There was nothing to remove.
+    NothingThere,
+}
+
+impl From<spawner::Terminated> for Terminated {
+    fn from(outcome: spawner::Terminated) -> Self {
+        match outcome {
+            spawner::Terminated::Deleted => Self::Deleted,
+            spawner::Terminated::AlreadyTerminating => Self::AlreadyTerminating,
+            spawner::Terminated::NothingThere => Self::NothingThere,
+        }
+    }
 }
 
 /// The form of `DELETE /terminate`: its one field, or none.
@@ -302,3 +435,57 @@ pub const PUBLISHED: super::Published = super::Published {
     title: "Rexec Deployment API",
     json: include_str!("../../../openapi/rexec.json"),
 };
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    #[test]
+    fn a_servers_times_are_written_in_rfc_3339_and_counted_to_when_it_was_read() {
+        let seen = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let server = Server {
+            owner: "u-1".into(),
+            username: Some("alice".into()),
+            namespace: "rexec-u-1".into(),
+            name: "rexec-server-2".into(),
+            phase: Phase::Ready,
+            stage: Stage::Ready,
+            ready: true,
+            reason: None,
+            progress: None,
+            python_version: "3.11".into(),
+            versions: None,
+            requirements: vec!["python==3.11".into()],
+            digest: "d".into(),
+            generation: 2,
+            created: Some(seen - Duration::from_secs(3600)),
+            idle_since: Some(seen - Duration::from_secs(600)),
+            resources: None,
+            seen,
+        };
+        let view = ServerView::from(server.clone());
+        assert_eq!(view.created.as_deref(), Some("2027-01-15T07:00:00Z"));
+        assert_eq!((view.age_seconds, view.idle_seconds), (Some(3600), Some(600)));
+        assert_eq!(view.idle_since.as_deref(), Some("2027-01-15T07:50:00Z"));
+        // A clock that went back: no age rather than a wrong one.
+        let later = ServerView::from(Server {
+            created: Some(seen + Duration::from_secs(5)),
+            idle_since: None,
+            ..server
+        });
+        assert_eq!(
+            (later.age_seconds, later.idle_seconds, later.idle_since),
+            (None, None, None)
+        );
+        assert_eq!(
+            serde_json::to_value(Terminated::from(spawner::Terminated::NothingThere)).unwrap(),
+            "nothing_there"
+        );
+        assert_eq!(
+            serde_json::to_value(Spawned::from(spawn_plan::Spawned::Replaced)).unwrap(),
+            "replaced"
+        );
+    }
+}
