@@ -24,12 +24,12 @@ import requests
 from kube_admin import Admin
 
 ROOT = Path(__file__).resolve().parents[2]
-# Settings of the caller's environment that would point the stack elsewhere (and AUTH_*).
 # Started as a shell's background job, pytest inherits SIGINT ignored, and so would every stack it
 # starts, which then could not be stopped with Ctrl-C: take SIGINT back, so that the children
 # start with its default.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
+# Settings of the caller's environment that would point the stack elsewhere, besides AUTH_*.
 STACK_SETTINGS = ("KUBECONFIG", "KUBE_CONTEXT", "KUBE_AS_FUNCTION", "EKS_CLUSTER_NAME",
                   "GROUP_NAMES", "ADMIN_GROUP_NAMES", "ENABLE_GROUP_BASED_ACCESS")
 # What scripts/keycloak exits with when Java or the download is missing.
