@@ -159,7 +159,7 @@ async fn refresh_offline_and_id_tokens_are_refused_in_each_mode() {
 #[tokio::test]
 async fn expired_tokens_are_refused_in_each_mode() {
     let Some(kc) = Keycloak::shared() else { return };
-    // This client's tokens live three seconds.
+    // This client's tokens live five seconds.
     let token = kc
         .password_grant("ndp", "ndp-tests-brief", "alice", "openid")
         .await
@@ -217,23 +217,58 @@ async fn tokens_of_another_realm_are_refused_in_each_mode() {
     }
 }
 
+#[tokio::test]
+async fn jwks_checks_the_issuer_and_the_audience() {
+    let Some(kc) = Keycloak::shared() else { return };
+    let token = kc
+        .password_grant("ndp", "ndp-tests", "alice", "openid")
+        .await
+        .access_token;
+    let ours = authenticator(kc, "ndp", Mode::Jwks, &[]).await;
+    accepted(&ours, &token, "for rexec-lambda").await;
+    let elsewhere = authenticator(kc, "ndp", Mode::Jwks, &[("AUTH_AUDIENCE", "another-service")]).await;
+    assert_eq!(
+        refused(&elsewhere, &token, "for another audience").await,
+        "the token is for another audience"
+    );
+    // The same realm and keys, reached by another name: the token names another issuer.
+    let renamed = kc.password_grant_as_localhost("alice").await.access_token;
+    assert!(
+        claims(&renamed)["iss"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://localhost:")
+    );
+    assert_eq!(
+        header(&renamed)["kid"],
+        header(&token)["kid"],
+        "signed with the same key"
+    );
+    assert_eq!(
+        refused(&ours, &renamed, "another issuer").await,
+        "the token is from another issuer"
+    );
+}
+
 /// What a token of `user` meets once `revoke` has acted in Keycloak: refused by the modes
-/// that ask Keycloak once the identity cache's entry (1 s here) expires, accepted by the keys
+/// that ask Keycloak once the identity cache's entry (5 s here) expires, accepted by the keys
 /// until the token expires.
 async fn after_revocation(kc: &Keycloak, user: &str, revoke: impl AsyncFnOnce()) {
     let token = kc.password_grant("ndp", "ndp-tests", user, "openid").await.access_token;
-    let cached = [("AUTH_CACHE_TTL_SECONDS", "1")];
+    let ttl = Duration::from_secs(5);
+    let cached = [("AUTH_CACHE_TTL_SECONDS", "5")];
     let mut auths = Vec::new();
     for mode in MODES {
         let auth = authenticator(kc, "ndp", mode, &cached).await;
         accepted(&auth, &token, &format!("{mode:?}, before")).await;
         auths.push((mode, auth));
     }
+    let cached_at = std::time::Instant::now();
     revoke().await;
     for (mode, auth) in &auths {
         accepted(auth, &token, &format!("{mode:?}, from the cache")).await;
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep((ttl + Duration::from_millis(100)).saturating_sub(cached_at.elapsed())).await;
     for (mode, auth) in &auths {
         match mode {
             Mode::Userinfo | Mode::IdentityService => {
