@@ -216,8 +216,10 @@ class Keycloak:
     """A running Keycloak (scripts/keycloak) with the realms of tests/keycloak/: a user's password
     is `<user>-password`, a confidential client's secret `<client>-test-secret`."""
 
-    def __init__(self, ready: dict):
+    def __init__(self, ready: dict, log: Path):
+        self.ready = ready
         self.url = ready["ready"]
+        self.log = log
 
     def issuer(self, realm: str = "ndp") -> str:
         return f"{self.url}/realms/{realm}"
@@ -251,7 +253,7 @@ def keycloak(tmp_path_factory):
             if e.returncode == KEYCLOAK_MISSING and not os.environ.get("CI"):
                 pytest.skip(f"Keycloak cannot run here: {log.read_text().strip()}")
             raise
-        yield Keycloak(started.ready)
+        yield Keycloak(started.ready, log)
 
 
 def rendered(*args: str) -> dict:

@@ -2,7 +2,9 @@
 tokens against the realm's keys (tests/keycloak/ndp-realm.json), as docs/keycloak.md sets it up."""
 
 import os
+import stat
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
@@ -88,3 +90,11 @@ def test_a_java_too_old_for_keycloak_is_named(tmp_path):
     assert run.returncode == KEYCLOAK_MISSING
     assert run.stderr == f"scripts/keycloak: KEYCLOAK_JAVA_HOME ({old}) is not a Java 21 or later, which Keycloak needs\n"
     assert run.stdout == ""
+
+
+def test_the_administrators_password_is_in_its_file_only(keycloak):
+    password_file = Path(keycloak.ready["admin"]["password_file"])
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password = password_file.read_text()
+    assert len(password) >= 20
+    assert password not in keycloak.log.read_text()

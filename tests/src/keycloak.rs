@@ -67,10 +67,8 @@ impl Keycloak {
         };
         Some(Self {
             url: ready["ready"].as_str().expect("its URL").to_owned(),
-            admin_password: ready["admin"]["password"]
-                .as_str()
-                .expect("the admin's password")
-                .to_owned(),
+            admin_password: std::fs::read_to_string(ready["admin"]["password_file"].as_str().expect("its file"))
+                .expect("the admin's password"),
             _script: Mutex::new(script),
         })
     }

@@ -93,12 +93,15 @@ impl EksConnector {
     /// A new bearer token, from the current credentials.
     pub async fn token(&self) -> Result<String, ClusterError> {
         let config = self.aws().await?;
-        let unavailable = |e: String| {
+        // Each reason is in our words: a signer's or a provider's own may quote what it signed.
+        let unavailable = |e: &str| {
             tracing::error!(error = %e, "cannot make the EKS token");
             ClusterError::Unavailable("cannot make the EKS token".into())
         };
-        let credentials = aws::credentials(config).await.map_err(|e| unavailable(e.to_string()))?;
-        let region = config.region().ok_or_else(|| unavailable("no AWS region".into()))?;
+        let credentials = aws::credentials(config)
+            .await
+            .map_err(|e| unavailable(&e.to_string()))?;
+        let region = config.region().ok_or_else(|| unavailable("no AWS region"))?;
         token(&credentials, region.as_ref(), &self.cluster, SystemTime::now()).map_err(unavailable)
     }
 
@@ -129,16 +132,17 @@ impl EksConnector {
     }
 }
 
-/// The EKS token for `cluster`, signed with `credentials` in `region` at `time`.
-pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: SystemTime) -> Result<String, String> {
+/// The EKS token for `cluster`, signed with `credentials` in `region` at `time`; else why not,
+/// in our words (the signer's errors are not quoted).
+pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: SystemTime) -> Result<String, &'static str> {
     let host = format!("sts.{region}.{}", aws::dns_suffix(region));
     let url = format!("https://{host}/?Action=GetCallerIdentity&Version=2011-06-15");
     let mut settings = SigningSettings::default();
     settings.signature_location = SignatureLocation::QueryParams;
     settings.expires_in = Some(PRESIGN_EXPIRES);
     let headers = [("host", host.as_str()), ("x-k8s-aws-id", cluster)];
-    let signable =
-        SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[])).map_err(|e| e.to_string())?;
+    let signable = SignableRequest::new("GET", &url, headers.into_iter(), SignableBody::Bytes(&[]))
+        .map_err(|_| "the region or the cluster's name does not make a request to sign")?;
     let identity = credentials.clone().into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
@@ -147,9 +151,11 @@ pub fn token(credentials: &Credentials, region: &str, cluster: &str, time: Syste
         .time(time)
         .settings(settings)
         .build()
-        .map_err(|e| e.to_string())?
+        .map_err(|_| "the signing parameters are incomplete")?
         .into();
-    let (instructions, _signature) = sign(signable, &params).map_err(|e| e.to_string())?.into_parts();
+    let (instructions, _signature) = sign(signable, &params)
+        .map_err(|_| "the request cannot be signed")?
+        .into_parts();
     let (_, query) = instructions.into_parts();
     let mut signed = url;
     for (name, value) in query {
@@ -191,6 +197,16 @@ mod tests {
         assert!(!token.ends_with('='), "no padding");
         let other = super::token(&creds, "us-east-1", "other", at).unwrap();
         assert_ne!(token, other, "the cluster name is signed");
+    }
+
+    #[test]
+    fn a_token_that_cannot_be_made_is_told_in_our_words() {
+        let creds = Credentials::new("AKIDEXAMPLE", "s3cr3t-key", Some("s3ss10n".into()), None, "test");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_380_000);
+        assert_eq!(
+            token(&creds, "us east 1", "ndp", at),
+            Err("the region or the cluster's name does not make a request to sign")
+        );
     }
 
     const PEM: &str = "-----BEGIN CERTIFICATE-----\nAAECAw==\n-----END CERTIFICATE-----\n";
