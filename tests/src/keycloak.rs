@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use axum::Json;
 use axum::extract::State;
@@ -20,7 +20,7 @@ pub struct Keycloak {
     /// Its base URL, `http://127.0.0.1:PORT`.
     pub url: String,
     admin_password: String,
-    _script: Mutex<Child>,
+    _script: Child,
 }
 
 /// The tokens of a grant: an access token, and a refresh and an ID token when the grant gives
@@ -69,7 +69,7 @@ impl Keycloak {
             url: ready["ready"].as_str().expect("its URL").to_owned(),
             admin_password: std::fs::read_to_string(ready["admin"]["password_file"].as_str().expect("its file"))
                 .expect("the admin's password"),
-            _script: Mutex::new(script),
+            _script: script,
         })
     }
 
@@ -85,18 +85,27 @@ impl Keycloak {
 
     /// A password grant for `user` on the public client `client`, asking for `scope`.
     pub async fn password_grant(&self, realm: &str, client: &str, user: &str, scope: &str) -> Tokens {
+        self.password_grant_at(&self.endpoint(realm, "token"), client, user, scope)
+            .await
+    }
+
+    /// A password grant through another name of this Keycloak (`localhost` for `127.0.0.1`): its
+    /// tokens name that issuer, signed with the realm's same keys.
+    pub async fn password_grant_as_localhost(&self, user: &str) -> Tokens {
+        let url = self.endpoint("ndp", "token").replacen("127.0.0.1", "localhost", 1);
+        self.password_grant_at(&url, "ndp-tests", user, "openid").await
+    }
+
+    async fn password_grant_at(&self, url: &str, client: &str, user: &str, scope: &str) -> Tokens {
         let password = format!("{user}-password");
-        self.grant(
-            realm,
-            &[
-                ("grant_type", "password"),
-                ("client_id", client),
-                ("username", user),
-                ("password", &password),
-                ("scope", scope),
-            ],
-        )
-        .await
+        let form = [
+            ("grant_type", "password"),
+            ("client_id", client),
+            ("username", user),
+            ("password", &password),
+            ("scope", scope),
+        ];
+        self.grant_at(url, &form).await
     }
 
     /// A client-credentials grant: the access token of the confidential `client`'s service
@@ -117,23 +126,6 @@ impl Keycloak {
         )
         .await
         .access_token
-    }
-
-    /// A password grant through another name of this Keycloak (`localhost` for `127.0.0.1`): its
-    /// tokens name that issuer, signed with the realm's same keys.
-    pub async fn password_grant_as_localhost(&self, user: &str) -> Tokens {
-        let password = format!("{user}-password");
-        self.grant_at(
-            &self.endpoint("ndp", "token").replacen("127.0.0.1", "localhost", 1),
-            &[
-                ("grant_type", "password"),
-                ("client_id", "ndp-tests"),
-                ("username", user),
-                ("password", &password),
-                ("scope", "openid"),
-            ],
-        )
-        .await
     }
 
     async fn grant(&self, realm: &str, form: &[(&str, &str)]) -> Tokens {

@@ -469,13 +469,14 @@ impl Spawner {
         };
         let current = Claim::read(&cm)?;
         let name = manifests::pod_name(current.generation);
+        // The current generation's pod, taken out of the list: the rest holds the stale ones.
+        let mut present = present.items;
         let pod = match current.terminated {
             true => None,
             false => present
-                .items
                 .iter()
-                .find(|pod| pod.metadata.name.as_ref() == Some(&name))
-                .cloned(),
+                .position(|pod| pod.metadata.name.as_ref() == Some(&name))
+                .map(|at| present.swap_remove(at)),
         };
         let stage = self.servers.view(&owner, &current, pod.as_ref(), &[]).stage;
         let decided = spawn_plan::plan(&current, pod.is_some(), stage, &reqs.digest, force);
@@ -486,7 +487,7 @@ impl Spawner {
             reqs,
         };
         let ((), done) = tokio::try_join!(
-            remove_stale(&pods, &present.items, current.generation),
+            remove_stale(&pods, &present, current.generation),
             self.carry_out(&call, &current, pod, decided, forced_plan)
         )?;
         Ok(done)
