@@ -8,17 +8,24 @@ API := .venv/api
 POD := .venv/pod
 OIDC := tests/oidc
 CHROMIUM := /usr/bin/chromium
-export PATH := $(CURDIR)/$(TOOLS)/bin:$(PATH)
+# Tools built from crates.io, once per machine, in a cache outside the clone keyed by version.
+CACHE := $(or $(REXEC_CACHE),$(HOME)/.cache/rexec-lambda)
+HAKARI := $(CACHE)/tools/cargo-hakari-0.9.39
+export PATH := $(CURDIR)/$(TOOLS)/bin:$(HAKARI)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: dev token test deps lint build fuzz
 
-deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(API)/.installed $(POD)/.installed $(OIDC)/node_modules/.installed $(CHROMIUM)
+deps: $(TOOLS)/.installed $(CLIENTS)/.installed $(API)/.installed $(POD)/.installed $(OIDC)/node_modules/.installed $(CHROMIUM) $(HAKARI)/bin/cargo-hakari
 
 # Debian's Chromium, for the documentation pages' test (as root, or through sudo).
 $(CHROMIUM):
 	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive sh -c \
 		'apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null'
+
+# cargo-hakari keeps workspace-hack/ (see its Cargo.toml).
+$(HAKARI)/bin/cargo-hakari:
+	cargo install --quiet --locked --root $(HAKARI) cargo-hakari@$(patsubst cargo-hakari-%,%,$(notdir $(HAKARI)))
 
 $(TOOLS)/.installed: requirements/tools.txt
 	python3 -m venv $(TOOLS)
@@ -70,7 +77,10 @@ test: deps
 build: $(TOOLS)/.installed
 	sam build --parameter-overrides Architecture=$(or $(ARCH),arm64)
 
-lint: $(TOOLS)/.installed
+lint: $(TOOLS)/.installed $(HAKARI)/bin/cargo-hakari
+	cargo hakari generate --diff
+	cargo hakari manage-deps --dry-run
+	cargo hakari verify
 	sam validate --lint --template template.yaml --region us-east-1
 	cfn-lint template.yaml
 	$(TOOLS)/bin/python tests/checks/check_routes.py
@@ -78,7 +88,7 @@ lint: $(TOOLS)/.installed
 	$(TOOLS)/bin/python tests/checks/check_settings.py
 	$(TOOLS)/bin/python tests/checks/check_template_security.py
 	$(TOOLS)/bin/python tests/checks/check_metrics.py
-	$(TOOLS)/bin/python tests/checks/check_features.py
+	$(TOOLS)/bin/python tests/checks/check_local_feature.py
 	$(TOOLS)/bin/python tests/checks/check_security.py
 	$(TOOLS)/bin/python tests/checks/check_docs_assets.py
 	$(TOOLS)/bin/ruff check shared/src/server/pod

@@ -1,14 +1,12 @@
 //! The services a function talks to, started together for a test: the identity service and
 //! the Kubernetes stand-in, with the settings that point a function at them.
 
-use std::path::PathBuf;
-
 use rexec_shared::config::Vars;
 use rexec_shared::identity::Identity;
 use serde_json::json;
 
 use rexec_stand_ins::identity_service::{IdentityService, dev_users};
-use rexec_stand_ins::kube::KubeStandIn;
+use rexec_stand_ins::kube::{KubeStandIn, KubeconfigFile};
 
 /// `REXEC_SERVER_SOURCE_SHA256` for the stand-in, whose pods run nothing: no source is fetched.
 pub const UNFETCHED_SOURCE_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -23,7 +21,7 @@ pub const UNPULLED_IMAGE_DIGESTS: &str = "3.10=sha256:00000000000000000000000000
 pub struct Stack {
     pub identity: IdentityService,
     pub cluster: KubeStandIn,
-    pub kubeconfig: PathBuf,
+    pub kubeconfig: KubeconfigFile,
 }
 
 impl Stack {

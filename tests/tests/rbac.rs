@@ -13,7 +13,7 @@ use rexec_shared::server::reaper::Reaper;
 use rexec_shared::server::requirements::RequirementsPolicy;
 use rexec_shared::server::spawner::{Servers, Spawner, Terminated};
 use rexec_shared::server::status::Stage;
-use rexec_stand_ins::kube::{Behaviour, Grant, Permission, PodOutcome};
+use rexec_stand_ins::kube::{Behaviour, Grant, KubeconfigFile, Permission, PodOutcome};
 use rexec_tests::stack::{Stack, caller};
 use serde_norway::Value;
 
@@ -105,14 +105,11 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
             .map(|(group, rules)| (token(group), rules.clone()))
             .collect(),
     );
-    let kubeconfigs: BTreeMap<&str, String> = grants
+    let kubeconfigs: BTreeMap<&str, KubeconfigFile> = grants
         .keys()
-        .map(|group| {
-            let path = stack.cluster.write_kubeconfig(&token(group));
-            (group.as_str(), path.to_str().unwrap().to_owned())
-        })
+        .map(|group| (group.as_str(), stack.cluster.write_kubeconfig(&token(group))))
         .collect();
-    let vars = |group: &str| -> Vars { stack.vars(&[("KUBECONFIG", kubeconfigs[group].as_str())]) };
+    let vars = |group: &str| -> Vars { stack.vars(&[("KUBECONFIG", kubeconfigs[group].to_str().unwrap())]) };
     let policy = RequirementsPolicy::from_vars(&vars("rexec-lambda-spawn")).unwrap();
     let who = caller("u-1");
 
@@ -145,7 +142,7 @@ async fn each_function_is_granted_exactly_what_it_uses_and_no_more() {
         ..Behaviour::default()
     });
     let answer_at_once = stack.vars(&[
-        ("KUBECONFIG", kubeconfigs["rexec-lambda-spawn"].as_str()),
+        ("KUBECONFIG", kubeconfigs["rexec-lambda-spawn"].to_str().unwrap()),
         ("REXEC_SPAWN_WAIT_SECONDS", "0"),
     ]);
     let building = caller("u-3");

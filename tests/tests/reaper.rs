@@ -10,7 +10,7 @@ use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
 use rexec_shared::server::spawn_plan::Spawned;
 use rexec_shared::server::spawner::{Spawner, Terminated};
 use rexec_shared::server::status::Stage;
-use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn};
+use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, KubeconfigFile};
 use rexec_tests::logs::CapturedLogs;
 use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, UNPULLED_IMAGE_DIGESTS, caller};
 use serde_json::{Value, json};
@@ -20,13 +20,13 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 
 struct Setup {
     cluster: KubeStandIn,
-    kubeconfig: String,
+    kubeconfig: KubeconfigFile,
 }
 
 impl Setup {
     async fn start() -> Self {
         let cluster = KubeStandIn::start().await;
-        let kubeconfig = cluster.write_kubeconfig("t").to_str().unwrap().to_owned();
+        let kubeconfig = cluster.write_kubeconfig("t");
         Self { cluster, kubeconfig }
     }
 
@@ -41,7 +41,7 @@ impl Setup {
 
     fn vars(&self, extra: &[(&str, &str)]) -> Vars {
         let mut pairs = vec![
-            ("KUBECONFIG", self.kubeconfig.as_str()),
+            ("KUBECONFIG", self.kubeconfig.to_str().unwrap()),
             ("KUBE_TIMEOUT_SECONDS", "5"),
             ("REXEC_SERVER_SOURCE_SHA256", UNFETCHED_SOURCE_SHA256),
             ("REXEC_SERVER_IMAGE_DIGESTS", UNPULLED_IMAGE_DIGESTS),

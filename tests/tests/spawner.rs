@@ -11,7 +11,7 @@ use rexec_shared::server::requirements::{Requirements, RequirementsPolicy};
 use rexec_shared::server::spawn_plan::Spawned;
 use rexec_shared::server::spawner::{Server, Spawner, Terminated};
 use rexec_shared::server::status::{Phase, STEP_FETCHING, STEP_INSTALLING, STEP_WAITING, Stage};
-use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, PodOutcome};
+use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, KubeconfigFile, PodOutcome};
 use rexec_tests::stack::{UNFETCHED_SOURCE_SHA256, UNPULLED_IMAGE_DIGESTS};
 use serde_json::json;
 
@@ -23,6 +23,7 @@ fn answer(err: ServerError) -> ApiError {
 struct Setup {
     cluster: KubeStandIn,
     spawner: Arc<Spawner>,
+    _kubeconfig: KubeconfigFile,
 }
 
 /// A spawner that answers as soon as the objects are written (no wait for the server).
@@ -44,6 +45,7 @@ async fn setup_with(settings: &[(&str, &str)]) -> Setup {
     Setup {
         cluster,
         spawner: Arc::new(spawner),
+        _kubeconfig: kubeconfig,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The Kubernetes stand-in for local runs: `kube-stand-in [PORT] [KUBECONFIG_PATH]`.
 //!
 //! Writes a kubeconfig pointing at it with the bearer token `local`, which every request must
-//! carry (default: a new file in the temp directory), seeds a
+//! carry (default: a new file in the temp directory, removed on SIGINT or SIGTERM), seeds a
 //! broker Service of type LoadBalancer at 127.0.0.1, prints one JSON line
 //! `{"url": ..., "kubeconfig": ...}` once it listens, and serves until stopped. Pods take a
 //! couple of seconds to install and become Ready. The metrics API is served (empty: no pod
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use rexec_stand_ins::kube::{Behaviour, Fault, KubeStandIn, TokenCheck};
 use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
 
 #[tokio::main]
 async fn main() {
@@ -23,12 +24,16 @@ async fn main() {
         .map(|p| p.parse().expect("PORT must be a number"))
         .unwrap_or(0);
     let cluster = KubeStandIn::start_on(port).await;
-    let kubeconfig = match args.next() {
+    // A file of its own is removed when the stand-in stops; a named one is the caller's.
+    let (kubeconfig, _own) = match args.next() {
         Some(path) => {
             std::fs::write(&path, cluster.kubeconfig("local")).expect("write the kubeconfig");
-            path.into()
+            (std::path::PathBuf::from(path), None)
         }
-        None => cluster.write_kubeconfig("local"),
+        None => {
+            let own = cluster.write_kubeconfig("local");
+            (own.to_path_buf(), Some(own))
+        }
     };
     let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set"));
     cluster.require_token(match std::env::var("KUBE_STAND_IN_EKS_CLUSTER") {
@@ -69,5 +74,9 @@ async fn main() {
         }),
     );
     println!("{}", json!({"url": cluster.url(), "kubeconfig": kubeconfig}));
-    tokio::signal::ctrl_c().await.ok();
+    let mut terminate = signal(SignalKind::terminate()).expect("listen for SIGTERM");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }

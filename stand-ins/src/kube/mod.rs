@@ -180,11 +180,12 @@ impl KubeStandIn {
         .to_string()
     }
 
-    /// Writes [`Self::kubeconfig`] to a new file and returns its path.
-    pub fn write_kubeconfig(&self, token: &str) -> std::path::PathBuf {
+    /// Writes [`Self::kubeconfig`] to a new file in the temp directory, removed when the
+    /// returned value is dropped.
+    pub fn write_kubeconfig(&self, token: &str) -> KubeconfigFile {
         let path = std::env::temp_dir().join(format!("rexec-stand-in-{}.kubeconfig", uuid::Uuid::new_v4()));
         std::fs::write(&path, self.kubeconfig(token)).expect("write the kubeconfig");
-        path
+        KubeconfigFile(path)
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -401,5 +402,38 @@ async fn forget_calls_now(State(shared): State<Arc<Shared>>) {
 impl Drop for KubeStandIn {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// A kubeconfig file written by [`KubeStandIn::write_kubeconfig`]; dropping it removes the file.
+pub struct KubeconfigFile(std::path::PathBuf);
+
+impl std::ops::Deref for KubeconfigFile {
+    type Target = std::path::Path;
+
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for KubeconfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_written_kubeconfig_is_removed_with_its_value() {
+        let cluster = KubeStandIn::start().await;
+        let file = cluster.write_kubeconfig("t");
+        let path = file.to_path_buf();
+        let written: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(written["clusters"][0]["cluster"]["server"], cluster.url());
+        drop(file);
+        assert!(!path.exists(), "{} is left behind", path.display());
     }
 }
