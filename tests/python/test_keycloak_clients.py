@@ -1,9 +1,7 @@
 """The published clients, unmodified, with real Keycloak tokens: the stack (scripts/dev) checks
 tokens against the realm's keys (tests/keycloak/ndp-realm.json), as docs/keycloak.md sets it up."""
 
-import os
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import requests
 from ndp_ep import APIClient
 from rexec.client_api import remote_func
 
-from conftest import KEYCLOAK_MISSING, ROOT, Api, dev_stack
+from conftest import Api, dev_stack
 
 REQUIREMENTS = ["python==3.11", "numpy>=1.26"]
 
@@ -78,18 +76,6 @@ def test_a_machine_user_of_a_client_not_allowed_is_refused(api, keycloak):
 def test_an_administrator_by_keycloak_group_lists_every_server(api, keycloak):
     assert get(f"{api.rexec}/servers", keycloak.password_grant("ann")).status_code == 200
     assert get(f"{api.rexec}/servers", keycloak.password_grant("alice")).status_code == 403
-
-
-def test_a_java_too_old_for_keycloak_is_named(tmp_path):
-    old = tmp_path / "java-17"
-    (old / "bin").mkdir(parents=True)
-    (old / "bin" / "java").write_text('#!/bin/sh\necho \'openjdk version "17.0.15"\' >&2\n')
-    (old / "bin" / "java").chmod(0o755)
-    run = subprocess.run([str(ROOT / "scripts" / "keycloak")], env={**os.environ, "KEYCLOAK_JAVA_HOME": str(old)},
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == KEYCLOAK_MISSING
-    assert run.stderr == f"scripts/keycloak: KEYCLOAK_JAVA_HOME ({old}) is not a Java 21 or later, which Keycloak needs\n"
-    assert run.stdout == ""
 
 
 def test_the_administrators_password_is_in_its_file_only(keycloak):

@@ -1,5 +1,5 @@
 """scripts/keycloak when what it needs is missing: a download that fails, one that is not the
-pinned distribution, a Java that is not one. Each ends with status 3 and a line that says what
+pinned distribution, a Java older than 21. Each ends with status 3 and a line that says what
 is wrong, and leaves nothing in the machine's cache but its lock. (Keycloak itself, started, is
 `test_keycloak_clients.py`'s.)"""
 
@@ -75,8 +75,13 @@ def test_a_download_that_is_not_the_pinned_distribution_is_refused(tmp_path, not
     assert left_in_cache(tmp_path) == [".lock"]
 
 
-def test_a_java_home_that_is_not_java_21_is_named(tmp_path):
-    done = run(tmp_path, KEYCLOAK_JAVA_HOME=str(tmp_path))
-    assert done.returncode == KEYCLOAK_MISSING, done.stderr
-    assert f"KEYCLOAK_JAVA_HOME ({tmp_path}) is not a Java 21 or later" in done.stderr, done.stderr
+def test_a_java_too_old_for_keycloak_is_named(tmp_path):
+    old = tmp_path / "java-17"
+    (old / "bin").mkdir(parents=True)
+    (old / "bin" / "java").write_text('#!/bin/sh\necho \'openjdk version "17.0.15"\' >&2\n')
+    (old / "bin" / "java").chmod(0o755)
+    done = run(tmp_path, KEYCLOAK_JAVA_HOME=str(old))
+    assert done.returncode == KEYCLOAK_MISSING
+    assert done.stderr == f"scripts/keycloak: KEYCLOAK_JAVA_HOME ({old}) is not a Java 21 or later, which Keycloak needs\n"
+    assert done.stdout == ""
     assert left_in_cache(tmp_path) == []
