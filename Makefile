@@ -10,7 +10,8 @@ OIDC := tests/oidc
 CHROMIUM := /usr/bin/chromium
 # Tools built from crates.io, once per machine, in a cache outside the clone keyed by version.
 CACHE := $(or $(REXEC_CACHE),$(HOME)/.cache/rexec-lambda)
-HAKARI := $(CACHE)/tools/cargo-hakari-0.9.39
+HAKARI_VERSION := 0.9.39
+HAKARI := $(CACHE)/tools/cargo-hakari-$(HAKARI_VERSION)
 export PATH := $(CURDIR)/$(TOOLS)/bin:$(HAKARI)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
@@ -25,7 +26,7 @@ $(CHROMIUM):
 
 # cargo-hakari keeps workspace-hack/ (see its Cargo.toml).
 $(HAKARI)/bin/cargo-hakari:
-	cargo install --quiet --locked --root $(HAKARI) cargo-hakari@$(patsubst cargo-hakari-%,%,$(notdir $(HAKARI)))
+	cargo install --quiet --locked --root $(HAKARI) cargo-hakari@$(HAKARI_VERSION)
 
 $(TOOLS)/.installed: requirements/tools.txt
 	python3 -m venv $(TOOLS)
