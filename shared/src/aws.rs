@@ -174,15 +174,14 @@ pub fn check_endpoints(vars: &Vars) -> Result<(), AwsError> {
     Ok(())
 }
 
-/// The current credentials of `config`, for signing by hand (the EKS token).
-pub async fn credentials(config: &SdkConfig) -> Result<Credentials, AwsError> {
-    let provider = config
-        .credentials_provider()
-        .ok_or_else(|| AwsError("no AWS credentials provider".into()))?;
+/// The current credentials of `config`, for signing by hand (the EKS token); why there are
+/// none, in our words only (a `&'static str`, so nothing the provider said can be in it).
+pub async fn credentials(config: &SdkConfig) -> Result<Credentials, &'static str> {
+    let provider = config.credentials_provider().ok_or("no AWS credentials provider")?;
     provider
         .provide_credentials()
         .await
-        .map_err(|e| AwsError(format!("no AWS credentials: {}", credentials_failure(&e))))
+        .map_err(|e| credentials_failure(&e))
 }
 
 /// Why credentials could not be had, in our words: a provider's own message may quote what it
@@ -190,14 +189,14 @@ pub async fn credentials(config: &SdkConfig) -> Result<Credentials, AwsError> {
 fn credentials_failure(error: &CredentialsError) -> &'static str {
     match error {
         CredentialsError::CredentialsNotLoaded(_) => {
-            "no provider of the chain has any (see AWS_PROFILE and the environment)"
+            "no AWS credentials: no provider of the chain has any (see AWS_PROFILE and the environment)"
         }
-        CredentialsError::ProviderTimedOut(_) => "the provider did not answer in time",
-        CredentialsError::InvalidConfiguration(_) => "the provider's configuration is invalid",
+        CredentialsError::ProviderTimedOut(_) => "no AWS credentials: the provider did not answer in time",
+        CredentialsError::InvalidConfiguration(_) => "no AWS credentials: the provider's configuration is invalid",
         CredentialsError::ProviderError(_) => {
-            "the provider failed (an SSO login expired, or a credential process failed)"
+            "no AWS credentials: the provider failed (an SSO login expired, or a credential process failed)"
         }
-        _ => "the provider failed",
+        _ => "no AWS credentials: the provider failed",
     }
 }
 
@@ -383,7 +382,7 @@ mod tests {
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url("http://127.0.0.1:9")
             .build();
-        let error = credentials(&config).await.unwrap_err().to_string();
+        let error = credentials(&config).await.unwrap_err();
         assert!(!error.contains("SECRET"), "{error}");
         assert!(error.contains("the provider failed"), "{error}");
         let error = describe_cluster(&config, "ndp").await.unwrap_err().to_string();

@@ -93,14 +93,13 @@ impl EksConnector {
     /// A new bearer token, from the current credentials.
     pub async fn token(&self) -> Result<String, ClusterError> {
         let config = self.aws().await?;
-        // Each reason is in our words: a signer's or a provider's own may quote what it signed.
-        let unavailable = |e: &str| {
-            tracing::error!(error = %e, "cannot make the EKS token");
+        // Each reason is in our words (`&'static str`): a signer's or a provider's own may quote
+        // what it signed or read, secrets included.
+        let unavailable = |reason: &'static str| {
+            tracing::error!(error = reason, "cannot make the EKS token");
             ClusterError::Unavailable("cannot make the EKS token".into())
         };
-        let credentials = aws::credentials(config)
-            .await
-            .map_err(|e| unavailable(&e.to_string()))?;
+        let credentials = aws::credentials(config).await.map_err(unavailable)?;
         let region = config.region().ok_or_else(|| unavailable("no AWS region"))?;
         token(&credentials, region.as_ref(), &self.cluster, SystemTime::now()).map_err(unavailable)
     }
