@@ -2,7 +2,6 @@
 //! listener whose certificate only the kubeconfig's certificate authority vouches for.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -13,7 +12,7 @@ use kube::api::ListParams;
 use rcgen::CertifiedKey;
 use rexec_shared::cluster::{Cluster, ClusterError};
 use rexec_shared::config::Vars;
-use rexec_stand_ins::kube::{KubeStandIn, TokenCheck};
+use rexec_stand_ins::kube::{KubeStandIn, KubeconfigFile, TokenCheck};
 use rustls::pki_types::PrivateKeyDer;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
@@ -54,7 +53,7 @@ async fn tls_front(upstream: SocketAddr, certified: &CertifiedKey<rcgen::KeyPair
     addr
 }
 
-struct Kubeconfig(PathBuf);
+struct Kubeconfig(KubeconfigFile);
 
 impl Kubeconfig {
     fn write(server: &str, ca_pem: Option<&str>, token: &str) -> Self {
@@ -68,21 +67,13 @@ impl Kubeconfig {
             "users": [{"name": "tls", "user": {"token": token}}],
             "contexts": [{"name": "tls", "context": {"cluster": "tls", "user": "tls"}}],
         });
-        let path = std::env::temp_dir().join(format!("rexec-tls-{}.kubeconfig", uuid::Uuid::new_v4()));
-        std::fs::write(&path, config.to_string()).unwrap();
-        Self(path)
+        Self(KubeconfigFile::write(&config.to_string()))
     }
 
     async fn list_namespaces(&self) -> Result<usize, ClusterError> {
         let cluster = Cluster::from_vars(&Vars::from_pairs([("KUBECONFIG", self.0.to_str().unwrap())])).unwrap();
         let namespaces: Api<Namespace> = Api::all(cluster.client().await?);
         Ok(namespaces.list(&ListParams::default()).await?.items.len())
-    }
-}
-
-impl Drop for Kubeconfig {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -183,9 +183,7 @@ impl KubeStandIn {
     /// Writes [`Self::kubeconfig`] to a new file in the temp directory, removed when the
     /// returned value is dropped.
     pub fn write_kubeconfig(&self, token: &str) -> KubeconfigFile {
-        let path = std::env::temp_dir().join(format!("rexec-stand-in-{}.kubeconfig", uuid::Uuid::new_v4()));
-        std::fs::write(&path, self.kubeconfig(token)).expect("write the kubeconfig");
-        KubeconfigFile(path)
+        KubeconfigFile::write(&self.kubeconfig(token))
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -405,8 +403,16 @@ impl Drop for KubeStandIn {
     }
 }
 
-/// A kubeconfig file written by [`KubeStandIn::write_kubeconfig`]; dropping it removes the file.
+/// A kubeconfig in a new file of the temp directory; dropping it removes the file.
 pub struct KubeconfigFile(std::path::PathBuf);
+
+impl KubeconfigFile {
+    pub fn write(config: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("rexec-stand-in-{}.kubeconfig", uuid::Uuid::new_v4()));
+        std::fs::write(&path, config).expect("write the kubeconfig");
+        Self(path)
+    }
+}
 
 impl std::ops::Deref for KubeconfigFile {
     type Target = std::path::Path;
